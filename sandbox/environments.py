@@ -1,0 +1,145 @@
+"""Environment images: a repository at one commit, set up once (with network), cached by content hash.
+
+Setup (e.g. `pip install -e .[test]`) runs at build time with network; sandboxes made from the image
+run without. After setup the whole /repo tree becomes one fresh commit, so `reset()` restores build
+artefacts too and no history of the source repository exists inside.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import tempfile
+from pathlib import Path
+
+import docker
+from docker.errors import APIError
+from pydantic import BaseModel, Field
+
+from sandbox.base_image import LABEL_KIND, ensure_base_image, image_exists, suite_for_python
+from sandbox.errors import ImageBuildError, ImageError
+from sandbox.repos import DEFAULT_CACHE, RepoSource, archive_commit, local_git_dir, resolve_commit
+from sandbox.sandbox import REPO_DIR, SANDBOX_USER
+
+BUILD_FORMAT = 1  # bump when the build recipe changes, so old cached images are not reused
+DEFAULT_EXCLUDES = "__pycache__/\n*.pyc\n.pytest_cache/\n"
+SCRUB_SCRIPT = (
+    f"cd {REPO_DIR} && rm -rf .git && git init -q && printf '{DEFAULT_EXCLUDES}' >> .git/info/exclude "
+    "&& git add -A -f && git commit -q --no-verify --allow-empty -m base"
+)
+
+
+class EnvSpec(BaseModel):
+    """How to turn a checkout into a runnable environment."""
+
+    base_image: str | None = Field(None, description="Image to start from; default: the patchswarm base image whose Python is nearest to `python`.")
+    python: str | None = Field(None, description="Wanted Python version, e.g. '3.11'. The nearest available is used and recorded.")
+    setup: list[str] = Field(default_factory=list, description="Shell commands run in /repo as the sandbox user, with network, e.g. 'pip install -e .[test]'.")
+    test_cmd: str | None = Field(None, description="The repository's own test command, used for regression checks.")
+    setup_timeout_s: float = Field(1800, description="Time limit for all setup commands together.")
+
+
+class EnvImage(BaseModel):
+    """A built (or reused) environment image and the facts a result should record."""
+
+    tag: str
+    base_image: str
+    python: str | None
+    repo_sha: str
+    test_cmd: str | None = None
+    built: bool = False
+    build_log: str | None = None
+
+
+def use_existing_image(client: docker.DockerClient, name: str) -> str:
+    """An image used as it is (e.g. an official SWE-bench instance image): present locally or pullable."""
+    if image_exists(client, name):
+        return name
+    try:
+        client.images.pull(name)
+        return name
+    except APIError as exc:
+        raise ImageError(f"unknown image {name}: not present locally and pulling failed ({exc.explanation})") from None
+
+
+def _resolve_base(client: docker.DockerClient, env: EnvSpec) -> tuple[str, str | None]:
+    if env.base_image:
+        return use_existing_image(client, env.base_image), env.python
+    suite, python = suite_for_python(env.python)
+    return ensure_base_image(client, suite), python
+
+
+def env_image_tag(base_image_id: str, repo_sha: str, env: EnvSpec) -> str:
+    spec = {"format": BUILD_FORMAT, "base": base_image_id, "sha": repo_sha, "setup": env.setup}
+    digest = hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:20]
+    return f"patchswarm-env:{digest}"
+
+
+def _tail(path: Path, lines: int = 20) -> str:
+    text = path.read_text(errors="replace").splitlines()
+    return "\n".join(text[-lines:])
+
+
+def _stream_exec(client: docker.DockerClient, container_id: str, command: str, log, user: str) -> int | None:
+    api = client.api
+    exec_id = api.exec_create(container_id, ["bash", "-c", command], user=user, workdir=REPO_DIR)["Id"]
+    for chunk in api.exec_start(exec_id, stream=True):
+        log.write(chunk)
+    log.flush()
+    return api.exec_inspect(exec_id).get("ExitCode")
+
+
+def build_env_image(
+    client: docker.DockerClient, repo: RepoSource, env: EnvSpec, *, run_id: str = "build",
+    log_dir: Path | None = None, cache_dir: Path = DEFAULT_CACHE,
+) -> EnvImage:
+    """Build (or reuse) the image for `repo` at its commit with `env`'s setup. Safe to call concurrently."""
+    git_dir = local_git_dir(repo, cache_dir)
+    sha = resolve_commit(git_dir, repo.commit, repo.location)
+    base, python = _resolve_base(client, env)
+    tag = env_image_tag(client.images.get(base).id, sha, env)
+    log_dir = log_dir or Path(tempfile.gettempdir()) / "patchswarm-logs"
+    log_dir.mkdir(parents=True, exist_ok=True)
+    log_path = log_dir / f"env-{tag.split(':')[1]}.log"
+    result = EnvImage(tag=tag, base_image=base, python=python, repo_sha=sha, test_cmd=env.test_cmd,
+                      build_log=str(log_path))
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    # One builder per tag; a second worker waits and then reuses the image.
+    with open(cache_dir / f".lock-{tag.split(':')[1]}", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if image_exists(client, tag):
+            return result
+        _build(client, git_dir, sha, base, tag, env, run_id, log_path)
+    result.built = True
+    return result
+
+
+def _build(client, git_dir: Path, sha: str, base: str, tag: str, env: EnvSpec, run_id: str, log_path: Path) -> None:
+    container = client.containers.create(
+        base, ["sleep", "infinity"], user="0", working_dir="/",
+        labels={"patchswarm.run": run_id, LABEL_KIND: "env-build"},
+    )
+    try:
+        container.start()
+        with open(log_path, "wb") as log:
+            container.put_archive(REPO_DIR, archive_commit(git_dir, sha))
+            container.exec_run(["chown", "-R", "1000:1000", REPO_DIR])
+            for command in env.setup:
+                log.write(f"$ {command}\n".encode())
+                code = _stream_exec(client, container.id, command, log, SANDBOX_USER)
+                if code != 0:
+                    raise ImageBuildError(f"environment setup command {command!r} failed (exit {code})",
+                                          str(log_path), _tail(log_path))
+            code = _stream_exec(client, container.id, SCRUB_SCRIPT, log, SANDBOX_USER)
+            if code != 0:
+                raise ImageBuildError("making the base commit failed", str(log_path), _tail(log_path))
+        container.stop(timeout=1)
+        repository, _, version = tag.partition(":")
+        container.commit(repository=repository, tag=version, changes=[
+            f"WORKDIR {REPO_DIR}", 'CMD ["sleep", "infinity"]', f"LABEL {LABEL_KIND}=env",
+            f"LABEL patchswarm.repo_sha={sha}",
+        ])
+    finally:
+        container.remove(force=True)
+

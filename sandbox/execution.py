@@ -1,0 +1,144 @@
+"""Run one command in a running container with a real timeout and capped, lossless-enough output."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+
+from docker import APIClient
+from pydantic import BaseModel
+
+DEFAULT_OUTPUT_CAP = 64 * 1024
+
+
+class ExecResult(BaseModel):
+    """What a command did. A non-zero exit is data, never an exception."""
+
+    command: str
+    exit_code: int | None
+    output: str  # stdout and stderr merged in arrival order; head and tail kept when capped
+    timed_out: bool = False
+    duration_s: float
+    output_bytes: int  # bytes the command printed in total
+    truncated_bytes: int = 0  # bytes cut from the middle of `output`
+
+    @property
+    def ok(self) -> bool:
+        return self.exit_code == 0 and not self.timed_out
+
+    @property
+    def killed_by_signal(self) -> int | None:
+        if self.exit_code is not None and self.exit_code > 128:
+            return self.exit_code - 128
+        return None
+
+    def describe(self) -> str:
+        """One line for logs and prompts: how the command ended."""
+        if self.timed_out:
+            return f"timed out after {self.duration_s:.1f}s (process tree killed)"
+        if self.exit_code == 137:
+            return "killed by SIGKILL (exit 137): most likely out of memory"
+        return f"exit code {self.exit_code}"
+
+
+class OutputCollector:
+    """Keeps the first and last `cap/2` bytes and counts the rest, so floods cost bounded memory."""
+
+    def __init__(self, cap: int = DEFAULT_OUTPUT_CAP):
+        self.half = max(cap // 2, 1)
+        self.head = bytearray()
+        self.tail: deque[bytes] = deque()
+        self.tail_len = 0
+        self.total = 0
+
+    def add(self, chunk: bytes) -> None:
+        self.total += len(chunk)
+        room = self.half - len(self.head)
+        if room > 0:
+            self.head += chunk[:room]
+            chunk = chunk[room:]
+        if not chunk:
+            return
+        self.tail.append(chunk)
+        self.tail_len += len(chunk)
+        while self.tail_len - len(self.tail[0]) >= self.half:
+            self.tail_len -= len(self.tail.popleft())
+
+    def render(self) -> tuple[str, int]:
+        tail = b"".join(self.tail)
+        if len(tail) > self.half:
+            tail = tail[-self.half :]
+        cut = self.total - len(self.head) - len(tail)
+        # Invalid UTF-8 is replaced, never dropped, so byte counts in the marker stay honest.
+        head_text = self.head.decode("utf-8", errors="replace")
+        tail_text = tail.decode("utf-8", errors="replace")
+        if cut > 0:
+            return f"{head_text}\n[... {cut} bytes of output cut ...]\n{tail_text}", cut
+        return head_text + tail_text, 0
+
+
+def run_exec(
+    api: APIClient,
+    container_id: str,
+    command: str,
+    *,
+    timeout: float,
+    user: str,
+    workdir: str | None = None,
+    env: dict[str, str] | None = None,
+    output_cap: int = DEFAULT_OUTPUT_CAP,
+) -> ExecResult:
+    """Run `command` under bash; on timeout kill every process of the sandbox but its init."""
+    started = time.monotonic()
+    exec_id = api.exec_create(
+        container_id, ["bash", "-c", command], stdout=True, stderr=True,
+        user=user, workdir=workdir, environment=env or {},
+    )["Id"]
+    stream = api.exec_start(exec_id, stream=True)
+    collector = OutputCollector(output_cap)
+    done = threading.Event()
+
+    def pump() -> None:
+        try:
+            for chunk in stream:
+                collector.add(chunk)
+        except Exception:  # noqa: BLE001 - the stream breaks when we kill the process tree
+            pass
+        finally:
+            done.set()
+
+    reader = threading.Thread(target=pump, daemon=True)
+    reader.start()
+    timed_out = not done.wait(timeout)
+    if timed_out:
+        kill_all_processes(api, container_id, user)
+        # The stream ends once the killed processes release their pipes.
+        if not done.wait(15):
+            stream.close()
+    duration = time.monotonic() - started
+    exit_code = _wait_exit_code(api, exec_id)
+    output, cut = collector.render()
+    return ExecResult(
+        command=command, exit_code=exit_code, output=output, timed_out=timed_out,
+        duration_s=duration, output_bytes=collector.total, truncated_bytes=cut,
+    )
+
+
+def _wait_exit_code(api: APIClient, exec_id: str) -> int | None:
+    # The stream can close a moment before the engine records the exit code.
+    for _ in range(50):
+        info = api.exec_inspect(exec_id)
+        if not info.get("Running"):
+            return info.get("ExitCode")
+        time.sleep(0.02)
+    return None
+
+
+def kill_all_processes(api: APIClient, container_id: str, user: str) -> None:
+    """`kill -9 -1` signals every process the user may signal except init and itself, in this PID namespace.
+
+    That reaches children that left the process group (setsid, daemons), which a process-group kill misses.
+    """
+    exec_id = api.exec_create(container_id, ["bash", "-c", "kill -9 -1 2>/dev/null; true"], user=user)["Id"]
+    api.exec_start(exec_id)

@@ -1,0 +1,241 @@
+"""Create labelled sandboxes, keep warm ones in pools, and make sure none outlive their run.
+
+Every container carries `patchswarm.run=<run id>` plus the owner's pid and its start time, so a
+later sweep can tell containers of crashed runs (owner gone) from those of live ones.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import contextlib
+import os
+import signal
+import socket
+import threading
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from concurrent.futures import ThreadPoolExecutor
+
+import docker
+from docker.errors import APIError, ImageNotFound, NotFound
+from pydantic import BaseModel, Field
+
+from sandbox.errors import ImageError, SandboxBroken, SandboxError
+from sandbox.sandbox import REPO_DIR, SANDBOX_USER, Sandbox
+
+LABEL_RUN = "patchswarm.run"
+LABEL_PID = "patchswarm.pid"
+LABEL_PID_START = "patchswarm.pid_start"
+LABEL_HOST = "patchswarm.host"
+# PID 1 of every sandbox: reaps orphans (so killed process trees do not pile up as zombies) and is
+# the one process `kill -9 -1` cannot reach, so timeouts never stop the container itself.
+INIT_COMMAND = ["sh", "-c", "trap 'exit 0' TERM; while :; do sleep 2 & wait; done"]
+
+
+class Limits(BaseModel):
+    """Resource limits of one sandbox."""
+
+    cpus: float = Field(1.0, description="CPU share (docker --cpus).")
+    memory_mb: int = Field(2048, description="Memory limit; swap is not allowed beyond it.")
+    pids: int = Field(512, description="Maximum number of processes (stops fork bombs).")
+
+
+def new_run_id() -> str:
+    return uuid.uuid4().hex[:12]
+
+
+def process_start_time(pid: int) -> str | None:
+    """Start time of a process in clock ticks since boot; tells a live owner from a reused pid."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return None
+
+
+def owner_alive(labels: dict[str, str]) -> bool:
+    if labels.get(LABEL_HOST) != socket.gethostname():
+        return True  # another machine's container: not ours to judge
+    try:
+        pid = int(labels.get(LABEL_PID, "0"))
+    except ValueError:
+        return False
+    return pid > 0 and process_start_time(pid) == labels.get(LABEL_PID_START)
+
+
+def remove_containers(client: docker.DockerClient, run_id: str | None = None, only_orphans: bool = False) -> int:
+    """Remove labelled containers: of one run, of every run, or only those whose owner process is gone."""
+    label = f"{LABEL_RUN}={run_id}" if run_id else LABEL_RUN
+    containers = client.containers.list(all=True, filters={"label": label})
+    doomed = [c for c in containers if not (only_orphans and owner_alive(c.labels))]
+
+    def remove(container) -> None:
+        with contextlib.suppress(NotFound, APIError):
+            container.remove(force=True)
+
+    try:
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            list(pool.map(remove, doomed))
+    except RuntimeError:  # at interpreter shutdown (atexit) no new threads may start
+        for container in doomed:
+            remove(container)
+    return len(doomed)
+
+
+class SandboxManager:
+    """Owns every sandbox of one run. Use as a context manager; also cleans up at exit and on SIGTERM."""
+
+    def __init__(self, client: docker.DockerClient, run_id: str | None = None, *, sweep: bool = True,
+                 handle_signals: bool = True):
+        self.client = client
+        self.run_id = run_id or new_run_id()
+        self._sandboxes: dict[str, Sandbox] = {}
+        self._lock = threading.Lock()
+        self.closed = False
+        pid = os.getpid()
+        self.labels = {LABEL_RUN: self.run_id, LABEL_PID: str(pid),
+                       LABEL_PID_START: process_start_time(pid) or "", LABEL_HOST: socket.gethostname()}
+        if sweep:
+            remove_containers(client, only_orphans=True)
+        atexit.register(self.close_all)
+        if handle_signals:
+            install_termination_handler()
+
+    def create(self, image: str, *, network: bool = False, limits: Limits | None = None,
+               user: str = SANDBOX_USER, workdir: str = REPO_DIR) -> Sandbox:
+        """Start an isolated container: no network unless asked, non-root, no capabilities, limited."""
+        if self.closed:
+            raise SandboxBroken(f"sandbox manager of run {self.run_id} is closed")
+        limits = limits or Limits()
+        try:
+            container = self.client.containers.run(
+                image, INIT_COMMAND, detach=True, labels=self.labels, user=user, working_dir=workdir,
+                network_mode="bridge" if network else "none", cap_drop=["ALL"],
+                security_opt=["no-new-privileges"], pids_limit=limits.pids,
+                mem_limit=f"{limits.memory_mb}m", memswap_limit=f"{limits.memory_mb}m",
+                nano_cpus=int(limits.cpus * 1e9), environment={}, stop_signal="SIGKILL",
+            )
+        except ImageNotFound:
+            raise ImageError(f"unknown image {image}: build it first (patchswarm images build-base)") from None
+        except APIError as exc:
+            # docker-py tries a pull for a missing image; without a registry that fails with a 500.
+            if not self._image_exists(image):
+                raise ImageError(f"unknown image {image}: not present locally and not pullable") from None
+            raise SandboxError(f"cannot start a sandbox from {image}: {exc.explanation}") from None
+        sandbox = Sandbox(container, image, user=user, workdir=workdir)
+        with self._lock:
+            self._sandboxes[container.id] = sandbox
+        return sandbox
+
+    def _image_exists(self, image: str) -> bool:
+        try:
+            self.client.images.get(image)
+            return True
+        except ImageNotFound:
+            return False
+
+    def discard(self, sandbox: Sandbox) -> None:
+        with self._lock:
+            self._sandboxes.pop(sandbox.id, None)
+        sandbox.close()
+
+    def close_all(self) -> None:
+        """Remove every container of this run, also ones we lost track of (e.g. created mid-crash)."""
+        with self._lock:
+            if self.closed:
+                return
+            self.closed = True
+            self._sandboxes.clear()
+        with contextlib.suppress(Exception):
+            remove_containers(self.client, self.run_id)
+        atexit.unregister(self.close_all)
+
+    def __enter__(self) -> SandboxManager:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close_all()
+
+
+def install_termination_handler() -> None:
+    """Turn SIGTERM into SystemExit so `with` blocks and atexit run; SIGINT already raises KeyboardInterrupt."""
+    if threading.current_thread() is not threading.main_thread():
+        return
+    if signal.getsignal(signal.SIGTERM) in (signal.SIG_DFL, None):
+        signal.signal(signal.SIGTERM, _raise_system_exit)
+
+
+def _raise_system_exit(signum, frame) -> None:
+    raise SystemExit(128 + signum)
+
+
+class SandboxPool:
+    """Warm sandboxes of one image, reused across tasks; at most `size` exist at once."""
+
+    def __init__(self, manager: SandboxManager, image: str, size: int = 4, *, network: bool = False,
+                 limits: Limits | None = None):
+        self.manager, self.image, self.size = manager, image, size
+        self.network, self.limits = network, limits
+        self._idle: list[Sandbox] = []
+        self._lock = threading.Lock()
+        self._slots = threading.BoundedSemaphore(size)
+        self._async_slots: dict[asyncio.AbstractEventLoop, asyncio.Semaphore] = {}
+        self.created = 0
+
+    def _take(self) -> Sandbox:
+        with self._lock:
+            sandbox = self._idle.pop() if self._idle else None
+        if sandbox is None:
+            sandbox = self.manager.create(self.image, network=self.network, limits=self.limits)
+            self.created += 1
+        elif sandbox.dirty:
+            try:
+                sandbox.reset()
+            except SandboxBroken:
+                self.manager.discard(sandbox)
+                return self._take()
+        return sandbox
+
+    def _give(self, sandbox: Sandbox, broken: bool) -> None:
+        if broken or sandbox.closed:
+            self.manager.discard(sandbox)
+            return
+        with self._lock:
+            self._idle.append(sandbox)
+
+    @contextlib.contextmanager
+    def acquire(self) -> Iterator[Sandbox]:
+        """A sandbox at the base state; blocks while `size` are in use."""
+        with self._slots:
+            sandbox = self._take()
+            broken = False
+            try:
+                yield sandbox
+            except SandboxBroken:
+                broken = True
+                raise
+            finally:
+                self._give(sandbox, broken)
+
+    @contextlib.asynccontextmanager
+    async def lease(self) -> AsyncIterator[Sandbox]:
+        """Async variant: waits on an asyncio semaphore, never blocking an executor thread while queued."""
+        loop = asyncio.get_running_loop()
+        slots = self._async_slots.setdefault(loop, asyncio.Semaphore(self.size))
+        async with slots:
+            sandbox = await asyncio.to_thread(self._take)
+            broken = False
+            try:
+                yield sandbox
+            except SandboxBroken:
+                broken = True
+                raise
+            finally:
+                self._give(sandbox, broken)
+
+    def close(self) -> None:
+        with self._lock:
+            idle, self._idle = self._idle, []
+        for sandbox in idle:
+            self.manager.discard(sandbox)

@@ -1,0 +1,83 @@
+"""Repository sources on the host: a local path or a git URL, resolved to one commit's tree.
+
+Sandboxes never see the source repository's history: images get `git archive` of one commit,
+so no later fix can be read from objects, refs or reflogs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import subprocess
+from pathlib import Path
+
+from pydantic import BaseModel, Field
+
+from sandbox.errors import RepoError
+
+DEFAULT_CACHE = Path.home() / ".cache" / "patchswarm" / "repos"
+
+
+class RepoSource(BaseModel):
+    """Where a repository comes from and which commit to use."""
+
+    location: str = Field(description="Local path to a git repository, or a git URL (https://, ssh, file://).")
+    commit: str = Field(description="Commit SHA (or any revision git understands) to provision.")
+
+    @property
+    def is_local_path(self) -> bool:
+        return "://" not in self.location and not self.location.startswith("git@")
+
+
+def _git(args: list[str], cwd: Path | None = None, timeout: float = 600) -> subprocess.CompletedProcess:
+    return subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, timeout=timeout)
+
+
+def _last_line(text: str) -> str:
+    lines = [line for line in text.strip().splitlines() if line.strip()]
+    return lines[-1] if lines else "no output"
+
+
+def local_git_dir(source: RepoSource, cache_dir: Path = DEFAULT_CACHE) -> Path:
+    """A git directory on the host holding `source.commit`: the path itself, or a cached bare clone of the URL."""
+    if source.is_local_path:
+        path = Path(source.location).expanduser().resolve()
+        if not path.exists():
+            raise RepoError(f"repository path does not exist: {source.location}")
+        if _git(["rev-parse", "--git-dir"], cwd=path).returncode != 0:
+            raise RepoError(f"not a git repository: {source.location}")
+        return path
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    mirror = cache_dir / (hashlib.sha256(source.location.encode()).hexdigest()[:16] + ".git")
+    if not mirror.exists():
+        done = _git(["clone", "--bare", "--quiet", source.location, str(mirror)])
+        if done.returncode != 0:
+            raise RepoError(f"cannot clone {source.location}: {_last_line(done.stderr)}")
+    elif _git(["cat-file", "-e", f"{source.commit}^{{commit}}"], cwd=mirror).returncode != 0:
+        _git(["fetch", "--quiet", "origin", "+refs/heads/*:refs/heads/*", "+refs/tags/*:refs/tags/*"], cwd=mirror)
+    return mirror
+
+
+def resolve_commit(git_dir: Path, commit: str, location: str) -> str:
+    done = _git(["rev-parse", "--verify", "--quiet", f"{commit}^{{commit}}"], cwd=git_dir)
+    if done.returncode != 0:
+        raise RepoError(f"commit {commit} not found in {location}")
+    return done.stdout.strip()
+
+
+def archive_commit(git_dir: Path, sha: str) -> bytes:
+    """A tar of the commit's tree (tracked files only), nothing of its history."""
+    done = subprocess.run(["git", "archive", "--format=tar", sha], cwd=git_dir, capture_output=True, timeout=600)
+    if done.returncode != 0:
+        raise RepoError(f"git archive of {sha} failed: {_last_line(done.stderr.decode(errors='replace'))}")
+    return done.stdout
+
+
+def checkout_tree(git_dir: Path, sha: str, dest: Path) -> Path:
+    """Extract the commit's tree into `dest` on the host (the agent's read-only view for context and edits)."""
+    import io
+    import tarfile
+
+    dest.mkdir(parents=True, exist_ok=True)
+    with tarfile.open(fileobj=io.BytesIO(archive_commit(git_dir, sha))) as tar:
+        tar.extractall(dest, filter="tar")
+    return dest

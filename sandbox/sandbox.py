@@ -1,0 +1,247 @@
+"""One sandbox = one container holding one repository at /repo, with a single scrubbed base commit."""
+
+from __future__ import annotations
+
+import base64
+import io
+import re
+import shlex
+import tarfile
+import threading
+
+from docker.errors import APIError, NotFound
+from docker.models.containers import Container
+
+from sandbox.errors import PatchApplyError, SandboxBroken, SandboxError
+from sandbox.execution import DEFAULT_OUTPUT_CAP, ExecResult, kill_all_processes, run_exec
+
+REPO_DIR = "/repo"
+SANDBOX_USER = "1000:1000"
+# Exit code and marker of the in-container prelude (reset / patch / files) in `Sandbox.run`.
+PRELUDE_FAILED = 125
+PRELUDE_MARKER = "@@patchswarm-prelude-failed@@"
+# Commands travel inside the exec request; beyond this the payload is written in chunks first.
+INLINE_LIMIT = 256 * 1024
+
+RESET_SCRIPT = "git reset -q --hard HEAD && git clean -qfdx"
+# A temporary index keeps `diff()` from touching the sandbox's own index.
+DIFF_SCRIPT = (
+    "export GIT_INDEX_FILE=/tmp/.patchswarm-diff-index; rm -f $GIT_INDEX_FILE; "
+    "git read-tree HEAD && git add -A && git diff --cached --no-color --no-ext-diff HEAD; "
+    "rc=$?; rm -f $GIT_INDEX_FILE; exit $rc"
+)
+
+
+def _b64(data: str | bytes) -> str:
+    raw = data.encode("utf-8") if isinstance(data, str) else data
+    return base64.b64encode(raw).decode("ascii")
+
+
+def _write_file_script(path: str, data: str | bytes) -> str:
+    quoted = shlex.quote(path)
+    return f"mkdir -p \"$(dirname {quoted})\" && printf %s {_b64(data)} | base64 -d > {quoted}"
+
+
+def binary_patch_files(diff: str) -> list[str]:
+    """Files that a diff changes in binary form; such patches are refused (edits are text only)."""
+    files, current = [], None
+    for line in diff.splitlines():
+        if line.startswith("diff --git "):
+            current = line.split(" b/", 1)[-1]
+        elif line.startswith("GIT binary patch") or (line.startswith("Binary files ") and line.endswith(" differ")):
+            files.append(current or line)
+    return files
+
+
+def _apply_script(patch_path: str) -> str:
+    """git apply first; `patch` with fuzz as the fallback for slightly stale context."""
+    p = shlex.quote(patch_path)
+    return (
+        f"if git apply --whitespace=nowarn {p} 2>/tmp/.ps_git_apply.err; then :; "
+        f"elif patch -p1 --batch --forward --fuzz=2 --no-backup-if-mismatch -r /dev/null --dry-run < {p} "
+        f"> /tmp/.ps_patch.out 2>&1; then patch -p1 --batch --forward --fuzz=2 --no-backup-if-mismatch "
+        f"-r /dev/null < {p} > /dev/null; "
+        f"else echo {PRELUDE_MARKER}; cat /tmp/.ps_git_apply.err /tmp/.ps_patch.out; exit {PRELUDE_FAILED}; fi"
+    )
+
+
+def rejected_hunks(output: str) -> list[str]:
+    """Names of rejected files/hunks from git apply's and patch's error text."""
+    rejected: list[str] = []
+    for m in re.finditer(r"error: patch failed: (\S+):(\d+)", output):
+        rejected.append(f"{m.group(1)} (hunk at line {m.group(2)})")
+    for m in re.finditer(r"error: (\S+): No such file or directory", output):
+        rejected.append(f"{m.group(1)} (file does not exist)")
+    for m in re.finditer(r"error: (\S+): already exists in working directory", output):
+        rejected.append(f"{m.group(1)} (file already exists)")
+    current = None
+    for line in output.splitlines():
+        for prefix in ("patching file ", "checking file "):
+            if line.startswith(prefix):
+                current = line[len(prefix) :].strip()
+        m = re.match(r"Hunk #(\d+) FAILED at (\d+)", line)
+        if m:
+            rejected.append(f"{current} hunk #{m.group(1)} (at line {m.group(2)})")
+    return list(dict.fromkeys(rejected))
+
+
+class Sandbox:
+    """A running, isolated container with a repository. Not thread-safe for concurrent commands."""
+
+    def __init__(self, container: Container, image: str, user: str = SANDBOX_USER, workdir: str = REPO_DIR):
+        self.container = container
+        self.image = image
+        self.user = user
+        self.workdir = workdir
+        self.dirty = False  # True once anything may have changed since the last reset
+        self.closed = False
+        self._lock = threading.Lock()
+
+    @property
+    def id(self) -> str:
+        return self.container.id
+
+    def _api(self):
+        return self.container.client.api
+
+    # -- commands --------------------------------------------------------------------------------
+
+    def exec(
+        self, command: str, timeout: float = 60, env: dict[str, str] | None = None, workdir: str | None = None,
+        output_cap: int = DEFAULT_OUTPUT_CAP, user: str | None = None,
+    ) -> ExecResult:
+        """Run a bash command. Only the variables in `env` are added to the image's environment."""
+        if self.closed:
+            raise SandboxError(f"sandbox {self.id[:12]} is closed")
+        self.dirty = True
+        with self._lock:
+            try:
+                return run_exec(
+                    self._api(), self.id, command, timeout=timeout, user=user or self.user,
+                    workdir=workdir or self.workdir, env=env, output_cap=output_cap,
+                )
+            except NotFound:
+                raise SandboxBroken(f"sandbox container {self.id[:12]} is gone") from None
+            except APIError as exc:
+                raise SandboxBroken(f"sandbox container {self.id[:12]} failed: {exc.explanation}") from None
+
+    def run(
+        self, command: str, *, patch: str | None = None, files: dict[str, str | bytes] | None = None,
+        timeout: float = 60, env: dict[str, str] | None = None, reset: bool = True,
+        output_cap: int = DEFAULT_OUTPUT_CAP,
+    ) -> ExecResult:
+        """Reset to base, apply `patch`, write `files`, run `command`: one round trip to the engine.
+
+        This is the hot path of trajectories and the test matrix. A patch that does not apply
+        raises `PatchApplyError` and the command does not run.
+        """
+        steps = ["{ kill -9 -1 2>/dev/null; true; }", RESET_SCRIPT] if reset else []
+        if patch and patch.strip():
+            self._refuse_binary(patch)
+            steps.append(self._staged_payload("/tmp/.ps_run.patch", patch))
+            steps.append(_apply_script("/tmp/.ps_run.patch"))
+        for path, data in (files or {}).items():
+            steps.append(self._staged_payload(path, data))
+        prelude = " && ".join(steps) or "true"
+        script = (
+            f"{{ {prelude}; }} || {{ echo {PRELUDE_MARKER}; echo 'preparing the sandbox failed'; exit {PRELUDE_FAILED}; }}\n"
+            f"{command}"
+        )
+        result = self.exec(script, timeout=timeout, env=env, output_cap=output_cap)
+        result.command = command
+        if result.exit_code == PRELUDE_FAILED and result.output.startswith(PRELUDE_MARKER):
+            detail = result.output[len(PRELUDE_MARKER) :].strip()
+            rejected = rejected_hunks(detail)
+            raise PatchApplyError(
+                "patch does not apply: " + (", ".join(rejected) or detail.splitlines()[0] if detail else "unknown"),
+                rejected, detail,
+            )
+        return result
+
+    def _staged_payload(self, path: str, data: str | bytes) -> str:
+        """Inline small payloads in the command; write big ones ahead so the request stays small."""
+        if len(data) <= INLINE_LIMIT:
+            return _write_file_script(path, data)
+        self.write_file(path, data)
+        return "true"
+
+    # -- files -----------------------------------------------------------------------------------
+
+    def write_file(self, path: str, content: str | bytes) -> None:
+        """Write a file (relative paths are inside /repo), creating parent directories, as the sandbox user."""
+        raw = content.encode("utf-8") if isinstance(content, str) else content
+        chunk = INLINE_LIMIT
+        first = True
+        for start in range(0, max(len(raw), 1), chunk):
+            part = raw[start : start + chunk]
+            op = ">" if first else ">>"
+            quoted = shlex.quote(path)
+            script = f"mkdir -p \"$(dirname {quoted})\" && printf %s {_b64(part)} | base64 -d {op} {quoted}"
+            result = self.exec(script, timeout=60)
+            if result.exit_code != 0:
+                raise SandboxError(f"cannot write {path} in sandbox: {result.output.strip()[:300]}")
+            first = False
+
+    def read_file(self, path: str) -> str:
+        """Read a text file (relative paths are inside /repo); invalid UTF-8 is replaced."""
+        return self.read_bytes(path).decode("utf-8", errors="replace")
+
+    def read_bytes(self, path: str) -> bytes:
+        full = path if path.startswith("/") else f"{self.workdir}/{path}"
+        try:
+            stream, _ = self.container.get_archive(full)
+        except NotFound:
+            raise FileNotFoundError(f"no file {path} in sandbox") from None
+        with tarfile.open(fileobj=io.BytesIO(b"".join(stream))) as tar:
+            member = tar.next()
+            if member is None or not member.isfile():
+                raise IsADirectoryError(f"{path} is not a regular file in sandbox")
+            return tar.extractfile(member).read()
+
+    # -- repository state ------------------------------------------------------------------------
+
+    def _refuse_binary(self, patch: str) -> None:
+        binary = binary_patch_files(patch)
+        if binary:
+            raise PatchApplyError(f"binary patches are not supported: {', '.join(binary)}", binary)
+
+    def apply_patch(self, diff: str) -> None:
+        """Apply a unified diff to the working tree (git apply, then fuzzy `patch`)."""
+        if not diff.strip():
+            return
+        self._refuse_binary(diff)
+        script = f"{self._staged_payload('/tmp/.ps_apply.patch', diff)} && {_apply_script('/tmp/.ps_apply.patch')}"
+        result = self.exec(script, timeout=120)
+        if result.exit_code == PRELUDE_FAILED and result.output.startswith(PRELUDE_MARKER):
+            detail = result.output[len(PRELUDE_MARKER) :].strip()
+            rejected = rejected_hunks(detail)
+            raise PatchApplyError("patch does not apply: " + (", ".join(rejected) or detail[:300]), rejected, detail)
+        if result.exit_code != 0:
+            raise PatchApplyError(f"patch does not apply: {result.output.strip()[:300]}", [], result.output)
+
+    def diff(self) -> str:
+        """The working tree against the base commit, untracked (non-ignored) files included."""
+        result = self.exec(DIFF_SCRIPT, timeout=120, output_cap=64 * 1024 * 1024)
+        if result.exit_code != 0:
+            raise SandboxError(f"git diff failed in sandbox: {result.output.strip()[:300]}")
+        return result.output
+
+    def reset(self) -> None:
+        """Back to the exact base state: tracked and untracked files, no stray processes."""
+        result = self.exec(f"kill -9 -1 2>/dev/null; {RESET_SCRIPT}", timeout=120)
+        if result.exit_code != 0:
+            raise SandboxBroken(f"reset failed in sandbox {self.id[:12]}: {result.output.strip()[:300]}")
+        self.dirty = False
+
+    def kill_processes(self) -> None:
+        kill_all_processes(self._api(), self.id, self.user)
+
+    def close(self) -> None:
+        """Remove the container. Safe to call twice."""
+        if self.closed:
+            return
+        self.closed = True
+        try:
+            self.container.remove(force=True)
+        except NotFound:
+            pass

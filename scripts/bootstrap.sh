@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Install everything patchswarm needs on a fresh Debian machine (root) and make it ready to run.
+# Idempotent: rerunning skips what is already there.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need_apt=()
+command -v dockerd >/dev/null 2>&1 || need_apt+=(docker.io)
+command -v debootstrap >/dev/null 2>&1 || need_apt+=(debootstrap)
+command -v git >/dev/null 2>&1 || need_apt+=(git)
+if [ "${#need_apt[@]}" -gt 0 ]; then
+  echo "bootstrap: installing ${need_apt[*]}"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}" >/dev/null
+fi
+
+if ! python3 -c "import patchswarm, sandbox" >/dev/null 2>&1 || [ "${PATCHSWARM_REINSTALL:-0}" = 1 ]; then
+  echo "bootstrap: installing the patchswarm package"
+  python3 -m pip install -q -e '.[test]'
+fi
+
+export LITELLM_LOCAL_MODEL_COST_MAP=True
+# Engine (started in the background when none answers) and the offline-built base image.
+patchswarm doctor --fix

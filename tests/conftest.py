@@ -1,0 +1,70 @@
+"""Shared fixtures: a real Docker engine (the suite fails clearly without one), the base image, fixture repos."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+@pytest.fixture(scope="session")
+def docker_client():
+    from sandbox.engine import docker_client as connect
+    from sandbox.errors import EngineUnavailable
+
+    try:
+        client = connect()
+    except EngineUnavailable as exc:
+        pytest.fail(f"These tests need a Docker engine: {exc}", pytrace=False)
+    return client
+
+
+@pytest.fixture(scope="session")
+def base_image(docker_client) -> str:
+    from sandbox.base_image import ensure_base_image
+
+    return ensure_base_image(docker_client)
+
+
+@pytest.fixture
+def manager(docker_client):
+    from sandbox.manager import SandboxManager
+
+    with SandboxManager(docker_client, handle_signals=False) as mgr:
+        yield mgr
+
+
+def make_git_repo(path: Path, commits: list[dict[str, str | None]]) -> list[str]:
+    """A git repo whose successive commits set (or, with None, delete) files; returns the commit SHAs."""
+    path.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t",
+           "GIT_COMMITTER_EMAIL": "t@t"}
+    subprocess.run(["git", "init", "-q", "-b", "main", str(path)], check=True)
+    shas = []
+    for number, files in enumerate(commits):
+        for name, content in files.items():
+            target = path / name
+            if content is None:
+                target.unlink()
+            else:
+                target.parent.mkdir(parents=True, exist_ok=True)
+                target.write_text(content)
+        subprocess.run(["git", "add", "-A"], cwd=path, check=True, env=env)
+        subprocess.run(["git", "commit", "-q", "--allow-empty", "-m", f"commit {number}"], cwd=path, check=True, env=env)
+        shas.append(subprocess.run(["git", "rev-parse", "HEAD"], cwd=path, capture_output=True, text=True,
+                                   check=True).stdout.strip())
+    return shas
+
+
+def fixture_repo(name: str, dest: Path) -> tuple[Path, str]:
+    """Copy tests/fixtures/<name>/ into a one-commit git repo under dest; returns (path, sha)."""
+    files = {str(p.relative_to(FIXTURES / name)): p.read_text() for p in (FIXTURES / name).rglob("*") if p.is_file()}
+    repo = dest / name
+    sha = make_git_repo(repo, [files])[0]
+    return repo, sha

@@ -1,0 +1,83 @@
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import textwrap
+
+from sandbox.manager import LABEL_RUN, SandboxManager, SandboxPool, remove_containers
+
+
+def _labelled(client, run_id):
+    return client.containers.list(all=True, filters={"label": f"{LABEL_RUN}={run_id}"})
+
+
+def test_every_container_is_labelled_and_removed_on_close(docker_client, calc_image):
+    with SandboxManager(docker_client, handle_signals=False) as mgr:
+        mgr.create(calc_image)
+        mgr.create(calc_image)
+        assert len(_labelled(docker_client, mgr.run_id)) == 2
+    assert _labelled(docker_client, mgr.run_id) == []
+
+
+def test_sigint_to_a_process_using_sandboxes_leaves_nothing(docker_client, calc_image, tmp_path):
+    ready = tmp_path / "ready"
+    child = textwrap.dedent(f"""
+        import pathlib, time
+        from sandbox.engine import docker_client
+        from sandbox.manager import SandboxManager
+        mgr = SandboxManager(docker_client(), run_id="sigint-test")
+        for _ in range(3):
+            mgr.create({calc_image!r})
+        pathlib.Path({str(ready)!r}).write_text("ok")
+        mgr.create({calc_image!r}).exec("sleep 1000", timeout=600)
+    """)
+    proc = subprocess.Popen([sys.executable, "-c", child])
+    try:
+        for _ in range(600):
+            if ready.exists() and len(_labelled(docker_client, "sigint-test")) == 4:
+                break
+            proc.wait(timeout=0.1) if proc.poll() is not None else subprocess.run(["sleep", "0.1"])
+        assert len(_labelled(docker_client, "sigint-test")) == 4
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=60)
+    finally:
+        proc.kill()
+    assert _labelled(docker_client, "sigint-test") == []
+
+
+def test_sweep_removes_containers_of_dead_runs_only(docker_client, calc_image):
+    child = f"""
+import os
+from sandbox.engine import docker_client
+from sandbox.manager import SandboxManager
+mgr = SandboxManager(docker_client(), run_id="killed-run")
+mgr.create({calc_image!r})
+os._exit(0)  # like kill -9: no cleanup runs
+"""
+    subprocess.run([sys.executable, "-c", child], check=True)
+    assert len(_labelled(docker_client, "killed-run")) == 1
+    with SandboxManager(docker_client, handle_signals=False) as live:
+        live.create(calc_image)
+        SandboxManager(docker_client, run_id="sweeper", handle_signals=False).close_all()
+        assert _labelled(docker_client, "killed-run") == []
+        assert len(_labelled(docker_client, live.run_id)) == 1
+
+
+def test_clean_removes_leftovers_of_one_run(docker_client, calc_image):
+    mgr = SandboxManager(docker_client, run_id="leftover", sweep=False, handle_signals=False)
+    mgr.create(calc_image)
+    assert remove_containers(docker_client, "leftover") == 1
+    assert _labelled(docker_client, "leftover") == []
+    mgr.close_all()
+
+
+def test_pool_reuses_warm_sandboxes_and_resets_them(manager, calc_image):
+    pool = SandboxPool(manager, calc_image, size=2)
+    with pool.acquire() as first:
+        first.exec("echo dirty > calc.py")
+    with pool.acquire() as second:
+        assert second is first
+        assert "a - b" in second.read_file("calc.py")
+    assert pool.created == 1
+    pool.close()

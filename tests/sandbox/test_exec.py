@@ -1,0 +1,62 @@
+from __future__ import annotations
+
+import time
+
+from sandbox.execution import OutputCollector
+
+
+def test_exec_reports_exit_code_and_merged_output(sandbox):
+    result = sandbox.exec("echo out; echo err >&2; exit 3")
+    assert result.exit_code == 3
+    assert "out" in result.output and "err" in result.output
+    assert not result.timed_out and result.truncated_bytes == 0
+
+
+def test_exec_passes_only_named_environment(sandbox, monkeypatch):
+    monkeypatch.setenv("PATCHSWARM_HOST_SECRET", "leak")
+    result = sandbox.exec("echo ${PATCHSWARM_HOST_SECRET:-absent} $GIVEN", env={"GIVEN": "given"})
+    assert result.output.strip() == "absent given"
+
+
+def test_timeout_kills_whole_process_tree(sandbox):
+    script = "sleep 1000 & setsid sleep 1000 & (sleep 1000 &); echo started; sleep 1000"
+    started = time.monotonic()
+    result = sandbox.exec(script, timeout=1.5)
+    assert result.timed_out
+    assert time.monotonic() - started < 15
+    assert "started" in result.output  # partial output of a timed-out run is kept
+    left = sandbox.exec("ps -eo pid,args --no-headers | grep -c '[s]leep 1000' || true")
+    assert left.output.strip() == "0"
+
+
+def test_output_is_capped_keeping_head_and_tail(sandbox):
+    result = sandbox.exec("echo FIRST; head -c 500000 /dev/zero | tr '\\0' x; echo; echo LAST", output_cap=10_000)
+    assert result.output.startswith("FIRST")
+    assert result.output.rstrip().endswith("LAST")
+    assert result.output_bytes > 500_000
+    assert result.truncated_bytes == result.output_bytes - 10_000
+    assert f"[... {result.truncated_bytes} bytes of output cut ...]" in result.output
+
+
+def test_invalid_utf8_is_replaced_not_dropped(sandbox):
+    result = sandbox.exec("printf 'a\\xffb\\xfe\\n'")
+    assert result.output == "a\ufffdb\ufffd\n"
+
+
+def test_collector_keeps_exact_tail_across_chunks():
+    collector = OutputCollector(cap=10)
+    for chunk in [b"0123", b"4567", b"89ab", b"cdef"]:
+        collector.add(chunk)
+    text, cut = collector.render()
+    assert text == "01234\n[... 6 bytes of output cut ...]\nbcdef"
+    assert cut == 6
+
+
+def test_memory_hog_is_killed_and_reported(manager, calc_image):
+    from sandbox.manager import Limits
+
+    small = manager.create(calc_image, limits=Limits(memory_mb=128))
+    result = small.exec("python3 -c \"x = bytearray(600 * 1024 * 1024)\"", timeout=60)
+    assert result.exit_code == 137
+    assert "out of memory" in result.describe()
+    assert small.exec("echo alive").output.strip() == "alive"
