@@ -1,0 +1,100 @@
+"""What a model call cost and returned, and where completed calls are kept for replay.
+
+Split out of `agent.model` so the run store can depend on these records without the client.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+from typing import Any, Protocol
+
+from pydantic import BaseModel, Field
+
+
+class Usage(BaseModel):
+    """Token counts of one billed response, as the provider reported them."""
+
+    input_tokens: int = Field(0, description="All prompt tokens, including cache reads and cache writes.")
+    output_tokens: int = Field(0, description="Completion tokens.")
+    cache_read_tokens: int = Field(0, description="Prompt tokens served from the provider's prompt cache.")
+    cache_write_tokens: int = Field(0, description="Prompt tokens written to the provider's prompt cache.")
+
+    def __add__(self, other: Usage) -> Usage:
+        return Usage(
+            input_tokens=self.input_tokens + other.input_tokens,
+            output_tokens=self.output_tokens + other.output_tokens,
+            cache_read_tokens=self.cache_read_tokens + other.cache_read_tokens,
+            cache_write_tokens=self.cache_write_tokens + other.cache_write_tokens,
+        )
+
+
+class CallRecord(BaseModel):
+    """One logical model call (all its attempts), successful or not."""
+
+    call_id: str = Field(description="Unique id of this call.")
+    key: str | None = Field(None, description="Replay key; a stored call with this key is reused.")
+    role: str = Field(description="Role that made the call: relevance, primary or selector.")
+    model: str = Field(description="litellm model name the call went to.")
+    started_at: float = Field(description="Unix time when the call (its first attempt) started.")
+    latency_s: float = Field(0.0, description="Round-trip seconds of the last attempt (excludes backoff).")
+    usage: Usage = Field(default_factory=Usage, description="Tokens of the billed responses.")
+    cost_usd: float | None = Field(
+        None, description="USD of all billed attempts; None when any billed attempt's cost is unknown."
+    )
+    attempts: int = Field(0, description="Requests sent, retries included.")
+    error: str | None = Field(None, description="Final error when the call failed, else None.")
+    response_text: str | None = Field(None, description="Text returned by the model (unparsed).")
+
+
+class Completion(BaseModel):
+    text: str
+    record: CallRecord
+    reused: bool = Field(False, description="True when replayed from the CallStore instead of sent.")
+
+
+class CallStore(Protocol):
+    """Completed calls by key, so a resumed run never pays for the same call twice."""
+
+    def get(self, key: str) -> CallRecord | None: ...
+
+    def put(self, record: CallRecord) -> None: ...
+
+
+class CallRecorder(Protocol):
+    """Receives every call that ended (billed success or final failure), e.g. to persist it."""
+
+    def record(self, record: CallRecord) -> None: ...
+
+
+class InMemoryCallStore:
+    def __init__(self) -> None:
+        self._records: dict[str, CallRecord] = {}
+        self._lock = threading.Lock()
+
+    def get(self, key: str) -> CallRecord | None:
+        with self._lock:
+            return self._records.get(key)
+
+    def put(self, record: CallRecord) -> None:
+        if record.key is None:
+            raise ValueError("only keyed calls can be stored")
+        with self._lock:
+            self._records[record.key] = record
+
+
+def call_key(model: str, messages: list[dict[str, Any]], temperature: float, sample: int = 0) -> str:
+    """Stable replay key: sha256 of the canonical JSON of the request.
+
+    `sample` tells apart deliberate repeats of one prompt (parallel trajectories), which must not
+    collapse into one stored answer.
+    """
+    canonical = json.dumps(
+        {"model": model, "messages": messages, "temperature": temperature, "sample": sample},
+        sort_keys=True,
+        separators=(",", ":"),
+        ensure_ascii=False,
+        default=str,
+    )
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()

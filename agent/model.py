@@ -1,0 +1,372 @@
+"""`ModelClient`: litellm calls per role, with retries, budgets, per-call accounting and replay.
+
+The client never parses what the model says; it returns the text and records what the call cost,
+so a reply that later fails to parse is still accounted for.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import threading
+import time
+import uuid
+import weakref
+from collections.abc import Awaitable, Callable
+from typing import Any, Literal
+
+os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # no network fetch of the price map
+
+import litellm  # noqa: E402
+from pydantic import BaseModel, ConfigDict, Field  # noqa: E402
+
+from agent.budget import Budget, BudgetExceeded  # noqa: E402
+from agent.call_records import (  # noqa: E402
+    CallRecord,
+    CallRecorder,
+    CallStore,
+    Completion,
+    InMemoryCallStore,
+    Usage,
+    call_key,
+)
+from agent.prompt_caching import (  # noqa: E402
+    SCRIPTED_PREFIX,
+    mark_cache_prefix,
+    supports_prompt_caching,
+    warm_then_fan_out,
+)
+from agent.retry_policy import backoff_s, is_retryable, retry_after_s  # noqa: E402
+
+__all__ = [
+    "Budget",
+    "BudgetExceeded",
+    "CallRecord",
+    "CallRecorder",
+    "CallStore",
+    "Completion",
+    "InMemoryCallStore",
+    "ModelCallError",
+    "ModelClient",
+    "ModelSettings",
+    "PriceOverride",
+    "Role",
+    "RoleModels",
+    "RoleTemperatures",
+    "Usage",
+    "call_key",
+    "is_retryable",
+    "mark_cache_prefix",
+    "missing_api_key",
+    "retry_after_s",
+    "supports_prompt_caching",
+    "usage_from_response",
+    "warm_then_fan_out",
+]
+
+Role = Literal["relevance", "primary", "selector"]
+Sleep = Callable[[float], Awaitable[None]]
+
+
+class PriceOverride(BaseModel):
+    """USD per million tokens; wins over litellm's price map for that model."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    input_per_mtok: float = Field(ge=0, description="USD per million uncached prompt tokens.")
+    output_per_mtok: float = Field(ge=0, description="USD per million completion tokens.")
+    cache_read_per_mtok: float | None = Field(
+        None, ge=0, description="USD per million cache-read prompt tokens; defaults to the input price."
+    )
+    cache_write_per_mtok: float | None = Field(
+        None, ge=0, description="USD per million cache-write prompt tokens; defaults to the input price."
+    )
+
+    def cost_usd(self, usage: Usage) -> float:
+        read_price = self.input_per_mtok if self.cache_read_per_mtok is None else self.cache_read_per_mtok
+        write_price = self.input_per_mtok if self.cache_write_per_mtok is None else self.cache_write_per_mtok
+        uncached = max(0, usage.input_tokens - usage.cache_read_tokens - usage.cache_write_tokens)
+        return (
+            uncached * self.input_per_mtok
+            + usage.cache_read_tokens * read_price
+            + usage.cache_write_tokens * write_price
+            + usage.output_tokens * self.output_per_mtok
+        ) / 1_000_000
+
+
+class RoleModels(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    relevance: str = Field(
+        description="litellm model that judges which files are relevant (many cheap calls)."
+    )
+    primary: str = Field(description="litellm model that writes tests and edits (the trajectories).")
+    selector: str = Field(description="litellm model that picks among candidate patches.")
+
+
+class RoleTemperatures(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    relevance: float = Field(0.0, ge=0, description="Sampling temperature for relevance calls.")
+    primary: float = Field(
+        0.8,
+        ge=0,
+        description="Sampling temperature for trajectories; above 0 so parallel trajectories differ.",
+    )
+    selector: float = Field(0.0, ge=0, description="Sampling temperature for the selector.")
+
+
+class ModelSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")  # a typo in the config must not pass silently
+
+    roles: RoleModels = Field(description="Which model serves each role.")
+    temperatures: RoleTemperatures = Field(
+        default_factory=RoleTemperatures, description="Default sampling temperature per role."
+    )
+    max_concurrency: int = Field(
+        8, ge=1, description="Requests in flight at once per client (per event loop)."
+    )
+    max_retries: int = Field(
+        4,
+        ge=0,
+        description="Retries after the first attempt on rate limits, 5xx, timeouts, connection errors.",
+    )
+    retry_base_delay_s: float = Field(1.0, ge=0, description="First backoff ceiling; doubles every retry.")
+    retry_max_delay_s: float = Field(
+        30.0, ge=0, description="Largest backoff ceiling (Retry-After may exceed it)."
+    )
+    request_timeout_s: float = Field(600.0, gt=0, description="Timeout of one request, in seconds.")
+    price_overrides: dict[str, PriceOverride] = Field(
+        default_factory=dict,
+        description="Prices by model name; win over litellm's map. Needed for models litellm cannot price, "
+        "and for scripted/<name> models whose calls should count against budgets.",
+    )
+    prompt_caching: bool = Field(
+        True, description="Mark the shared prompt prefix for provider prompt caching where supported."
+    )
+
+    def model_for(self, role: Role) -> str:
+        return getattr(self.roles, role)
+
+    def temperature_for(self, role: Role) -> float:
+        return getattr(self.temperatures, role)
+
+
+class ModelCallError(Exception):
+    """A call failed for good (non-retryable error, or retries exhausted); `record` says what it cost."""
+
+    def __init__(self, record: CallRecord) -> None:
+        self.record = record
+        super().__init__(
+            f"{record.role} call to {record.model} failed after {record.attempts} attempt(s): {record.error}"
+        )
+
+
+def missing_api_key(model: str) -> str | None:
+    """Environment variable(s) litellm needs for `model` that are unset, else None."""
+    if model.startswith(SCRIPTED_PREFIX):
+        return None
+    try:
+        missing = litellm.validate_environment(model).get("missing_keys") or []
+    except Exception:  # unknown provider: let the call itself report it
+        return None
+    return ", ".join(missing) if missing else None
+
+
+def usage_from_response(response: Any) -> Usage:
+    """Token counts from a litellm response; cache fields from Anthropic or OpenAI style usage."""
+    usage = getattr(response, "usage", None)
+    if usage is None:
+        return Usage()
+    details = getattr(usage, "prompt_tokens_details", None)
+    cache_read = getattr(usage, "cache_read_input_tokens", None) or getattr(details, "cached_tokens", None)
+    cache_write = getattr(usage, "cache_creation_input_tokens", None) or getattr(
+        details, "cache_write_tokens", None
+    )
+    return Usage(
+        input_tokens=int(getattr(usage, "prompt_tokens", 0) or 0),
+        output_tokens=int(getattr(usage, "completion_tokens", 0) or 0),
+        cache_read_tokens=int(cache_read or 0),
+        cache_write_tokens=int(cache_write or 0),
+    )
+
+
+def _response_text(response: Any) -> str:
+    choices = getattr(response, "choices", None) or []
+    if not choices:
+        return ""
+    message = getattr(choices[0], "message", None)
+    return getattr(message, "content", None) or ""
+
+
+def _total_cost(costs: list[float | None]) -> float | None:
+    """Sum of attempt costs; unknown if any billed attempt's cost is unknown."""
+    known = [cost for cost in costs if cost is not None]
+    return None if len(known) < len(costs) else sum(known, 0.0)
+
+
+def _error_text(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"[:2000]
+
+
+class ModelClient:
+    """Calls the model serving a role. One client can be shared by many tasks and event loops."""
+
+    def __init__(
+        self,
+        settings: ModelSettings,
+        store: CallStore | None = None,
+        recorder: CallRecorder | None = None,
+        *,
+        sleep: Sleep = asyncio.sleep,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.recorder = recorder
+        self._sleep = sleep  # injectable so tests observe backoff without waiting
+        self._rng = rng or random.Random()
+        # asyncio primitives bind to one loop; tests and threads may each run their own loop.
+        self._slots_by_loop: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore] = (
+            weakref.WeakKeyDictionary()
+        )
+        self._slots_lock = threading.Lock()
+
+    def _slots(self) -> asyncio.Semaphore:
+        loop = asyncio.get_running_loop()
+        with self._slots_lock:
+            slots = self._slots_by_loop.get(loop)
+            if slots is None:
+                slots = self._slots_by_loop[loop] = asyncio.Semaphore(self.settings.max_concurrency)
+            return slots
+
+    def mark_cache_prefix(
+        self, role: Role, messages: list[dict[str, Any]], upto_index: int
+    ) -> list[dict[str, Any]]:
+        """`mark_cache_prefix` for the role's model, or an unchanged copy when caching is off."""
+        if not self.settings.prompt_caching:
+            return list(messages)
+        return mark_cache_prefix(messages, upto_index, self.settings.model_for(role))
+
+    def cost_usd(self, model: str, response: Any, usage: Usage) -> float | None:
+        """Price of one response; None when unknown (never a made-up 0)."""
+        override = self.settings.price_overrides.get(model)
+        if override is not None:
+            return override.cost_usd(usage)
+        if model.startswith(SCRIPTED_PREFIX):
+            return None  # litellm cannot price it; asking would only log noise
+        try:
+            cost = litellm.completion_cost(completion_response=response)
+        except Exception:
+            return None
+        if cost is None:
+            return None
+        # litellm answers 0 for models missing from its map; a call that used tokens is not free.
+        if cost == 0 and usage.input_tokens + usage.output_tokens > 0:
+            return None
+        return float(cost)
+
+    def _replay(self, key: str, budget: Budget | None) -> Completion | None:
+        stored = self.store.get(key) if self.store is not None else None
+        if stored is None or stored.error is not None or stored.response_text is None:
+            return None
+        # Re-charge what the original call cost so a resumed run's budgets end where they did.
+        if budget is not None:
+            budget.charge(stored.cost_usd)
+        return Completion(text=stored.response_text, record=stored, reused=True)
+
+    async def complete(
+        self,
+        role: Role,
+        messages: list[dict[str, Any]],
+        *,
+        budget: Budget | None = None,
+        key: str | None = None,
+        temperature: float | None = None,
+        max_tokens: int | None = None,
+    ) -> Completion:
+        """Send `messages` to the role's model and return its text.
+
+        With a `key` and a store, a completed call stored under that key is returned instead of
+        calling again. Raises `BudgetExceeded` when a budget is spent before an attempt starts,
+        `ModelCallError` when the call fails for good. Both leave other callers unaffected.
+        """
+        if key is not None:
+            replayed = self._replay(key, budget)
+            if replayed is not None:
+                return replayed
+        model = self.settings.model_for(role)
+        request: dict[str, Any] = {
+            "model": model,
+            "messages": messages,
+            "temperature": self.settings.temperature_for(role) if temperature is None else temperature,
+            "timeout": self.settings.request_timeout_s,
+            "num_retries": 0,  # retries are ours, so every attempt is counted and charged
+        }
+        if max_tokens is not None:
+            request["max_tokens"] = max_tokens
+        record = CallRecord(call_id=uuid.uuid4().hex, key=key, role=role, model=model, started_at=time.time())
+        return await self._attempt_until_done(request, record, budget)
+
+    async def _attempt_until_done(
+        self, request: dict[str, Any], record: CallRecord, budget: Budget | None
+    ) -> Completion:
+        costs: list[float | None] = []
+        while True:
+            try:
+                async with self._slots():
+                    # Checked after taking a slot: overrun is then bounded by the calls in flight.
+                    if budget is not None:
+                        budget.check()
+                    record.attempts += 1
+                    sent_at = time.monotonic()
+                    try:
+                        response = await litellm.acompletion(**request)
+                    finally:
+                        record.latency_s = time.monotonic() - sent_at
+            except BudgetExceeded as exc:
+                if record.attempts:
+                    self._finish_failed(record, costs, exc)
+                raise
+            except Exception as exc:
+                if isinstance(exc, litellm.Timeout):
+                    # The provider may have generated (and billed) tokens we never received.
+                    costs.append(None)
+                    if budget is not None:
+                        budget.charge(None)
+                if is_retryable(exc) and record.attempts <= self.settings.max_retries:
+                    delay = backoff_s(
+                        record.attempts,
+                        exc,
+                        base_s=self.settings.retry_base_delay_s,
+                        max_s=self.settings.retry_max_delay_s,
+                        rng=self._rng,
+                    )
+                    await self._sleep(delay)
+                    continue
+                self._finish_failed(record, costs, exc)
+                raise ModelCallError(record) from exc
+            return self._finish_succeeded(record, costs, response, budget)
+
+    def _finish_succeeded(
+        self, record: CallRecord, costs: list[float | None], response: Any, budget: Budget | None
+    ) -> Completion:
+        record.usage = usage_from_response(response)
+        cost = self.cost_usd(record.model, response, record.usage)
+        if budget is not None:
+            budget.charge(cost)
+        costs.append(cost)
+        record.cost_usd = _total_cost(costs)
+        record.response_text = _response_text(response)
+        if self.recorder is not None:
+            self.recorder.record(record)
+        if self.store is not None and record.key is not None:
+            self.store.put(record)
+        return Completion(text=record.response_text, record=record)
+
+    def _finish_failed(self, record: CallRecord, costs: list[float | None], exc: BaseException) -> None:
+        record.cost_usd = _total_cost(costs)
+        record.error = _error_text(exc)
+        if self.recorder is not None:
+            self.recorder.record(record)
