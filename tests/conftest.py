@@ -6,10 +6,11 @@ import os
 import subprocess
 from pathlib import Path
 
-import litellm
 import pytest
 
-os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # before litellm is imported anywhere
+
+import litellm  # noqa: E402
 
 FIXTURES = Path(__file__).parent / "fixtures"
 

@@ -1,0 +1,313 @@
+"""Context stage: BM25 prefilter → one relevance call per file → ranking samples → whole files under a token budget.
+
+Runs once per instance (CodeMonkeys-style) and serves every trajectory, so their prompts share one
+cacheable prefix. Model calls are keyed with `call_key`, so a resumed run replays completed calls from
+the client's `CallStore`; the finished bundle is kept in a `StateStore` and returned without any call.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # no network fetch of the price map
+
+import litellm  # noqa: E402
+from pydantic import BaseModel, ConfigDict, Field  # noqa: E402
+
+from agent.budget import Budget  # noqa: E402
+from agent.context_prefilter import prefilter, prefilter_with_notes, tokenize  # noqa: E402
+from agent.model import ModelCallError, ModelClient, Role, call_key  # noqa: E402
+from agent.types import ContextBundle, ContextFile, StateStore  # noqa: E402
+
+__all__ = [
+    "RANKING_SYSTEM",
+    "RELEVANCE_SYSTEM",
+    "ContextConfig",
+    "build_context",
+    "count_tokens",
+    "merge_rankings",
+    "parse_ranking",
+    "parse_relevance",
+    "prefilter",
+    "tokenize",
+]
+
+RELEVANCE_SYSTEM = """\
+You decide whether one file of a repository matters for resolving a GitHub issue. It matters if it \
+would need to change to fix the issue, or if reading it is needed to write or test the fix (code the \
+fix calls or overrides, callers of the affected code, its tests).
+Reply in exactly this format and nothing else:
+<relevant>yes or no</relevant>
+<summary>If yes: up to 5 sentences on what in this file matters for the issue (names of functions, \
+classes, behaviour). If no: one short sentence.</summary>"""
+
+RELEVANCE_USER = '<issue>\n{issue}\n</issue>\n\n<file path="{path}">\n{text}\n</file>'
+
+RANKING_SYSTEM = """\
+You rank files by how important they are for resolving a GitHub issue: files that most likely need \
+editing first, then files needed to understand or test the change. Only the top of your ranking may \
+fit in a limited context, so order carefully.
+Reply with every path listed, one per line, most important first, inside <ranking></ranking> tags \
+and nothing else."""
+
+RANKING_USER = "<issue>\n{issue}\n</issue>\n\nCandidate files and why they may matter:\n\n{files}"
+
+# litellm downloads these tokenizers from Hugging Face; tiktoken's bundled one is close enough for a budget.
+_DOWNLOADED_TOKENIZERS = ("llama-2", "llama-3", "replicate", "command-r")
+_LIST_MARKER = re.compile(r"^\s*(?:[-*•]|\d+[.)])\s*")
+
+
+class ContextConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")  # a typo in the config must not pass silently
+
+    token_budget: int = Field(
+        128_000, ge=1, description="Tokens of whole files the bundle may hold (primary model's tokenizer)."
+    )
+    prefilter_top_files: int = Field(
+        50, ge=1, description="Files the BM25 prefilter keeps; each costs one relevance call."
+    )
+    max_file_bytes: int = Field(
+        512_000, ge=1, description="Larger files are skipped (usually data or generated code)."
+    )
+    ranking_samples: int = Field(
+        3, ge=0, description="Ranking calls to the primary model, merged by mean rank; 0 keeps prefilter order."
+    )
+    relevance_max_chars: int = Field(
+        100_000, ge=1_000, description="Characters of a file shown to a relevance call; the rest is cut."
+    )
+
+
+class _Verdict(BaseModel):
+    path: str
+    relevant: bool = False
+    summary: str = ""
+    problem: str | None = Field(None, description="Why the verdict is missing (malformed answer, failed call).")
+
+
+# -- parsing --------------------------------------------------------------------------------------
+
+
+def _tag(text: str, name: str) -> str | None:
+    """Content of the first <name> tag; a missing closing tag runs to the end (models forget it)."""
+    match = re.search(rf"<{name}>\s*(.*?)\s*(?:</{name}>|\Z)", text, re.S | re.I)
+    return match.group(1) if match else None
+
+
+def parse_relevance(text: str) -> tuple[bool | None, str]:
+    """(relevant, summary); relevant is None when the answer does not follow the format."""
+    raw = _tag(text, "relevant")
+    word = re.match(r"\W*(\w+)", raw or "")
+    verdict = word.group(1).lower() if word else ""
+    relevant = True if verdict in ("yes", "true") else False if verdict in ("no", "false") else None
+    return relevant, (_tag(text, "summary") or "").strip()
+
+
+def parse_ranking(text: str, known: list[str]) -> list[str]:
+    """Known paths in the order the answer lists them (bullets, numbers, backticks and `./` tolerated)."""
+    body = _tag(text, "ranking")
+    known_set = set(known)
+    ranking: list[str] = []
+    for line in (text if body is None else body).splitlines():
+        path = _LIST_MARKER.sub("", line).strip().strip("`'\" ").removeprefix("./")
+        if path in known_set and path not in ranking:
+            ranking.append(path)
+    return ranking
+
+
+def merge_rankings(samples: list[list[str]], candidates: list[str]) -> list[str]:
+    """Candidates by mean rank over samples (absent from a sample: its length + 1); ties keep input order."""
+    if not samples:
+        return list(candidates)
+    positions = [{path: rank for rank, path in enumerate(sample, start=1)} for sample in samples]
+
+    def rank_sum(path: str) -> int:  # same number of samples for every path, so the sum orders like the mean
+        return sum(pos.get(path, len(pos) + 1) for pos in positions)
+
+    order = {path: i for i, path in enumerate(candidates)}
+    return sorted(candidates, key=lambda p: (rank_sum(p), order[p]))
+
+
+# -- model calls ----------------------------------------------------------------------------------
+
+
+async def _call(client: ModelClient, role: Role, messages: list[dict[str, Any]], budget: Budget | None,
+                sample: int = 0) -> str:
+    key = call_key(client.settings.model_for(role), messages, client.settings.temperature_for(role), sample)
+    return (await client.complete(role, messages, budget=budget, key=key)).text
+
+
+def _error_of(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}".splitlines()[0][:300]
+
+
+async def _judge(client: ModelClient, issue: str, path: str, text: str, config: ContextConfig,
+                 budget: Budget | None) -> _Verdict:
+    if len(text) > config.relevance_max_chars:
+        cut = len(text) - config.relevance_max_chars
+        text = f"{text[: config.relevance_max_chars]}\n[... {cut} more characters not shown]"
+    messages = [
+        {"role": "system", "content": RELEVANCE_SYSTEM},
+        {"role": "user", "content": RELEVANCE_USER.format(issue=issue.strip(), path=path, text=text)},
+    ]
+    try:
+        answer = await _call(client, "relevance", messages, budget)
+    except ModelCallError as exc:  # one failed file must not sink the stage
+        return _Verdict(path=path, problem=f"call failed ({_error_of(exc)})")
+    relevant, summary = parse_relevance(answer)
+    if relevant is None:
+        return _Verdict(path=path, summary=summary, problem="malformed answer")
+    return _Verdict(path=path, relevant=relevant, summary=summary)
+
+
+async def _rank_sample(client: ModelClient, issue: str, verdicts: list[_Verdict], sample: int,
+                       budget: Budget | None) -> list[str] | str:
+    """One ranking of the relevant paths, or why there is none."""
+    listing = "\n\n".join(f'<file path="{v.path}">\n{v.summary or "(no summary)"}\n</file>' for v in verdicts)
+    messages = [
+        {"role": "system", "content": RANKING_SYSTEM},
+        {"role": "user", "content": RANKING_USER.format(issue=issue.strip(), files=listing)},
+    ]
+    try:
+        answer = await _call(client, "primary", messages, budget, sample=sample)
+    except ModelCallError as exc:
+        return f"call failed ({_error_of(exc)})"
+    ranking = parse_ranking(answer, [v.path for v in verdicts])
+    return ranking or "no known path in the answer"
+
+
+async def _gather_or_raise(coros: list[Any]) -> list[Any]:
+    """Results in order; waits for every call (so all completed calls get stored) before raising."""
+    results = await asyncio.gather(*coros, return_exceptions=True)
+    for result in results:
+        if isinstance(result, BaseException):
+            raise result  # BudgetExceeded or a bug; per-call model failures were caught already
+    return results
+
+
+# -- fill -----------------------------------------------------------------------------------------
+
+
+def count_tokens(text: str, model: str) -> int:
+    """Tokens of `text` for `model` via litellm (no tokenizer download); len/4 when litellm fails."""
+    name = "" if any(tag in model.lower() for tag in _DOWNLOADED_TOKENIZERS) else model
+    try:
+        return int(litellm.token_counter(model=name, text=text))
+    except Exception:
+        return max(1, len(text) // 4)
+
+
+def _fill(order: list[str], texts: dict[str, str], summaries: dict[str, str], budget_tokens: int,
+          model: str) -> tuple[list[ContextFile], int, list[str]]:
+    """Whole files in `order` while they fit; a file that does not fit is skipped, later ones may fit."""
+    files: list[ContextFile] = []
+    total = 0
+    notes = []
+    for path in order:
+        file = ContextFile(path=path, text=texts[path], summary=summaries.get(path, ""))
+        # Count the file as rendered, so total_tokens matches what trajectories are sent.
+        file.tokens = count_tokens(ContextBundle(files=[file]).render(), model)
+        if total + file.tokens > budget_tokens:
+            notes.append(f"{path} left out: {file.tokens} tokens do not fit ({total}/{budget_tokens} used)")
+            continue
+        files.append(file)
+        total += file.tokens
+    return files, total, notes
+
+
+# -- stage ----------------------------------------------------------------------------------------
+
+
+def _fingerprint(issue: str, client: ModelClient, config: ContextConfig) -> str:
+    """What the bundle depends on besides the checkout; a stored bundle with another one is rebuilt."""
+    inputs = {
+        "issue": issue,
+        "config": config.model_dump(),
+        "models": [client.settings.model_for("relevance"), client.settings.model_for("primary")],
+        "prompts": [RELEVANCE_SYSTEM, RELEVANCE_USER, RANKING_SYSTEM, RANKING_USER],
+    }
+    return hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()
+
+
+async def build_context(
+    repo_dir: Path,
+    issue: str,
+    client: ModelClient,
+    config: ContextConfig,
+    *,
+    budget: Budget | None = None,
+    store: StateStore | None = None,
+    key_prefix: str = "context",
+) -> ContextBundle:
+    """The files every trajectory of this instance sees, best first, within `config.token_budget`.
+
+    Raises `BudgetExceeded` when `budget` runs out (after in-flight calls finish and are stored);
+    a single failed or malformed model answer only ends up in the bundle's notes.
+    """
+    repo_dir = Path(repo_dir)
+    if not repo_dir.is_dir():
+        raise FileNotFoundError(f"repository checkout not found: {repo_dir}")
+    state_key = f"{key_prefix}:context"
+    fingerprint = _fingerprint(issue, client, config)
+    stored = store.load(state_key) if store is not None else None
+    if stored is not None and stored.get("fingerprint") == fingerprint:
+        return ContextBundle.model_validate(stored)
+
+    # File walking and tokenizing block; keep the event loop free for other instances' trajectories.
+    texts, notes = await asyncio.to_thread(
+        prefilter_with_notes, repo_dir, issue, config.prefilter_top_files, config.max_file_bytes
+    )
+    if stored is not None:
+        notes.insert(0, "stored context was built from other inputs; rebuilt")
+    candidates = list(texts)
+
+    verdicts: list[_Verdict] = await _gather_or_raise(
+        [_judge(client, issue, path, texts[path], config, budget) for path in candidates]
+    )
+    relevant = [v for v in verdicts if v.relevant]
+    problems = [v for v in verdicts if v.problem]
+    notes.append(
+        f"relevance: {len(relevant)} relevant, {len(verdicts) - len(relevant) - len(problems)} not relevant, "
+        f"{len(problems)} unusable of {len(verdicts)} file(s)"
+    )
+    notes += [f"relevance of {v.path}: {v.problem}; treated as not relevant" for v in problems]
+
+    if relevant:
+        order = await _ranked(client, issue, relevant, config, budget, notes)
+    else:
+        order = candidates
+        if candidates:
+            notes.append("no file judged relevant; falling back to prefilter order")
+
+    summaries = {v.path: v.summary for v in relevant}
+    primary = client.settings.model_for("primary")
+    files, total, fill_notes = await asyncio.to_thread(
+        _fill, order, texts, summaries, config.token_budget, primary
+    )
+    bundle = ContextBundle(
+        files=files, total_tokens=total, budget_tokens=config.token_budget, notes=notes + fill_notes
+    )
+    if store is not None:
+        store.save(state_key, {**bundle.model_dump(), "fingerprint": fingerprint})
+    return bundle
+
+
+async def _ranked(client: ModelClient, issue: str, relevant: list[_Verdict], config: ContextConfig,
+                  budget: Budget | None, notes: list[str]) -> list[str]:
+    """Relevant paths in merged ranking order (prefilter order when no usable sample)."""
+    paths = [v.path for v in relevant]
+    if len(paths) < 2 or config.ranking_samples == 0:
+        return paths  # nothing to order, or ranking disabled
+    results = await _gather_or_raise(
+        [_rank_sample(client, issue, relevant, i, budget) for i in range(config.ranking_samples)]
+    )
+    samples = [r for r in results if isinstance(r, list)]
+    notes += [f"ranking sample {i}: {r}; ignored" for i, r in enumerate(results) if isinstance(r, str)]
+    if not samples:
+        notes.append("no usable ranking; relevant files kept in prefilter order")
+    return merge_rankings(samples, paths)
