@@ -83,5 +83,227 @@ def clean(
     typer.echo(f"removed {removed} container(s)")
 
 
+
+config_app = typer.Typer(no_args_is_help=True, help="Show the resolved configuration.")
+app.add_typer(config_app, name="config")
+
+PresetOpt = typer.Option("default", "--preset", help="Named preset: default (cheap) or codemonkeys (the paper's settings).")
+ConfigOpt = typer.Option(None, "--config", "-c", help="YAML config file.")
+SetOpt = typer.Option(None, "--set", "-s", help="Override as dotted key=value, e.g. trajectories.num_edits=4 (repeatable).")
+ScriptedOpt = typer.Option(None, "--scripted", help="Register a scripted model: NAME=FILE.yaml or NAME=module:callable (repeatable).")
+
+
+def _config(preset: str, path: Path | None, overrides: list[str] | None, extra: list[str] | None = None):
+    from patchswarm.config import ConfigError, load_config
+
+    try:
+        return load_config(preset, path, [*(extra or []), *(overrides or [])])
+    except ConfigError as exc:
+        fail(str(exc))
+
+
+def _check_keys(config) -> None:
+    from agent.model import missing_api_key
+
+    for role, model in config.models.roles.model_dump().items():
+        missing = missing_api_key(model)
+        if missing:
+            fail(f"model {model} ({role}) needs {missing} in the environment (or pick another model with "
+                 f"--set models.roles.{role}=...)")
+
+
+def _register_scripted(specs: list[str] | None) -> None:
+    from patchswarm.scripted_cli import register_scripted_specs
+
+    try:
+        register_scripted_specs(specs or [])
+    except ValueError as exc:
+        fail(str(exc))
+
+
+def _budget_overrides(max_cost: float | None, max_cost_per_instance: float | None, workers: int | None) -> list[str]:
+    extra = []
+    if max_cost is not None:
+        extra.append(f"budget.max_cost_usd={max_cost}")
+    if max_cost_per_instance is not None:
+        extra.append(f"budget.max_cost_per_instance_usd={max_cost_per_instance}")
+    if workers is not None:
+        extra.append(f"workers={workers}")
+    return extra
+
+
+def _run(tasks, config, run_dir: Path, redo: bool, quiet: bool):
+    from patchswarm.pipeline import run_tasks
+
+    try:
+        return run_tasks(tasks, config, run_dir, redo=redo, live=False if quiet else None)
+    except SandboxError as exc:
+        fail(str(exc))
+    except KeyboardInterrupt:
+        console.print(f"interrupted: no containers left behind; rerun the same command to resume ({run_dir})")
+        raise typer.Exit(130) from None
+
+
+@app.command()
+def solve(
+    repo: str = typer.Option(..., "--repo", help="Local path or git URL of the repository."),
+    commit: str = typer.Option("HEAD", "--commit", help="Commit to solve the issue at."),
+    issue: str = typer.Option(..., "--issue", help="Issue text, or @FILE to read it from a file."),
+    setup: list[str] = typer.Option(None, "--setup", help="Environment setup command (repeatable), e.g. 'pip install -e .'."),
+    test_cmd: str | None = typer.Option(None, "--test-cmd", help="The repository's own test command."),
+    run_dir: Path | None = typer.Option(None, "--run-dir", help="Where the run lives (default runs/<task id>)."),
+    apply: bool = typer.Option(False, "--apply", help="Write the chosen patch to the local checkout at --repo."),
+    preset: str = PresetOpt, config_file: Path | None = ConfigOpt, overrides: list[str] = SetOpt,
+    scripted: list[str] = ScriptedOpt,
+    max_cost: float | None = typer.Option(None, "--max-cost", help="USD limit of the run."),
+    redo: bool = typer.Option(False, "--redo", help="Recompute even finished work."),
+    quiet: bool = typer.Option(False, "--quiet", help="Line-oriented output (automatic when not a TTY)."),
+) -> None:
+    """Solve one issue on any repository; prints the chosen patch, how it was chosen, the cost and the run."""
+    from patchswarm.tasks import Task, task_id_for
+
+    if issue.startswith("@"):
+        try:
+            issue = Path(issue[1:]).read_text()
+        except OSError as exc:
+            fail(f"cannot read issue file {issue[1:]}: {exc.strerror}")
+    if not issue.strip():
+        fail("the issue text is empty")
+    _register_scripted(scripted)
+    config = _config(preset, config_file, overrides, _budget_overrides(max_cost, None, None))
+    _check_keys(config)
+    if "://" not in repo and not repo.startswith("git@"):
+        repo = str(Path(repo).resolve())
+    task = Task(instance_id=task_id_for(repo, commit, issue), repo=repo, commit=commit, issue=issue,
+                setup=setup or [], test_cmd=test_cmd)
+    run_dir = run_dir or Path("runs") / task.instance_id
+    (result,) = _run([task], config, run_dir, redo, quiet)
+    _print_result(result, run_dir)
+    if apply and result.patch:
+        import subprocess
+
+        done = subprocess.run(["git", "apply", "-"], input=result.patch, text=True, cwd=repo, capture_output=True)
+        if done.returncode != 0:
+            fail(f"--apply: the patch does not apply to {repo}: {done.stderr.strip().splitlines()[0]}")
+        console.print(f"applied the patch to {repo}")
+    if result.status == "failed":
+        raise typer.Exit(1)
+
+
+def _print_result(result, run_dir: Path) -> None:
+    from rich.syntax import Syntax
+
+    out = Console()
+    if result.patch:
+        out.print(Syntax(result.patch, "diff", theme="ansi_dark"))
+    out.print(f"instance: {result.instance_id}  status: {result.status}", highlight=False)
+    out.print(f"chosen by: {result.selection_method} ({result.selection_reason})", highlight=False)
+    if result.budget_stopped:
+        out.print("budget: stopped by a budget; this is the best candidate found so far", highlight=False)
+    unknown = f" + {result.unknown_cost_calls} call(s) of unknown cost" if result.unknown_cost_calls else ""
+    out.print(f"cost: ${result.cost_usd:.4f}{unknown}  tokens: {result.input_tokens} in / {result.output_tokens} out",
+              highlight=False)
+    for error in result.errors[:5]:
+        out.print(f"error: {error}", highlight=False)
+    out.print(f"run: {run_dir}", highlight=False)
+
+
+@app.command()
+def batch(
+    tasks_file: Path | None = typer.Option(None, "--tasks", help="JSONL: one issue per line (repo, commit, issue, optional setup/test_cmd)."),
+    dataset: str | None = typer.Option(None, "--dataset", help="SWE-bench dataset name or local .json/.jsonl/.parquet file."),
+    split: str = typer.Option("test", "--split", help="Dataset split."),
+    repo_url: str = typer.Option("https://github.com/{owner}/{name}.git", "--repo-url", help="Repository URL template for SWE-bench instances."),
+    run_dir: Path | None = typer.Option(None, "--run-dir", help="Where the run lives (default runs/<tasks file name>)."),
+    workers: int | None = typer.Option(None, "--workers", help="Instances solved concurrently."),
+    filter_: str | None = typer.Option(None, "--filter", help="Regex on instance ids."),
+    slice_: str | None = typer.Option(None, "--slice", help="Python-style slice of the (filtered) tasks, e.g. 0:10."),
+    shuffle: int | None = typer.Option(None, "--shuffle", help="Shuffle with this seed before slicing."),
+    preset: str = PresetOpt, config_file: Path | None = ConfigOpt, overrides: list[str] = SetOpt,
+    scripted: list[str] = ScriptedOpt,
+    max_cost: float | None = typer.Option(None, "--max-cost", help="USD limit of the whole run, across workers."),
+    max_cost_per_instance: float | None = typer.Option(None, "--max-cost-per-instance", help="USD limit per instance."),
+    redo: bool = typer.Option(False, "--redo", help="Recompute even finished instances."),
+    quiet: bool = typer.Option(False, "--quiet", help="Line-oriented output (automatic when not a TTY)."),
+) -> None:
+    """Solve many issues; writes predictions.jsonl (SWE-bench format) and one result JSON per instance."""
+    from patchswarm.tasks import TaskError, load_tasks_jsonl, select_tasks
+
+    if (tasks_file is None) == (dataset is None):
+        fail("give exactly one of --tasks FILE.jsonl or --dataset NAME_OR_FILE")
+    _register_scripted(scripted)
+    config = _config(preset, config_file, overrides, _budget_overrides(max_cost, max_cost_per_instance, workers))
+    try:
+        if tasks_file is not None:
+            tasks = load_tasks_jsonl(tasks_file)
+            name = tasks_file.stem
+        else:
+            from patchswarm.swebench.tasks import tasks_from_dataset
+
+            tasks = tasks_from_dataset(dataset, split, repo_url)
+            name = Path(dataset).stem if Path(dataset).exists() else dataset.replace("/", "__")
+        tasks = select_tasks(tasks, pattern=filter_, slice_spec=slice_, shuffle_seed=shuffle)
+    except (TaskError, ValueError) as exc:
+        fail(str(exc))
+    if not tasks:
+        fail("no tasks left after --filter/--slice")
+    _check_keys(config)
+    run_dir = run_dir or Path("runs") / name
+    results = _run(tasks, config, run_dir, redo, quiet)
+    out = Console()
+    for r in results:
+        out.print(f"{r.instance_id:40} {r.status:9} {str(r.selection_method):18} ${r.cost_usd:.4f} "
+                  f"{(r.errors[0][:80] if r.errors else '')}", highlight=False, markup=False)
+    out.print(f"predictions: {run_dir / 'predictions.jsonl'}", highlight=False)
+
+
+@app.command()
+def demo(
+    run_dir: Path = typer.Option(Path("runs/demo"), "--run-dir", help="Where the demo run lives."),
+    redo: bool = typer.Option(True, "--redo/--resume", help="Start afresh (default) or resume an earlier demo run."),
+    quiet: bool = typer.Option(False, "--quiet", help="Line-oriented output."),
+) -> None:
+    """Fully offline demo: the real pipeline in real sandboxes on a bundled repository, with a scripted model."""
+    from patchswarm.demo.run import demo_config, demo_task, print_selection
+
+    _register_scripted(["demo=patchswarm.demo.script:DemoScript"])
+    config = demo_config()
+    task = demo_task(run_dir)
+    console.print("patchswarm demo: scripted model (no key needed), real Docker sandboxes, real tests")
+    (result,) = _run([task], config, run_dir, redo, quiet)
+    print_selection(result)
+    _print_result(result, run_dir)
+    if result.status != "solved":
+        raise typer.Exit(1)
+
+
+@config_app.command("show")
+def config_show(preset: str = PresetOpt, config_file: Path | None = ConfigOpt, overrides: list[str] = SetOpt) -> None:
+    """Print the resolved configuration with every field's description."""
+    from patchswarm.config import describe
+
+    typer.echo(describe(_config(preset, config_file, overrides)))
+
+
+@app.command()
+def runs(root: Path = typer.Option(Path("runs"), "--root", help="Directory holding run directories.")) -> None:
+    """List runs with status, instances and cost."""
+    from rich.table import Table
+
+    from patchswarm.store import RunStore
+
+    table = Table("run", "status", "instances", "solved", "failed", "cost (USD)")
+    for db in sorted(root.glob("*/run.sqlite")):
+        store = RunStore(db.parent)
+        try:
+            items = store.instances()
+            table.add_row(db.parent.name, str(store.get_meta("status", "?")), str(len(items)),
+                          str(sum(i["status"] == "solved" for i in items)),
+                          str(sum(i["status"] == "failed" for i in items)), f"{store.totals()['cost_usd']:.4f}")
+        finally:
+            store.close()
+    Console().print(table)
+
+
 if __name__ == "__main__":
     app()

@@ -1,0 +1,285 @@
+"""The per-instance pipeline and the batch runner.
+
+environment image → context → N testing machines → N editing machines → selection → result.
+Instances run concurrently up to `workers`; a failing instance is recorded and the batch goes on.
+Everything is written to the run store as it happens, so rerunning the same command resumes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib.metadata
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+from agent.budget import Budget, BudgetExceeded
+from agent.context import build_context
+from agent.model import ModelClient
+from agent.trajectory import TrajectoryResult, run_trajectories
+from patchswarm.config import PatchswarmConfig
+from patchswarm.progress import Progress
+from patchswarm.store import NamespacedStateStore, RunCallStore, RunStore, current_instance
+from patchswarm.tasks import Task
+from sandbox import EnvSpec, RepoSource, SandboxManager, SandboxPool, build_env_image
+from sandbox.engine import docker_client
+from sandbox.errors import SandboxError
+from sandbox.repos import checkout_tree, local_git_dir, resolve_commit
+from selection import Candidate, GeneratedTest, SelectionResult, select_patch
+
+Status = Literal["solved", "no_patch", "failed"]
+
+
+class InstanceResult(BaseModel):
+    """What one instance produced, with the evidence and what it cost."""
+
+    instance_id: str
+    status: Status
+    patch: str = ""
+    selection_method: str | None = None
+    selection_reason: str | None = None
+    chosen_candidate: str | None = None
+    votes: int | None = None
+    budget_stopped: bool = Field(False, description="A budget stopped work; the patch is the best found so far.")
+    cost_usd: float = 0.0
+    unknown_cost_calls: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cost_by_role: dict[str, float] = Field(default_factory=dict)
+    wall_time_s: float = 0.0
+    errors: list[str] = Field(default_factory=list)
+    environment: dict[str, Any] = Field(default_factory=dict)
+    context_files: list[dict[str, Any]] = Field(default_factory=list)
+    trajectories: list[TrajectoryResult] = Field(default_factory=list)
+    selection: SelectionResult | None = None
+
+
+class RecordingPool(SandboxPool):
+    """A pool whose sandboxes' runs are counted and logged to the run store (one event per execution)."""
+
+    def __init__(self, *args, store: RunStore, progress: Progress, instance_id: str, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.store, self.progress, self.instance_id = store, progress, instance_id
+
+    @contextlib.asynccontextmanager
+    async def lease(self):
+        async with super().lease() as sandbox:
+            yield _RecordingSandbox(sandbox, self)
+
+
+class _RecordingSandbox:
+    def __init__(self, sandbox, pool: RecordingPool):
+        self._sandbox, self._pool = sandbox, pool
+
+    def __getattr__(self, name):
+        return getattr(self._sandbox, name)
+
+    def run(self, command: str, **kwargs):
+        result = self._sandbox.run(command, **kwargs)
+        self._pool.progress.executions += 1
+        self._pool.store.event("execution", self._pool.instance_id, command=command[:500],
+                               exit_code=result.exit_code, timed_out=result.timed_out,
+                               duration_s=round(result.duration_s, 3), patched=bool(kwargs.get("patch")))
+        return result
+
+
+class Runner:
+    """Shared by every instance of a run: config, store, sandboxes, model client, budgets, progress."""
+
+    def __init__(self, config: PatchswarmConfig, run_dir: Path, progress: Progress, *, redo: bool = False):
+        self.config, self.run_dir, self.progress, self.redo = config, Path(run_dir), progress, redo
+        self.store = RunStore(self.run_dir)
+        self.config_hash = config.result_hash()
+        self.docker = docker_client()
+        self.manager = SandboxManager(self.docker, run_id=f"{self.run_dir.name}-{int(time.time())}")
+        self.model = ModelClient(config.models, store=RunCallStore(self.store, self.config_hash),
+                                 recorder=RunCallStore(self.store, self.config_hash))
+        self.budget = Budget(config.budget.max_cost_usd, "run")
+        self.budget.charge(self.store.totals()["cost_usd"])  # a resumed run's budget counts what was spent
+        self._record_meta()
+
+    def _record_meta(self) -> None:
+        versions = {}
+        for package in ("patchswarm", "litellm", "docker", "swebench", "pydantic"):
+            with contextlib.suppress(importlib.metadata.PackageNotFoundError):
+                versions[package] = importlib.metadata.version(package)
+        self.store.set_meta("config", self.config.model_dump(mode="json"))
+        self.store.set_meta("config_hash", self.config_hash)
+        self.store.set_meta("versions", versions)
+        self.store.set_meta("models", self.config.models.roles.model_dump())
+
+    def close(self) -> None:
+        self.manager.close_all()
+        self.store.close()
+
+    # -- one instance ----------------------------------------------------------------------------
+
+    async def solve(self, task: Task) -> InstanceResult:
+        current_instance.set(task.instance_id)
+        prior = self.store.instance_status(task.instance_id, self.config_hash)
+        if prior and prior[0] in ("solved", "no_patch") and prior[1] and not self.redo:
+            self.progress.event("instance_skipped", task.instance_id, status=prior[0])
+            return InstanceResult.model_validate(prior[1])
+        epoch = self.store.get_meta(f"epoch:{task.instance_id}", 0)
+        if self.redo and prior:
+            epoch += 1
+            self.store.set_meta(f"epoch:{task.instance_id}", epoch)
+        started = time.monotonic()
+        self.store.mark_instance(task.instance_id, self.config_hash, "running")
+        self.progress.event("instance_started", task.instance_id)
+        result = InstanceResult(instance_id=task.instance_id, status="failed")
+        pool = None
+        try:
+            pool = await self._solve_into(task, result, epoch)
+        except (SandboxError, ValueError, OSError) as exc:
+            result.errors.append(f"{type(exc).__name__}: {exc}")
+        except Exception as exc:  # noqa: BLE001 - one instance's crash never stops the batch
+            result.errors.append(f"crashed: {type(exc).__name__}: {exc}")
+        finally:
+            if pool is not None:
+                pool.close()
+        result.wall_time_s = round(time.monotonic() - started, 2)
+        totals = self.store.totals(task.instance_id)
+        result.cost_usd, result.unknown_cost_calls = totals["cost_usd"], totals["unknown_cost_calls"]
+        result.input_tokens, result.output_tokens = totals["input_tokens"], totals["output_tokens"]
+        result.cost_by_role = self.store.cost_by_role(task.instance_id)
+        self.progress.add_cost(result.cost_usd)
+        self._save(result)
+        kind = "instance_failed" if result.status == "failed" else "instance_done"
+        self.progress.event(kind, task.instance_id, status=result.status, method=result.selection_method,
+                            cost=round(result.cost_usd, 4), error=result.errors[0] if result.errors else None)
+        return result
+
+    async def _solve_into(self, task: Task, result: InstanceResult, epoch: int) -> SandboxPool:
+        cfg = self.config
+        source = RepoSource(location=task.repo, commit=task.commit)
+        env = EnvSpec(base_image=task.base_image, python=task.python, setup=task.setup, test_cmd=task.test_cmd)
+        image = await asyncio.to_thread(build_env_image, self.docker, source, env, run_id=self.manager.run_id,
+                                        log_dir=self.run_dir / "logs")
+        result.environment = image.model_dump()
+        repo_dir = await asyncio.to_thread(self._checkout, source)
+        pool = RecordingPool(self.manager, image.tag, cfg.sandbox.pool_size, limits=cfg.sandbox.limits,
+                             store=self.store, progress=self.progress, instance_id=task.instance_id)
+        budget = self.budget.child(cfg.budget.max_cost_per_instance_usd, f"instance {task.instance_id}")
+        budget.charge(self.store.totals(task.instance_id)["cost_usd"])
+        states = NamespacedStateStore(self.store, f"{task.instance_id}:{self.config_hash}:{epoch}")
+        try:
+            context = await build_context(repo_dir, task.issue, self.model, cfg.context, budget=budget,
+                                          store=states, key_prefix="context")
+        except BudgetExceeded as exc:
+            result.budget_stopped = True
+            result.errors.append(str(exc))
+            from agent.types import ContextBundle
+            context = ContextBundle(notes=["context stage stopped by budget"])
+        result.context_files = [{"path": f.path, "summary": f.summary, "tokens": f.tokens} for f in context.files]
+        trajectory_cfg = cfg.trajectories
+        if cfg.budget.max_cost_per_trajectory_usd is not None:
+            trajectory_cfg = trajectory_cfg.model_copy(
+                update={"trajectory_budget_usd": cfg.budget.max_cost_per_trajectory_usd})
+        self.progress.trajectories_running += max(trajectory_cfg.num_tests, trajectory_cfg.num_edits)
+        try:
+            trajectories = await run_trajectories(self.model, pool, issue=task.issue, context=context,
+                                                  repo_dir=repo_dir, store=states, key="traj",
+                                                  config=trajectory_cfg, budget=budget)
+        finally:
+            self.progress.trajectories_running -= max(trajectory_cfg.num_tests, trajectory_cfg.num_edits)
+        result.trajectories = trajectories
+        result.errors += [t.error for t in trajectories if t.error]
+        candidates = [Candidate(id=f"t{t.index}", patch=t.editing.patch, source=f"trajectory {t.index}")
+                      for t in trajectories if t.editing and t.editing.patch]
+        tests = self._tests_of(trajectories)
+        sel_cfg = cfg.selection
+        if sel_cfg.cache_dir is None:
+            sel_cfg = sel_cfg.model_copy(update={"cache_dir": self.run_dir / "exec-cache"})
+        if task.test_cmd and not sel_cfg.regression_cmd:
+            sel_cfg = sel_cfg.model_copy(update={"regression_cmd": task.test_cmd})
+        selection = await select_patch(candidates, pool=pool, repo_dir=repo_dir, issue=task.issue, tests=tests,
+                                       model=self.model, budget=budget, config=sel_cfg)
+        result.selection = selection
+        result.selection_method, result.selection_reason = selection.method, selection.reason
+        result.chosen_candidate, result.patch = selection.chosen_id, selection.patch or ""
+        if selection.chosen_id:
+            with contextlib.suppress(StopIteration):
+                result.votes = selection.candidate(selection.chosen_id).votes
+        result.budget_stopped = result.budget_stopped or budget.exceeded or any(
+            (t.editing and t.editing.outcome == "budget_exhausted") or (t.testing and t.testing.outcome == "budget_exhausted")
+            for t in trajectories)
+        result.status = "solved" if result.patch.strip() else "no_patch"
+        return pool
+
+    @staticmethod
+    def _tests_of(trajectories: list[TrajectoryResult]) -> list[GeneratedTest]:
+        tests, seen = [], set()
+        for t in trajectories:
+            for code, origin in ((t.editing.test_code if t.editing else None, "editing"),
+                                 (t.testing.test_code if t.testing else None, "testing")):
+                if code and code not in seen:
+                    seen.add(code)
+                    tests.append(GeneratedTest(id=f"{origin}{t.index}", code=code, source=f"{origin} trajectory {t.index}"))
+        return tests
+
+    def _checkout(self, source: RepoSource) -> Path:
+        git_dir = local_git_dir(source)
+        sha = resolve_commit(git_dir, source.commit, source.location)
+        dest = self.run_dir / "checkouts" / sha
+        if not (dest / ".complete").exists():
+            checkout_tree(git_dir, sha, dest)
+            (dest / ".complete").write_text("")
+        return dest
+
+    def _save(self, result: InstanceResult) -> None:
+        data = result.model_dump(mode="json")
+        self.store.write_file(f"instances/{result.instance_id}/result.json", result.model_dump_json(indent=2))
+        self.store.write_file(f"instances/{result.instance_id}/patch.diff", result.patch)
+        self.store.mark_instance(result.instance_id, self.config_hash, result.status, result=data,
+                                 error="; ".join(result.errors) or None, cost_usd=result.cost_usd)
+
+
+def write_predictions(run_dir: Path, results: list[InstanceResult], model_name: str = "patchswarm") -> Path:
+    """predictions.jsonl in the SWE-bench prediction format."""
+    import json
+
+    lines = [json.dumps({"instance_id": r.instance_id, "model_name_or_path": model_name, "model_patch": r.patch})
+             for r in results if r.status != "failed"]
+    path = Path(run_dir) / "predictions.jsonl"
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text("".join(line + "\n" for line in lines))
+    tmp.replace(path)
+    return path
+
+
+async def _run_all(runner: Runner, tasks: list[Task], workers: int) -> list[InstanceResult]:
+    loop = asyncio.get_running_loop()
+    # Sandboxes and Docker calls block; give them threads enough not to queue behind each other.
+    loop.set_default_executor(ThreadPoolExecutor(max_workers=64, thread_name_prefix="patchswarm"))
+    slots = asyncio.Semaphore(workers)
+
+    async def one(task: Task) -> InstanceResult:
+        async with slots:
+            return await runner.solve(task)
+
+    return list(await asyncio.gather(*(one(t) for t in tasks)))
+
+
+def run_tasks(tasks: list[Task], config: PatchswarmConfig, run_dir: Path, *, redo: bool = False,
+              live: bool | None = None) -> list[InstanceResult]:
+    """Solve `tasks` into `run_dir` (resuming what is there). Ctrl-C leaves no container behind."""
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    with Progress(len(tasks), run_dir / "events.jsonl", live=live, max_cost_usd=config.budget.max_cost_usd) as progress:
+        runner = Runner(config, run_dir, progress, redo=redo)
+        runner.store.set_meta("status", "running")
+        try:
+            results = asyncio.run(_run_all(runner, tasks, config.workers))
+            write_predictions(run_dir, results)
+            runner.store.set_meta("status", "finished")
+            return results
+        except BaseException:
+            runner.store.set_meta("status", "interrupted")
+            raise
+        finally:
+            runner.close()

@@ -1,0 +1,229 @@
+"""The run store: SQLite (WAL) in the run directory, plus files for logs and patches.
+
+Everything a run does is written as it happens, each write committed at once, so `kill -9` loses at
+most the step in flight. State-machine states and completed model calls are keyed by a hash of the
+config that affects results: rerunning the same command resumes, a changed config starts afresh.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import json
+import sqlite3
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from agent.call_records import CallRecord
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS instances (
+  instance_id TEXT NOT NULL, config_hash TEXT NOT NULL, status TEXT NOT NULL,
+  cost_usd REAL DEFAULT 0, result TEXT, error TEXT, started_at REAL, finished_at REAL,
+  PRIMARY KEY (instance_id, config_hash));
+CREATE TABLE IF NOT EXISTS states (key TEXT PRIMARY KEY, state TEXT NOT NULL, updated_at REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS calls (
+  key TEXT PRIMARY KEY, call_id TEXT, instance_id TEXT, role TEXT, model TEXT, cost_usd REAL,
+  input_tokens INTEGER, output_tokens INTEGER, record TEXT NOT NULL, created_at REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS call_log (
+  id INTEGER PRIMARY KEY AUTOINCREMENT, call_id TEXT, instance_id TEXT, role TEXT, model TEXT,
+  cost_usd REAL, input_tokens INTEGER, output_tokens INTEGER, cache_read_tokens INTEGER,
+  cache_write_tokens INTEGER, latency_s REAL, error TEXT, reused INTEGER DEFAULT 0, created_at REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS events (
+  id INTEGER PRIMARY KEY AUTOINCREMENT, instance_id TEXT, kind TEXT NOT NULL, data TEXT, created_at REAL NOT NULL);
+"""
+
+
+class RunStore:
+    """One SQLite database per run directory; safe to use from many threads."""
+
+    def __init__(self, run_dir: Path):
+        self.run_dir = Path(run_dir)
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.path = self.run_dir / "run.sqlite"
+        self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=30)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.executescript(SCHEMA)
+        self._lock = threading.Lock()
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    def _exec(self, sql: str, params: tuple = ()) -> list[tuple]:
+        with self._lock:
+            return self._db.execute(sql, params).fetchall()
+
+    # -- meta ------------------------------------------------------------------------------------
+
+    def set_meta(self, key: str, value: Any) -> None:
+        self._exec("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, json.dumps(value)))
+
+    def get_meta(self, key: str, default: Any = None) -> Any:
+        rows = self._exec("SELECT value FROM meta WHERE key = ?", (key,))
+        return json.loads(rows[0][0]) if rows else default
+
+    # -- instances -------------------------------------------------------------------------------
+
+    def instance_status(self, instance_id: str, config_hash: str) -> tuple[str, dict | None] | None:
+        rows = self._exec("SELECT status, result FROM instances WHERE instance_id = ? AND config_hash = ?",
+                          (instance_id, config_hash))
+        if not rows:
+            return None
+        return rows[0][0], (json.loads(rows[0][1]) if rows[0][1] else None)
+
+    def mark_instance(self, instance_id: str, config_hash: str, status: str, *, result: dict | None = None,
+                      error: str | None = None, cost_usd: float | None = None) -> None:
+        now = time.time()
+        self._exec(
+            """INSERT INTO instances (instance_id, config_hash, status, cost_usd, result, error, started_at, finished_at)
+               VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+               ON CONFLICT (instance_id, config_hash) DO UPDATE SET status = excluded.status,
+                 cost_usd = COALESCE(excluded.cost_usd, instances.cost_usd),
+                 result = COALESCE(excluded.result, instances.result), error = excluded.error,
+                 finished_at = excluded.finished_at""",
+            (instance_id, config_hash, status, cost_usd, json.dumps(result) if result is not None else None, error,
+             now, now if status not in ("running", "pending") else None),
+        )
+
+    def instances(self) -> list[dict[str, Any]]:
+        rows = self._exec("SELECT instance_id, config_hash, status, cost_usd, error, started_at, finished_at, result "
+                          "FROM instances ORDER BY started_at")
+        keys = ("instance_id", "config_hash", "status", "cost_usd", "error", "started_at", "finished_at", "result")
+        out = []
+        for row in rows:
+            item = dict(zip(keys, row, strict=True))
+            item["result"] = json.loads(item["result"]) if item["result"] else None
+            out.append(item)
+        return out
+
+    # -- state machines (agent.types.StateStore) --------------------------------------------------
+
+    def load(self, key: str) -> dict[str, Any] | None:
+        rows = self._exec("SELECT state FROM states WHERE key = ?", (key,))
+        return json.loads(rows[0][0]) if rows else None
+
+    def save(self, key: str, state: dict[str, Any]) -> None:
+        self._exec("INSERT OR REPLACE INTO states VALUES (?, ?, ?)", (key, json.dumps(state), time.time()))
+
+    def forget_states(self, prefix: str) -> int:
+        """For --redo: drop saved states whose key starts with `prefix`."""
+        rows = self._exec("SELECT COUNT(*) FROM states WHERE key LIKE ? ESCAPE '\\'", (_like_prefix(prefix),))
+        self._exec("DELETE FROM states WHERE key LIKE ? ESCAPE '\\'", (_like_prefix(prefix),))
+        return rows[0][0]
+
+    # -- events ----------------------------------------------------------------------------------
+
+    def event(self, kind: str, instance_id: str | None = None, **data: Any) -> None:
+        self._exec("INSERT INTO events (instance_id, kind, data, created_at) VALUES (?, ?, ?, ?)",
+                   (instance_id, kind, json.dumps(data, default=str), time.time()))
+
+    def events(self, instance_id: str | None = None, kind: str | None = None) -> list[dict[str, Any]]:
+        sql, params = "SELECT instance_id, kind, data, created_at FROM events WHERE 1=1", []
+        if instance_id is not None:
+            sql, params = sql + " AND instance_id = ?", [*params, instance_id]
+        if kind is not None:
+            sql, params = sql + " AND kind = ?", [*params, kind]
+        rows = self._exec(sql + " ORDER BY id", tuple(params))
+        return [{"instance_id": r[0], "kind": r[1], "data": json.loads(r[2]), "created_at": r[3]} for r in rows]
+
+    # -- model calls -----------------------------------------------------------------------------
+
+    def log_call(self, record: CallRecord, instance_id: str | None, reused: bool = False) -> None:
+        u = record.usage
+        self._exec(
+            "INSERT INTO call_log (call_id, instance_id, role, model, cost_usd, input_tokens, output_tokens, "
+            "cache_read_tokens, cache_write_tokens, latency_s, error, reused, created_at) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (record.call_id, instance_id, record.role, record.model, record.cost_usd, u.input_tokens,
+             u.output_tokens, u.cache_read_tokens, u.cache_write_tokens, record.latency_s, record.error,
+             int(reused), time.time()),
+        )
+
+    def totals(self, instance_id: str | None = None) -> dict[str, Any]:
+        """Cost and tokens of billed (not replayed) calls, overall or for one instance."""
+        sql = ("SELECT COUNT(*), COALESCE(SUM(cost_usd), 0), COALESCE(SUM(input_tokens), 0), "
+               "COALESCE(SUM(output_tokens), 0), SUM(CASE WHEN cost_usd IS NULL THEN 1 ELSE 0 END) "
+               "FROM call_log WHERE reused = 0")
+        params: tuple = ()
+        if instance_id is not None:
+            sql, params = sql + " AND instance_id = ?", (instance_id,)
+        calls, cost, tokens_in, tokens_out, unknown = self._exec(sql, params)[0]
+        return {"calls": calls, "cost_usd": cost, "input_tokens": tokens_in, "output_tokens": tokens_out,
+                "unknown_cost_calls": unknown or 0}
+
+    def cost_by_role(self, instance_id: str | None = None) -> dict[str, float]:
+        sql = "SELECT role, COALESCE(SUM(cost_usd), 0) FROM call_log WHERE reused = 0"
+        params: tuple = ()
+        if instance_id is not None:
+            sql, params = sql + " AND instance_id = ?", (instance_id,)
+        return dict(self._exec(sql + " GROUP BY role", params))
+
+    def get_call(self, key: str) -> CallRecord | None:
+        rows = self._exec("SELECT record FROM calls WHERE key = ?", (key,))
+        return CallRecord.model_validate_json(rows[0][0]) if rows else None
+
+    def put_call(self, record: CallRecord, instance_id: str | None = None) -> None:
+        self._exec(
+            "INSERT OR REPLACE INTO calls VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (record.key, record.call_id, instance_id, record.role, record.model, record.cost_usd,
+             record.usage.input_tokens, record.usage.output_tokens, record.model_dump_json(), time.time()),
+        )
+
+    def count_calls(self) -> int:
+        return self._exec("SELECT COUNT(*) FROM calls")[0][0]
+
+    # -- files -----------------------------------------------------------------------------------
+
+    def write_file(self, relative: str, text: str) -> Path:
+        path = self.run_dir / relative
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(path.suffix + ".tmp")
+        tmp.write_text(text)
+        tmp.replace(path)  # atomic: a crash never leaves half a file
+        return path
+
+
+def _like_prefix(prefix: str) -> str:
+    return prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+
+
+# The instance a model call belongs to: set by the pipeline in each instance's task; asyncio copies it
+# into the tasks that instance spawns, so one shared ModelClient (one concurrency limit) can attribute costs.
+current_instance: contextvars.ContextVar[str | None] = contextvars.ContextVar("patchswarm_instance", default=None)
+
+
+class RunCallStore:
+    """The ModelClient's CallStore and CallRecorder, namespaced by config hash."""
+
+    def __init__(self, store: RunStore, namespace: str):
+        self.store, self.namespace = store, namespace
+
+    def _key(self, key: str) -> str:
+        return f"{self.namespace}:{key}"
+
+    def get(self, key: str) -> CallRecord | None:
+        return self.store.get_call(self._key(key))
+
+    def put(self, record: CallRecord) -> None:
+        if record.key:
+            self.store.put_call(record.model_copy(update={"key": self._key(record.key)}), current_instance.get())
+
+    def record(self, record: CallRecord) -> None:
+        self.store.log_call(record, current_instance.get())
+
+
+class NamespacedStateStore:
+    """agent.types.StateStore over the run store, with keys prefixed by instance and config hash."""
+
+    def __init__(self, store: RunStore, prefix: str):
+        self.store, self.prefix = store, prefix
+
+    def load(self, key: str) -> dict[str, Any] | None:
+        return self.store.load(f"{self.prefix}:{key}")
+
+    def save(self, key: str, state: dict[str, Any]) -> None:
+        self.store.save(f"{self.prefix}:{key}", state)

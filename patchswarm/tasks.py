@@ -1,0 +1,105 @@
+"""Task sources: one issue on one repository at one commit, from the CLI or a JSONL file."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+import re
+from pathlib import Path
+
+from pydantic import BaseModel, Field, ValidationError, field_validator
+
+
+class TaskError(ValueError):
+    """A task source is unreadable; the message names the file and line."""
+
+
+class Task(BaseModel):
+    """What solving may see of an issue. Hidden benchmark answers never live here."""
+
+    instance_id: str = Field(description="Unique id of the issue within a batch.")
+    repo: str = Field(description="Local path or git URL of the repository.")
+    commit: str = Field(description="Commit to solve the issue at.")
+    issue: str = Field(description="The issue text shown to the models.")
+    setup: list[str] = Field(default_factory=list, description="Environment setup commands (run once, with network).")
+    test_cmd: str | None = Field(None, description="The repository's own test command, for regression checks.")
+    python: str | None = Field(None, description="Wanted Python version.")
+    base_image: str | None = Field(None, description="Image to build the environment from (default: patchswarm base).")
+
+    @field_validator("setup", mode="before")
+    @classmethod
+    def _one_or_many(cls, value):
+        if value is None:
+            return []
+        return [value] if isinstance(value, str) else value
+
+
+def task_id_for(repo: str, commit: str, issue: str) -> str:
+    name = Path(repo.rstrip("/")).name.removesuffix(".git") or "repo"
+    digest = hashlib.sha256(f"{repo}\0{commit}\0{issue}".encode()).hexdigest()[:8]
+    return f"{name}-{digest}"
+
+
+def load_tasks_jsonl(path: Path) -> list[Task]:
+    """Tasks from JSONL (`repo`, `commit`, `issue` or `problem_statement`, optional `instance_id`, `setup`,
+    `test_cmd`, `python`). Relative repo paths are relative to the file."""
+    path = Path(path)
+    try:
+        lines = path.read_text().splitlines()
+    except OSError as exc:
+        raise TaskError(f"cannot read task file {path}: {exc.strerror}") from None
+    tasks, seen = [], set()
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise TaskError(f"{path} line {number}: not valid JSON ({exc.msg})") from None
+        if not isinstance(row, dict):
+            raise TaskError(f"{path} line {number}: expected a JSON object")
+        row = dict(row)
+        if "issue" not in row and "problem_statement" in row:
+            row["issue"] = row.pop("problem_statement")
+        if "commit" not in row and "base_commit" in row:
+            row["commit"] = row.pop("base_commit")
+        missing = [k for k in ("repo", "commit", "issue") if not row.get(k)]
+        if missing:
+            raise TaskError(f"{path} line {number}: missing {', '.join(missing)}")
+        repo = str(row["repo"])
+        if "://" not in repo and not repo.startswith("git@") and not Path(repo).is_absolute():
+            row["repo"] = str((path.parent / repo).resolve())
+        row.setdefault("instance_id", row.get("id") or task_id_for(row["repo"], row["commit"], row["issue"]))
+        known = set(Task.model_fields)
+        try:
+            task = Task(**{k: v for k, v in row.items() if k in known})
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            raise TaskError(f"{path} line {number}: {'.'.join(map(str, first['loc']))}: {first['msg']}") from None
+        if task.instance_id in seen:
+            raise TaskError(f"{path} line {number}: duplicate instance_id {task.instance_id}")
+        seen.add(task.instance_id)
+        tasks.append(task)
+    return tasks
+
+
+def select_tasks(tasks: list[Task], *, pattern: str | None = None, slice_spec: str | None = None,
+                 shuffle_seed: int | None = None) -> list[Task]:
+    """--filter (regex on ids), --shuffle (seeded, reproducible), then --slice (python-style `a:b`)."""
+    if pattern:
+        try:
+            regex = re.compile(pattern)
+        except re.error as exc:
+            raise TaskError(f"--filter {pattern!r} is not a valid regex: {exc}") from None
+        tasks = [t for t in tasks if regex.search(t.instance_id)]
+    if shuffle_seed is not None:
+        tasks = list(tasks)
+        random.Random(shuffle_seed).shuffle(tasks)
+    if slice_spec:
+        try:
+            parts = [int(p) if p.strip() else None for p in slice_spec.split(":")]
+            tasks = tasks[slice(*parts)]
+        except (ValueError, TypeError):
+            raise TaskError(f"--slice {slice_spec!r} must look like 'start:stop' (e.g. 0:10)") from None
+    return tasks
