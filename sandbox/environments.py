@@ -36,6 +36,7 @@ class EnvSpec(BaseModel):
     base_image: str | None = Field(None, description="Image to start from; default: the patchswarm base image whose Python is nearest to `python`.")
     python: str | None = Field(None, description="Wanted Python version, e.g. '3.11'. The nearest available is used and recorded.")
     setup: list[str] = Field(default_factory=list, description="Shell commands run in /repo as the sandbox user, with network, e.g. 'pip install -e .[test]'.")
+    root_setup: list[str] = Field(default_factory=list, description="Shell commands run as root, with network, before the repository is copied in (system packages, symlinks).")
     test_cmd: str | None = Field(None, description="The repository's own test command, used for regression checks.")
     setup_timeout_s: float = Field(1800, description="Time limit for all setup commands together.")
 
@@ -72,6 +73,8 @@ def _resolve_base(client: docker.DockerClient, env: EnvSpec) -> tuple[str, str |
 
 def env_image_tag(base_image_id: str, repo_sha: str, env: EnvSpec) -> str:
     spec = {"format": BUILD_FORMAT, "base": base_image_id, "sha": repo_sha, "setup": env.setup}
+    if env.root_setup:  # only when used, so images built before the field existed keep their tags
+        spec["root_setup"] = env.root_setup
     digest = hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:20]
     return f"patchswarm-env:{digest}"
 
@@ -123,6 +126,12 @@ def _build(client, git_dir: Path, sha: str, base: str, tag: str, env: EnvSpec, r
     try:
         container.start()
         with open(log_path, "wb") as log:
+            for command in env.root_setup:
+                log.write(f"(root) $ {command}\n".encode())
+                code = _stream_exec(client, container.id, command, log, "0")
+                if code != 0:
+                    raise ImageBuildError(f"environment root setup command {command!r} failed (exit {code})",
+                                          str(log_path), _tail(log_path))
             container.put_archive(REPO_DIR, archive_commit(git_dir, sha))
             container.exec_run(["chown", "-R", "1000:1000", REPO_DIR])
             for command in env.setup:

@@ -103,7 +103,7 @@ class SandboxManager:
             install_termination_handler()
 
     def create(self, image: str, *, network: bool = False, limits: Limits | None = None,
-               user: str = SANDBOX_USER, workdir: str = REPO_DIR) -> Sandbox:
+               user: str = SANDBOX_USER, workdir: str = REPO_DIR, exec_server: bool = True) -> Sandbox:
         """Start an isolated container: no network unless asked, non-root, no capabilities, limited."""
         if self.closed:
             raise SandboxBroken(f"sandbox manager of run {self.run_id} is closed")
@@ -123,7 +123,7 @@ class SandboxManager:
             if not self._image_exists(image):
                 raise ImageError(f"unknown image {image}: not present locally and not pullable") from None
             raise SandboxError(f"cannot start a sandbox from {image}: {exc.explanation}") from None
-        sandbox = Sandbox(container, image, user=user, workdir=workdir)
+        sandbox = Sandbox(container, image, user=user, workdir=workdir, use_server=exec_server)
         with self._lock:
             self._sandboxes[container.id] = sandbox
         return sandbox

@@ -13,6 +13,7 @@ from docker.errors import APIError, NotFound
 from docker.models.containers import Container
 
 from sandbox.errors import PatchApplyError, SandboxBroken, SandboxError
+from sandbox.exec_channel import ChannelBroken, ExecChannel
 from sandbox.execution import DEFAULT_OUTPUT_CAP, ExecResult, kill_all_processes, run_exec
 
 REPO_DIR = "/repo"
@@ -88,7 +89,8 @@ def rejected_hunks(output: str) -> list[str]:
 class Sandbox:
     """A running, isolated container with a repository. Not thread-safe for concurrent commands."""
 
-    def __init__(self, container: Container, image: str, user: str = SANDBOX_USER, workdir: str = REPO_DIR):
+    def __init__(self, container: Container, image: str, user: str = SANDBOX_USER, workdir: str = REPO_DIR,
+                 use_server: bool = True):
         self.container = container
         self.image = image
         self.user = user
@@ -96,6 +98,8 @@ class Sandbox:
         self.dirty = False  # True once anything may have changed since the last reset
         self.closed = False
         self._lock = threading.Lock()
+        # The in-sandbox exec server (see exec_channel); None until first use, False once unusable.
+        self._channel: ExecChannel | None | bool = None if use_server else False
 
     @property
     def id(self) -> str:
@@ -108,14 +112,30 @@ class Sandbox:
 
     def exec(
         self, command: str, timeout: float = 60, env: dict[str, str] | None = None, workdir: str | None = None,
-        output_cap: int = DEFAULT_OUTPUT_CAP, user: str | None = None,
+        output_cap: int = DEFAULT_OUTPUT_CAP, user: str | None = None, kill_strays: bool = False,
     ) -> ExecResult:
-        """Run a bash command. Only the variables in `env` are added to the image's environment."""
+        """Run a bash command. Only the variables in `env` are added to the image's environment.
+
+        `kill_strays` first kills every process left over from earlier commands.
+        """
         if self.closed:
             raise SandboxError(f"sandbox {self.id[:12]} is closed")
         self.dirty = True
         with self._lock:
             try:
+                channel = self._ready_channel() if user in (None, self.user) else None
+                if channel is not None:
+                    try:
+                        return channel.run(command, timeout=timeout, env=env, workdir=workdir or self.workdir,
+                                           output_cap=output_cap, kill_strays=kill_strays)
+                    except ChannelBroken as exc:
+                        # The command may have run (and killed the server); never run it twice.
+                        channel.close()
+                        self._channel = None
+                        return ExecResult(command=command, exit_code=None, output=f"[sandbox exec server lost: {exc}]",
+                                          duration_s=0.0, output_bytes=0)
+                if kill_strays:
+                    command = f"kill -9 -1 2>/dev/null; {command}"
                 return run_exec(
                     self._api(), self.id, command, timeout=timeout, user=user or self.user,
                     workdir=workdir or self.workdir, env=env, output_cap=output_cap,
@@ -124,6 +144,17 @@ class Sandbox:
                 raise SandboxBroken(f"sandbox container {self.id[:12]} is gone") from None
             except APIError as exc:
                 raise SandboxBroken(f"sandbox container {self.id[:12]} failed: {exc.explanation}") from None
+
+    def _ready_channel(self) -> ExecChannel | None:
+        if self._channel is False:
+            return None
+        if self._channel is None:
+            try:
+                self._channel = ExecChannel(self._api(), self.id, self.user)
+            except (ChannelBroken, APIError, OSError):
+                self._channel = False  # e.g. no python3 in the image: plain docker exec from now on
+                return None
+        return self._channel
 
     def run(
         self, command: str, *, patch: str | None = None, files: dict[str, str | bytes] | None = None,
@@ -135,7 +166,7 @@ class Sandbox:
         This is the hot path of trajectories and the test matrix. A patch that does not apply
         raises `PatchApplyError` and the command does not run.
         """
-        steps = ["{ kill -9 -1 2>/dev/null; true; }", RESET_SCRIPT] if reset else []
+        steps = [RESET_SCRIPT] if reset else []
         if patch and patch.strip():
             self._refuse_binary(patch)
             steps.append(self._staged_payload("/tmp/.ps_run.patch", patch))
@@ -147,7 +178,7 @@ class Sandbox:
             f"{{ {prelude}; }} || {{ echo {PRELUDE_MARKER}; echo 'preparing the sandbox failed'; exit {PRELUDE_FAILED}; }}\n"
             f"{command}"
         )
-        result = self.exec(script, timeout=timeout, env=env, output_cap=output_cap)
+        result = self.exec(script, timeout=timeout, env=env, output_cap=output_cap, kill_strays=reset)
         result.command = command
         if result.exit_code == PRELUDE_FAILED and result.output.startswith(PRELUDE_MARKER):
             detail = result.output[len(PRELUDE_MARKER) :].strip()
@@ -228,7 +259,7 @@ class Sandbox:
 
     def reset(self) -> None:
         """Back to the exact base state: tracked and untracked files, no stray processes."""
-        result = self.exec(f"kill -9 -1 2>/dev/null; {RESET_SCRIPT}", timeout=120)
+        result = self.exec(RESET_SCRIPT, timeout=120, kill_strays=True)
         if result.exit_code != 0:
             raise SandboxBroken(f"reset failed in sandbox {self.id[:12]}: {result.output.strip()[:300]}")
         self.dirty = False
@@ -241,6 +272,8 @@ class Sandbox:
         if self.closed:
             return
         self.closed = True
+        if isinstance(self._channel, ExecChannel):
+            self._channel.close()
         try:
             self.container.remove(force=True)
         except NotFound:

@@ -60,3 +60,19 @@ def test_memory_hog_is_killed_and_reported(manager, calc_image):
     assert result.exit_code == 137
     assert "out of memory" in result.describe()
     assert small.exec("echo alive").output.strip() == "alive"
+
+
+def test_plain_docker_exec_path_kills_tree_and_caps_output(manager, calc_image):
+    """Without the in-sandbox exec server (images without python3) the same guarantees hold."""
+    plain = manager.create(calc_image, exec_server=False)
+    result = plain.exec("sleep 1000 & setsid sleep 1000 & echo started; sleep 1000", timeout=1.5)
+    assert result.timed_out and "started" in result.output
+    assert plain.exec("ps -eo args --no-headers | grep -c '[s]leep 1000' || true").output.strip() == "0"
+    flood = plain.exec("head -c 300000 /dev/zero | tr '\\0' y", output_cap=1000)
+    assert flood.truncated_bytes == 299_000
+
+
+def test_command_that_kills_the_exec_server_is_reported_and_sandbox_recovers(sandbox):
+    lost = sandbox.exec("kill -9 -1")
+    assert lost.exit_code is None and "exec server lost" in lost.output
+    assert sandbox.exec("echo back").output.strip() == "back"
