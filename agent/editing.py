@@ -1,0 +1,146 @@
+"""Editing state machine: from context, issue and one reproduction test, an edit that makes the test exit 0.
+
+    phase | what happens                                              | next
+    ------+-----------------------------------------------------------+---------------------------------------
+    ask   | the model replies <edit>, <test> or <finish/>;             | run · end "finished" ("no_edit" when
+          | an edit becomes a diff against the pristine host checkout  | nothing was edited) · ask (edit error
+          |                                                           | or format feedback)
+    run   | the test runs on the original repository (reused while     | ask, with the diff and both runs
+          | the test is unchanged) and on the edited one               | (or the patch failure) as feedback
+
+An ask with no attempts left ends "attempts_exhausted", keeping the last edit that applied.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+from agent.actions import Action, ConversationMachine, MachineState
+from agent.budget import Budget
+from agent.edits import EditError, apply_edit_text
+from agent.model import ModelClient
+from agent.prompts import editing_prefix, editing_report, editing_seed, patch_failed, user
+from agent.testing import DEFAULT_OUTPUT_CAP, ReproRun, SandboxLeaser, TestingResult, in_sandbox, run_test
+from agent.types import ContextBundle, StateStore
+from sandbox.errors import PatchApplyError
+
+EditingOutcome = Literal["finished", "attempts_exhausted", "budget_exhausted", "model_error", "no_edit", "crashed"]
+
+
+class EditingState(MachineState):
+    test_code: str | None = None
+    original: ReproRun | None = Field(None, description="test_code on the original repository; None: not run yet.")
+    candidate: str | None = Field(None, description="Diff of the newest edit, waiting for its run.")
+    patch: str | None = Field(None, description="The newest edit that applied in the sandbox.")
+    edited: ReproRun | None = Field(None, description="test_code on the repository with `patch`.")
+
+
+class EditingResult(BaseModel):
+    index: int = 0
+    patch: str | None
+    test_code: str | None
+    outcome: EditingOutcome
+    edited_exit_code: int | None
+    original_exit_code: int | None
+    edited_output: str | None = None
+    original_output: str | None = None
+    messages: list[dict[str, Any]]
+    error: str | None = None
+    attempts: int = 0
+    cost_usd: float = 0.0
+    unknown_cost_calls: int = 0
+
+
+class EditingMachine(ConversationMachine[EditingState]):
+    state_type = EditingState
+    accepts = MappingProxyType({
+        "edit": "one or more <edit>/<delete> blocks forming your complete edit",
+        "test": "<test>…</test> holding a complete replacement test",
+        "done": "<finish/>",
+    })
+
+    def __init__(
+        self, client: ModelClient, pool: SandboxLeaser, *, issue: str, context: ContextBundle | str,
+        repo_dir: Path, seed: TestingResult | None, store: StateStore, key: str, index: int = 0,
+        budget: Budget | None = None, max_attempts: int = 8, test_timeout_s: float = 60,
+        temperature: float | None = None, output_cap: int = DEFAULT_OUTPUT_CAP, max_tokens: int | None = None,
+    ) -> None:
+        self.pool, self.issue, self.repo_dir, self.seed = pool, issue, Path(repo_dir), seed
+        self.test_timeout_s, self.output_cap = test_timeout_s, output_cap
+        super().__init__(client, prefix=editing_prefix(context, issue), store=store, key=key, index=index,
+                         budget=budget, temperature=temperature, max_attempts=max_attempts, max_tokens=max_tokens)
+
+    def fresh_state(self) -> EditingState:
+        if not self.issue.strip():
+            return EditingState(outcome="no_edit", error="the issue text is empty: nothing to fix")
+        test = self.seed.test_code if self.seed else None
+        original = self.seed.original_run() if self.seed and test else None
+        state = EditingState(test_code=test, original=original)
+        # The seed is the first trajectory-specific message: it follows the shared prefix.
+        state.turns.append(user(editing_seed(test, original.describe() if original else None)))
+        return state
+
+    def act(self, action: Action) -> None:
+        state = self.state
+        if action.kind == "edit":
+            try:
+                state.candidate = apply_edit_text(self.repo_dir, action.body).diff
+            except EditError as exc:
+                self.tell(exc.message)
+                return
+            state.phase = "run"
+        elif action.kind == "test":
+            if action.body != state.test_code:  # an unchanged test keeps its original run
+                state.test_code, state.original = action.body, None
+            state.candidate, state.phase = state.patch, "run"  # the current edit meets the new test
+        else:
+            state.outcome = "finished" if state.patch else "no_edit"
+
+    async def run_step(self) -> None:
+        state = self.state
+        test, candidate = state.test_code, state.candidate
+        runs: dict[str, ReproRun] = {"original": state.original} if state.original else {}
+
+        def work(sandbox: Any) -> None:
+            # Both runs share one lease; each `run` resets the sandbox to the base state first.
+            if test is not None and "original" not in runs:
+                runs["original"] = self._run(sandbox, test, None)
+            if candidate is not None and test is not None:
+                runs["edited"] = self._run(sandbox, test, candidate)
+            elif candidate is not None:
+                sandbox.run("true", patch=candidate, timeout=self.test_timeout_s)  # does it apply at all?
+
+        try:
+            await in_sandbox(self.pool, work)
+        except PatchApplyError as exc:
+            self.tell(patch_failed(str(exc)))
+            state.original, state.candidate, state.phase = runs.get("original"), None, "ask"
+            return
+        state.original = runs.get("original")
+        if candidate is not None:
+            state.patch, state.edited = candidate, runs.get("edited")
+        self.tell(editing_report(
+            candidate, state.original.describe() if state.original else None,
+            state.edited.describe() if candidate is not None and state.edited else None,
+        ))
+        state.candidate, state.phase = None, "ask"
+
+    def _run(self, sandbox: Any, test: str, patch: str | None) -> ReproRun:
+        return run_test(sandbox, test, patch=patch, timeout_s=self.test_timeout_s, output_cap=self.output_cap)
+
+    def result(self) -> EditingResult:
+        state = self.state
+        edited = state.edited if state.patch else None
+        return EditingResult(
+            index=self.index, patch=state.patch, test_code=state.test_code, outcome=state.outcome,
+            edited_exit_code=edited.exit_code if edited else None,
+            original_exit_code=state.original.exit_code if state.original else None,
+            edited_output=edited.output if edited else None,
+            original_output=state.original.output if state.original else None,
+            messages=self.messages, error=state.error, attempts=state.attempts, cost_usd=state.cost_usd,
+            unknown_cost_calls=state.unknown_cost_calls,
+        )

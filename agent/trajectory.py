@@ -1,0 +1,129 @@
+"""N parallel trajectories of one instance: N testing machines, then N editing machines seeded by their tests.
+
+Within each phase the first machine's first model call runs alone (it writes the provider's cache of
+the shared prefix), then every machine runs concurrently: model calls under the client's concurrency
+limit, sandbox runs under the pool's. A machine that fails ends with outcome "model_error" or
+"crashed" and its error text; the others carry on. Calling `run_trajectories` again with the same
+state store and call store resumes: finished machines return their stored results, the others continue
+from their last saved step without repeating a completed model call.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import BaseModel, Field
+
+from agent.actions import ConversationMachine
+from agent.budget import Budget
+from agent.editing import EditingMachine, EditingResult
+from agent.model import ModelClient, warm_then_fan_out
+from agent.testing import DEFAULT_OUTPUT_CAP, SandboxLeaser, TestingMachine, TestingResult
+from agent.types import EXIT_ISSUE_PRESENT, ContextBundle, StateStore
+
+
+class TrajectoryConfig(BaseModel):
+    """How many trajectories to run and how far each may go."""
+
+    num_tests: int = Field(4, ge=0, description="Testing trajectories: reproduction tests written from the issue alone.")
+    num_edits: int = Field(4, ge=0, description="Editing trajectories, each seeded by one reproduction test.")
+    max_attempts_testing: int = Field(4, ge=1, description="Model replies a testing trajectory may use (format errors count).")
+    max_attempts_editing: int = Field(8, ge=1, description="Model replies an editing trajectory may use (format and edit errors count).")
+    test_timeout_s: float = Field(60.0, gt=0, description="Time limit of one reproduction-test run in a sandbox.")
+    temperature: float | None = Field(None, ge=0, description="Sampling temperature; None: the primary role's default.")
+    trajectory_budget_usd: float | None = Field(None, ge=0, description="USD limit of one trajectory (its testing and editing calls); None: only the parent budget applies.")
+    output_cap_bytes: int = Field(DEFAULT_OUTPUT_CAP, ge=256, description="Bytes of test output shown to the model (head and tail kept).")
+    max_tokens: int | None = Field(None, ge=1, description="Completion token limit per call; None: the provider's default.")
+
+
+class TrajectoryResult(BaseModel):
+    index: int
+    testing: TestingResult | None = Field(None, description="Testing machine `index` (None beyond num_tests).")
+    editing: EditingResult | None = Field(None, description="Editing machine `index` (None beyond num_edits).")
+    seed_test_index: int | None = Field(None, description="Index of the testing result that seeded the editing machine.")
+    cost_usd: float = Field(0.0, description="USD of this trajectory's calls whose cost is known.")
+    unknown_cost_calls: int = 0
+    error: str | None = Field(None, description="Why a machine of this trajectory failed (model_error / crashed).")
+
+
+def choose_seeds(results: list[TestingResult], count: int) -> list[TestingResult | None]:
+    """Round-robin over approved tests; with none approved, the single best test available.
+
+    Best: reproduces (exits 2 on the original repository), then any test at all, then the lowest index.
+    """
+    approved = [r for r in results if r.approved and r.test_code]
+    if not approved:
+        written = [r for r in results if r.test_code]
+        written.sort(key=lambda r: (r.original_exit_code != EXIT_ISSUE_PRESENT, r.index))
+        approved = written[:1]
+    return [approved[i % len(approved)] if approved else None for i in range(count)]
+
+
+async def _fan_out(machines: list[ConversationMachine]) -> list:
+    """Warm the prefix cache with machine 0's first call, then run all; never raises for one machine."""
+    if not machines:
+        return []
+    results = await warm_then_fan_out(machines[0].warm, [m.run for m in machines])
+    return results[1:]
+
+
+def _failure(result: TestingResult | EditingResult | BaseException | None, phase: str) -> str | None:
+    if isinstance(result, BaseException):
+        return f"{phase}: {type(result).__name__}: {result}"
+    if result is not None and result.outcome in ("model_error", "crashed"):
+        return f"{phase}: {result.error}"
+    return None
+
+
+async def run_trajectories(
+    client: ModelClient, pool: SandboxLeaser, *, issue: str, context: ContextBundle | str, repo_dir: Path,
+    store: StateStore, key: str, config: TrajectoryConfig | None = None, budget: Budget | None = None,
+) -> list[TrajectoryResult]:
+    """Run the trajectories of one instance; one result per index, in index order.
+
+    `repo_dir` is the pristine host checkout of the base commit (edits are computed against it);
+    `pool` leases sandboxes of the instance's image; `key` names the instance in `store`;
+    `budget` is the instance's budget, of which each trajectory gets a child.
+    """
+    config = config or TrajectoryConfig()
+    count = max(config.num_tests, config.num_edits)
+    budgets = [_trajectory_budget(budget, config, i) for i in range(count)]
+    shared = {"temperature": config.temperature, "test_timeout_s": config.test_timeout_s,
+              "output_cap": config.output_cap_bytes, "max_tokens": config.max_tokens}
+    testers = [
+        TestingMachine(client, pool, issue=issue, store=store, key=f"{key}/testing/{i}", index=i,
+                       budget=budgets[i], max_attempts=config.max_attempts_testing, **shared)
+        for i in range(config.num_tests)
+    ]
+    tested = await _fan_out(testers)
+    seeds = choose_seeds([r for r in tested if isinstance(r, TestingResult)], config.num_edits)
+    editors = [
+        EditingMachine(client, pool, issue=issue, context=context, repo_dir=repo_dir, seed=seeds[i], store=store,
+                       key=f"{key}/editing/{i}", index=i, budget=budgets[i],
+                       max_attempts=config.max_attempts_editing, **shared)
+        for i in range(config.num_edits)
+    ]
+    edited = await _fan_out(editors)
+    results = []
+    for i in range(count):
+        testing = tested[i] if i < len(tested) else None
+        editing = edited[i] if i < len(edited) else None
+        machines = [m[i] for m in (testers, editors) if i < len(m)]
+        error = _failure(testing, "testing") or _failure(editing, "editing")
+        results.append(TrajectoryResult(
+            index=i,
+            testing=testing if isinstance(testing, TestingResult) else None,
+            editing=editing if isinstance(editing, EditingResult) else None,
+            seed_test_index=seeds[i].index if i < len(seeds) and seeds[i] is not None else None,
+            cost_usd=sum(m.state.cost_usd for m in machines),
+            unknown_cost_calls=sum(m.state.unknown_cost_calls for m in machines),
+            error=error,
+        ))
+    return results
+
+
+def _trajectory_budget(parent: Budget | None, config: TrajectoryConfig, index: int) -> Budget | None:
+    name = f"trajectory-{index}"
+    if parent is not None:
+        return parent.child(config.trajectory_budget_usd, name)
+    return None if config.trajectory_budget_usd is None else Budget(config.trajectory_budget_usd, name)
