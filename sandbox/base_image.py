@@ -19,6 +19,7 @@ import docker
 from docker.errors import APIError, ImageNotFound
 
 from sandbox.errors import ImageBuildError, ImageError
+from sandbox.manager import owner_labels
 
 SUITE_PYTHON = {"bullseye": "3.9", "bookworm": "3.11", "trixie": "3.13"}
 DEFAULT_SUITE = "bookworm"
@@ -146,7 +147,8 @@ def _ca_tar(bundle: Path) -> bytes:
 
 def finish_base_image(client: docker.DockerClient, rootfs: str, tag: str, log) -> None:
     """User 1000, a venv on PATH, git identity, and the host CA bundle trusted by pip, git and requests."""
-    container = client.containers.create(rootfs, ["sleep", "infinity"], labels={LABEL_KIND: "base-build"})
+    container = client.containers.create(rootfs, ["sleep", "infinity"],
+                                         labels={**owner_labels("base-build"), LABEL_KIND: "base-build"})
     try:
         container.start()
         bundle = host_ca_bundle()

@@ -19,6 +19,7 @@ from pydantic import BaseModel, Field
 
 from sandbox.base_image import LABEL_KIND, ensure_base_image, image_exists, suite_for_python
 from sandbox.errors import ImageBuildError, ImageError
+from sandbox.manager import owner_labels
 from sandbox.repos import DEFAULT_CACHE, RepoSource, archive_commit, local_git_dir, resolve_commit
 from sandbox.sandbox import REPO_DIR, SANDBOX_USER
 
@@ -121,7 +122,7 @@ def build_env_image(
 def _build(client, git_dir: Path, sha: str, base: str, tag: str, env: EnvSpec, run_id: str, log_path: Path) -> None:
     container = client.containers.create(
         base, ["sleep", "infinity"], user="0", working_dir="/",
-        labels={"patchswarm.run": run_id, LABEL_KIND: "env-build"},
+        labels={**owner_labels(run_id), LABEL_KIND: "env-build"},
     )
     try:
         container.start()

@@ -54,6 +54,13 @@ def process_start_time(pid: int) -> str | None:
         return None
 
 
+def owner_labels(run_id: str) -> dict[str, str]:
+    """Labels of every container we start: the run, and the owning process so sweeps can tell if it lives."""
+    pid = os.getpid()
+    return {LABEL_RUN: run_id, LABEL_PID: str(pid), LABEL_PID_START: process_start_time(pid) or "",
+            LABEL_HOST: socket.gethostname()}
+
+
 def owner_alive(labels: dict[str, str]) -> bool:
     if labels.get(LABEL_HOST) != socket.gethostname():
         return True  # another machine's container: not ours to judge
@@ -67,7 +74,7 @@ def owner_alive(labels: dict[str, str]) -> bool:
 def remove_containers(client: docker.DockerClient, run_id: str | None = None, only_orphans: bool = False) -> int:
     """Remove labelled containers: of one run, of every run, or only those whose owner process is gone."""
     label = f"{LABEL_RUN}={run_id}" if run_id else LABEL_RUN
-    containers = client.containers.list(all=True, filters={"label": label})
+    containers = client.containers.list(all=True, filters={"label": label}, ignore_removed=True)
     doomed = [c for c in containers if not (only_orphans and owner_alive(c.labels))]
 
     def remove(container) -> None:
@@ -93,9 +100,7 @@ class SandboxManager:
         self._sandboxes: dict[str, Sandbox] = {}
         self._lock = threading.Lock()
         self.closed = False
-        pid = os.getpid()
-        self.labels = {LABEL_RUN: self.run_id, LABEL_PID: str(pid),
-                       LABEL_PID_START: process_start_time(pid) or "", LABEL_HOST: socket.gethostname()}
+        self.labels = owner_labels(self.run_id)
         if sweep:
             remove_containers(client, only_orphans=True)
         atexit.register(self.close_all)

@@ -1,1 +1,26 @@
-"""selection package."""
+"""Choosing one patch: test matrix, votes on real evidence, regression check, selector, ensembles.
+
+Imports agent and sandbox, never patchswarm.
+"""
+
+from selection.cache import OutcomeCache
+from selection.ensemble import load_patch_dir, load_prediction_files, write_predictions
+from selection.models import (
+    BehaviourGroup,
+    Candidate,
+    CandidateReport,
+    GeneratedTest,
+    MatrixCell,
+    RegressionReport,
+    ReproTestReport,
+    SelectionConfig,
+    SelectionResult,
+    TranscriptMessage,
+)
+from selection.select import GenerateTests, select_patch
+
+__all__ = [
+    "BehaviourGroup", "Candidate", "CandidateReport", "GenerateTests", "GeneratedTest", "MatrixCell",
+    "OutcomeCache", "RegressionReport", "ReproTestReport", "SelectionConfig", "SelectionResult",
+    "TranscriptMessage", "load_patch_dir", "load_prediction_files", "select_patch", "write_predictions",
+]

@@ -1,0 +1,142 @@
+"""Collapse candidates and tests that are the same thing, so each distinct one runs once."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Sequence
+
+from pydantic import BaseModel, Field
+from unidiff import PatchSet
+from unidiff.errors import UnidiffParseError
+
+from agent.edits import diff_stats, normalize_patch
+from selection.models import Candidate, GeneratedTest
+
+# A patch unidiff cannot read still gets a size, just the worst one, so it never wins a size tie.
+UNKNOWN_SIZE = 10**9
+
+
+def sha256(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def canonical_test(code: str) -> str:
+    """Test text with trailing whitespace (per line and at the end) removed."""
+    return "\n".join(line.rstrip() for line in code.rstrip().splitlines()) + "\n"
+
+
+def patch_key(patch: str) -> str:
+    """sha256 of the normalised patch; '' for an empty patch (the original tree)."""
+    if not patch.strip():
+        return ""
+    try:
+        normal = normalize_patch(patch)
+        if not normal and not PatchSet(patch.splitlines(keepends=True)):
+            raise ValueError("no file diffs")  # not a diff at all: let `git apply` judge it
+    except (UnidiffParseError, ValueError):
+        normal = "raw:" + patch.strip()  # unreadable for unidiff: only byte-equal copies collapse
+    # A whitespace-only patch normalises to "" and counts as no change (see normalize_patch).
+    return sha256(normal) if normal else ""
+
+
+def lines_changed(patch: str) -> int:
+    try:
+        _, added, removed = diff_stats(patch)
+    except (UnidiffParseError, ValueError):
+        return UNKNOWN_SIZE
+    return added + removed
+
+
+def touched_files(patch: str) -> list[str]:
+    """Paths a patch changes (new paths of renames), in patch order."""
+    try:
+        return [f.path for f in PatchSet(patch.splitlines(keepends=True))]
+    except (UnidiffParseError, ValueError):
+        paths = re.findall(r"^\+\+\+ b/(\S+)", patch, flags=re.M)
+        return list(dict.fromkeys(paths))
+
+
+class DistinctPatch(BaseModel):
+    """Candidates whose patches normalise to the same text: one behaviour, run once.
+
+    Their texts may still differ (whitespace, context lines), so one may apply where another does
+    not: the first variant that applies is the one that runs and represents the group.
+    """
+
+    key: str = Field(description="sha256 of the normalised patch; '' = no change.")
+    variants: list[Candidate] = Field(description="Every candidate with this normalised patch, in input order.")
+    candidate: Candidate = Field(description="The variant that runs (the first that applies).")
+    failed: dict[str, str] = Field(default_factory=dict, description="Variant id → why its own text does not apply.")
+    lines_changed: int = 0
+
+    @property
+    def id(self) -> str:
+        return self.candidate.id
+
+    @property
+    def members(self) -> list[str]:
+        return [c.id for c in self.variants]
+
+    @property
+    def empty(self) -> bool:
+        return self.key == ""
+
+    def promote_next(self, error: str) -> bool:
+        """The current variant does not apply: mark every variant with its text, switch to the next one."""
+        for variant in self.variants:
+            if variant.patch == self.candidate.patch:
+                self.failed[variant.id] = error
+        for variant in self.variants:
+            if variant.id not in self.failed:
+                self.candidate = variant
+                self.lines_changed = lines_changed(variant.patch)
+                return True
+        return False
+
+
+class DistinctTest(BaseModel):
+    key: str = Field(description="sha256 of the canonical test text.")
+    test: GeneratedTest
+    code: str = Field(description="Canonical text; this is what runs.")
+    members: list[str]
+
+    @property
+    def id(self) -> str:
+        return self.test.id
+
+
+def _unique_ids(ids: Sequence[str], what: str) -> None:
+    seen: set[str] = set()
+    for item in ids:
+        if item in seen:
+            raise ValueError(f"two {what} share the id {item!r}; ids must be unique")
+        seen.add(item)
+
+
+def distinct_patches(candidates: Sequence[Candidate]) -> list[DistinctPatch]:
+    """Group candidates by normalised patch, keeping input order."""
+    _unique_ids([c.id for c in candidates], "candidates")
+    by_key: dict[str, DistinctPatch] = {}
+    for candidate in candidates:
+        key = patch_key(candidate.patch)
+        if key in by_key:
+            by_key[key].variants.append(candidate)
+        else:
+            size = lines_changed(candidate.patch) if key else 0
+            by_key[key] = DistinctPatch(key=key, variants=[candidate], candidate=candidate, lines_changed=size)
+    return list(by_key.values())
+
+
+def distinct_tests(tests: Sequence[GeneratedTest]) -> list[DistinctTest]:
+    """Group tests whose text differs only in trailing whitespace, keeping input order."""
+    _unique_ids([t.id for t in tests], "tests")
+    by_key: dict[str, DistinctTest] = {}
+    for test in tests:
+        code = canonical_test(test.code)
+        key = sha256(code)
+        if key in by_key:
+            by_key[key].members.append(test.id)
+        else:
+            by_key[key] = DistinctTest(key=key, test=test, code=code, members=[test.id])
+    return list(by_key.values())

@@ -1,0 +1,230 @@
+"""Regression check: the repository's own tests near the touched files, on the original and on finalists.
+
+A candidate that makes a test fail which passed in both runs on the original has a regression.
+Everything that cannot run (import errors on the original, no tests found, sandbox failures) is
+"unknown" and says nothing. No benchmark labels (test_patch, FAIL_TO_PASS, ...) are ever used.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+from collections.abc import Sequence
+from pathlib import Path, PurePosixPath
+
+from pydantic import BaseModel, Field
+
+from sandbox.execution import ExecResult
+from selection.candidates import DistinctPatch, sha256, touched_files
+from selection.matrix import Executor, Job
+from selection.models import Outcome, RegressionReport, SelectionConfig
+
+SKIP_DIRS = {".git", ".hg", ".svn", ".tox", ".nox", ".venv", "venv", "env", "node_modules", "build", "dist",
+             "__pycache__", ".eggs", "site-packages", ".mypy_cache", ".pytest_cache"}
+TEST_DIRS = {"tests", "test", "testing"}
+MAX_TEST_FILE_BYTES = 1_000_000
+REGRESSION_OUTPUT_CAP = 4 * 1024 * 1024  # per-test lines must survive; head+tail capping would cut them
+PYTEST_PROBE = "python -c 'import pytest'"
+
+_PYTEST_LINE = re.compile(r"^(PASSED|FAILED|ERROR|XFAIL|XPASS)\s+(\S+::.+?)(?: - .*)?$", re.M)
+_PYTEST_STATUS = {"PASSED": "passed", "FAILED": "failed", "ERROR": "error", "XFAIL": "skipped", "XPASS": "passed"}
+_UNITTEST_START = re.compile(r"^(\w+) \(([\w.]+)\)")
+_UNITTEST_STATUS = re.compile(r"(?:^|\.\.\. )(ok|FAIL|ERROR|skipped\b.*|expected failure|unexpected success)$")
+_UNITTEST_MAP = {"ok": "passed", "FAIL": "failed", "ERROR": "error", "expected failure": "skipped",
+                 "unexpected success": "failed"}
+NEUTRAL = {"passed", "skipped"}
+
+
+# -- which tests ---------------------------------------------------------------------------------
+
+def is_test_file(path: PurePosixPath) -> bool:
+    name = path.name
+    if not name.endswith(".py"):
+        return False
+    if name.startswith("test_") or name.endswith("_test.py"):
+        return True
+    return name.startswith("test") and any(part in TEST_DIRS for part in path.parts[:-1])
+
+
+def _module_of(path: str) -> tuple[str, str, str] | None:
+    """(dotted module, parent package, leaf name) of a source file; None for non-Python files."""
+    pure = PurePosixPath(path)
+    if pure.suffix != ".py":
+        return None
+    parts = list(pure.with_suffix("").parts)
+    if len(parts) > 1 and parts[0] in ("src", "lib"):
+        parts = parts[1:]
+    if parts[-1] == "__init__":
+        parts = parts[:-1]
+    if not parts:
+        return None
+    return ".".join(parts), ".".join(parts[:-1]), parts[-1]
+
+
+def _relevance(rel: PurePosixPath, text: str, modules: Sequence[tuple[str, str, str]]) -> int | None:
+    """0 = named after a touched module, 1 = imports it by full name, 2 = imports it otherwise."""
+    stem = rel.stem
+    best: int | None = None
+    for dotted, parent, leaf in modules:
+        if stem in (f"test_{leaf}", f"{leaf}_test", f"test{leaf}") or stem.startswith(f"test_{leaf}_"):
+            return 0
+        full = re.compile(rf"(?<![\w.]){re.escape(dotted)}(?!\w)")
+        partial = re.compile(rf"^from\s+(?:{re.escape(parent)}|\.+\w*)\s+import\b.*\b{re.escape(leaf)}\b"
+                             if parent else rf"^from\s+\.+{re.escape(leaf)}\s+import\b")
+        for line in text.splitlines():
+            stripped = line.strip()
+            if not stripped.startswith(("import ", "from ")):
+                continue
+            if full.search(stripped):
+                best = 1 if best is None else min(best, 1)
+            elif partial.search(stripped):
+                best = 2 if best is None else min(best, 2)
+    return best
+
+
+def find_test_files(repo_dir: Path, touched: Sequence[str], limit: int) -> list[str]:
+    """Existing test files that exercise the touched files, nearest first (named after, then importing)."""
+    touched_tests = [p for p in touched if is_test_file(PurePosixPath(p)) and (repo_dir / p).is_file()]
+    modules = [m for p in touched if p not in touched_tests and (m := _module_of(p))]
+    scored: list[tuple[int, str]] = [(0, p) for p in touched_tests]
+    if modules:
+        for path in sorted(repo_dir.rglob("*.py")):
+            rel = PurePosixPath(path.relative_to(repo_dir).as_posix())
+            if any(part in SKIP_DIRS or part.startswith(".") for part in rel.parts[:-1]):
+                continue
+            if not is_test_file(rel) or str(rel) in touched_tests or path.stat().st_size > MAX_TEST_FILE_BYTES:
+                continue
+            score = _relevance(rel, path.read_text(encoding="utf-8", errors="replace"), modules)
+            if score is not None:
+                scored.append((score, str(rel)))
+    return [p for _, p in sorted(scored)[:limit]]
+
+
+# -- reading results -----------------------------------------------------------------------------
+
+def parse_pytest(output: str) -> dict[str, str]:
+    """Per-test statuses from pytest's `-rA` short summary."""
+    return {m.group(2).strip(): _PYTEST_STATUS[m.group(1)] for m in _PYTEST_LINE.finditer(output)}
+
+
+def parse_unittest(output: str) -> dict[str, str]:
+    """Per-test statuses from `python -m unittest -v` (a test's own prints may sit before its status)."""
+    results: dict[str, str] = {}
+    current: str | None = None
+    for line in output.splitlines():
+        start = _UNITTEST_START.match(line)
+        if start:
+            name, where = start.groups()
+            current = where if where.endswith(f".{name}") else f"{where}.{name}"
+        if current is None:
+            continue
+        status = _UNITTEST_STATUS.search(line)
+        if status:
+            word = status.group(1)
+            results[current] = "skipped" if word.startswith("skipped") else _UNITTEST_MAP[word]
+            current = None
+    return results
+
+
+def parse_results(result: ExecResult) -> dict[str, str]:
+    return parse_pytest(result.output) or parse_unittest(result.output)
+
+
+def parse_command(result: ExecResult) -> dict[str, str]:
+    """A configured command: per-test statuses when its output shows them, else the exit code."""
+    parsed = parse_results(result)
+    if parsed or result.timed_out or result.exit_code is None:
+        return parsed
+    return {"<regression command>": "passed" if result.exit_code == 0 else "failed"}
+
+
+# -- running -------------------------------------------------------------------------------------
+
+class RegressionPlan(BaseModel):
+    """What runs for every checked candidate; one plan per selection so all are judged alike."""
+
+    report: RegressionReport
+    commands: list[tuple[str, str]] = Field(default_factory=list, description="(name, command) pairs.")
+
+
+class RegressionCheck(BaseModel):
+    regressions: dict[str, list[str]] = Field(default_factory=dict, description="patch key → broken tests.")
+    vectors: dict[str, dict[str, str]] = Field(default_factory=dict, description="patch key → test → status.")
+
+
+def _file_command(runner: str, path: str) -> str:
+    if runner == "pytest":
+        return f"python -m pytest -q -rA -p no:cacheprovider {shlex.quote(path)}"
+    return f"python -m unittest -v {shlex.quote(path)}"
+
+
+async def plan_regression(executor: Executor, repo_dir: Path, patches: Sequence[DistinctPatch],
+                          config: SelectionConfig) -> RegressionPlan:
+    """The configured command, or the test files near every file any of `patches` touches."""
+    report = RegressionReport(enabled=True)
+    if config.regression_cmd:
+        report.runner, report.command = "command", config.regression_cmd
+        return RegressionPlan(report=report, commands=[(config.regression_cmd, config.regression_cmd)])
+    touched = list(dict.fromkeys(path for p in patches for path in touched_files(p.candidate.patch)))
+    report.test_files = find_test_files(repo_dir, touched, config.regression_max_files)
+    if not report.test_files:
+        report.notes.append(f"no existing test files exercise the touched files ({', '.join(touched) or 'none'})")
+        return RegressionPlan(report=report)
+    probe = Job(patch_key="", patch=None, test_key=sha256(PYTEST_PROBE), command=PYTEST_PROBE, timeout=60)
+    found = (await executor.run([probe]))[("", probe.test_key, 0)]
+    report.runner = "pytest" if found.exit_code == 0 else "unittest"
+    commands = [(path, _file_command(report.runner, path)) for path in report.test_files]
+    return RegressionPlan(report=report, commands=commands)
+
+
+async def run_regression(executor: Executor, plan: RegressionPlan, patches: Sequence[DistinctPatch],
+                         config: SelectionConfig) -> RegressionCheck:
+    """Run the plan on the original (twice, to drop flaky tests; cached after the first batch) and
+    once on each patch. Updates the plan's report (baseline, unknown files)."""
+    check = RegressionCheck(regressions={p.key: [] for p in patches}, vectors={p.key: {} for p in patches})
+    parse = parse_command if config.regression_cmd else parse_results
+    jobs: list[Job] = []
+    for _, command in plan.commands:
+        key = sha256("regression\0" + command)
+        jobs.append(Job(patch_key="", patch=None, test_key=key, command=command, runs=[0, 1],
+                        timeout=config.regression_timeout_s, output_cap=REGRESSION_OUTPUT_CAP, parse=parse))
+        jobs += [Job(patch_key=p.key, patch=p.candidate.patch, test_key=key, command=command,
+                     timeout=config.regression_timeout_s, output_cap=REGRESSION_OUTPUT_CAP, parse=parse)
+                 for p in patches]
+    results = await executor.run(jobs)
+    report = plan.report
+    report.baseline_passing, report.unknown = 0, []
+    for name, command in plan.commands:
+        key = sha256("regression\0" + command)
+        first, second = results[("", key, 0)], results[("", key, 1)]
+        baseline = _baseline(first, second, name, report)
+        for patch in patches:
+            _compare(baseline, first, results[(patch.key, key, 0)], patch.key, check)
+    return check
+
+
+def _baseline(first: Outcome, second: Outcome, name: str, report: RegressionReport) -> list[str]:
+    """Tests that passed in both runs on the original."""
+    if first.error is not None or not first.parsed:
+        report.unknown.append(name)
+        return []
+    passing = [t for t, s in first.parsed.items() if s == "passed" and second.parsed.get(t) == "passed"]
+    flaky = [t for t, s in first.parsed.items() if second.parsed.get(t, s) != s]
+    note = f"{name}: {len(flaky)} test(s) differ between two runs on the original; ignored"
+    if flaky and note not in report.notes:
+        report.notes.append(note)
+    if not passing:
+        report.unknown.append(name)
+    report.baseline_passing += len(passing)
+    return passing
+
+
+def _compare(baseline: list[str], original: Outcome, outcome: Outcome, patch_key: str,
+             check: RegressionCheck) -> None:
+    if not baseline or (outcome.error is not None and not outcome.apply_failed):
+        return  # nothing to compare, or the sandbox failed: no evidence either way
+    for test in baseline:
+        status = outcome.parsed.get(test, "timeout" if outcome.timed_out and not original.timed_out else "missing")
+        check.vectors[patch_key][test] = status
+        if status not in NEUTRAL:
+            check.regressions[patch_key].append(test)

@@ -1,0 +1,236 @@
+"""`select_patch`: test matrix → votes → regression check → (selector) → one patch, with its evidence."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
+
+from agent.budget import Budget
+from agent.model import ModelClient
+from sandbox.manager import SandboxPool
+from selection.cache import OutcomeCache
+from selection.candidates import DistinctPatch, DistinctTest, distinct_patches, distinct_tests
+from selection.matrix import Executor, run_test_matrix
+from selection.models import (
+    BehaviourGroup,
+    Candidate,
+    GeneratedTest,
+    Method,
+    SelectionConfig,
+    SelectionResult,
+)
+from selection.regression import RegressionPlan, plan_regression, run_regression
+from selection.report import candidate_reports, matrix_view, repro_test_reports
+from selection.selector import SelectorOutcome, run_selector
+from selection.voting import Verdict, behaviour, count_votes, judge_tests, make_groups, pick_finalists, rank
+
+GenerateTests = Callable[[], Awaitable[Sequence[GeneratedTest]]]
+STABLE = ("voting", "passes_on_original", "timed_out")  # original outcome is known and repeatable
+
+
+def image_id(pool: SandboxPool) -> str:
+    """The image's content id; the tag alone may be rebuilt with other content."""
+    try:
+        return pool.manager.client.images.get(pool.image).id
+    except Exception:  # noqa: BLE001 - an unreachable engine shows up later as sandbox failures
+        return pool.image
+
+
+async def select_patch(candidates: Sequence[Candidate], *, pool: SandboxPool, repo_dir: Path, issue: str = "",
+                       tests: Sequence[GeneratedTest] | None = None, generate_tests: GenerateTests | None = None,
+                       model: ModelClient | None = None, budget: Budget | None = None,
+                       config: SelectionConfig | None = None) -> SelectionResult:
+    """Choose one of `candidates` for the instance whose environment image `pool` runs.
+
+    `tests` are reproduction tests (e.g. from the trajectories); when none are given and
+    `generate_tests` is, it is awaited for some (only if there is a choice to make). `repo_dir` is a
+    host checkout of the base commit (original text of touched files, test discovery). Never raises
+    for bad candidates or tests: the result's `method` and `reason` say what happened.
+    """
+    config = config or SelectionConfig()
+    if not candidates:
+        return SelectionResult(chosen_id=None, method="nothing_to_select", reason="no candidates were given")
+    cache = OutcomeCache(config.cache_dir)
+    try:
+        executor = Executor(pool, cache, await asyncio.to_thread(image_id, pool))
+        run = _Selection(list(candidates), executor, Path(repo_dir), issue, model, budget, config)
+        return await run.select(tests, generate_tests)
+    finally:
+        cache.close()
+
+
+class _Selection:
+    """State of one selection; each step reads what the previous ones found."""
+
+    def __init__(self, candidates: list[Candidate], executor: Executor, repo_dir: Path, issue: str,
+                 model: ModelClient | None, budget: Budget | None, config: SelectionConfig) -> None:
+        self.candidates, self.executor, self.repo_dir, self.issue = candidates, executor, repo_dir, issue
+        self.model, self.budget, self.config = model, budget, config
+        self.notes: list[str] = []
+        self.patches = distinct_patches(candidates)
+        self.tests: list[DistinctTest] = []
+        self.test_sources: dict[str, str] = {}
+        self.verdicts: dict[str, Verdict] = {}
+        self.voting: list[str] = []  # keys of the tests that vote
+        self.stable: dict[str, str] = {}  # key → id of the tests whose outcome on the original is repeatable
+        self.votes: dict[str, int] = {}
+        self.regressions: dict[str, list[str]] = {}
+        self.regression_vectors: dict[str, dict[str, str]] = {}
+        self.plan: RegressionPlan | None = None
+        self.selector: SelectorOutcome | None = None
+
+    async def select(self, tests: Sequence[GeneratedTest] | None, generate: GenerateTests | None) -> SelectionResult:
+        nonempty = [p for p in self.patches if not p.empty]
+        given = list(tests or [])
+        if not given and generate is not None:
+            given = await self._generate(generate, len(nonempty))
+        self.tests = distinct_tests(given)
+        self.test_sources = {t.id: t.source for t in given}
+        self.matrix = await run_test_matrix(self.executor, self.tests, self.patches, self.config.test_timeout_s)
+        self.verdicts = judge_tests(self.tests, self.matrix)
+        self.voting = [t.key for t in self.tests if self.verdicts[t.key].status == "voting"]
+        self.stable = {t.key: t.id for t in self.tests if self.verdicts[t.key].status in STABLE}
+        eligible = [p for p in nonempty if p.key not in self.matrix.apply_errors]
+        if not eligible:
+            return self._result(None, "nothing_to_select", self._nothing_reason(), [], [], [])
+        self.votes = {p.key: count_votes(p, self.voting, self.matrix) for p in eligible}
+        ranked, groups, finalists = await self._rank_and_check(eligible)
+        method, reason, chosen = await self._decide(eligible, ranked, groups, finalists)
+        return self._result(chosen, method, reason, ranked, groups, finalists)
+
+    async def _generate(self, generate: GenerateTests, distinct: int) -> list[GeneratedTest]:
+        if distinct < 2:
+            self.notes.append("test generation skipped: fewer than two distinct non-empty candidates")
+            return []
+        try:
+            return list(await generate())
+        except Exception as exc:  # noqa: BLE001 - a failed generator leaves the LLM-free evidence
+            self.notes.append(f"test generation failed ({type(exc).__name__}: {exc}); continuing without tests")
+            return []
+
+    def _nothing_reason(self) -> str:
+        empty = sum(len(p.members) for p in self.patches if p.empty)
+        failed = sum(len(p.failed) for p in self.patches)
+        return (f"none of the {len(self.candidates)} candidates can win: {empty} empty, "
+                f"{failed} do not apply to the base commit")
+
+    def _groups(self, ranked: list[DistinctPatch]) -> tuple[list[BehaviourGroup], dict[str, str]]:
+        vectors = {p.key: behaviour(p, self.stable, self.matrix, self.regression_vectors.get(p.key))
+                   for p in ranked}
+        groups = make_groups(ranked, vectors, self.votes)
+        return groups, {cid: g.id for g in groups for cid in g.candidate_ids}
+
+    async def _rank_and_check(self, eligible: list[DistinctPatch]) -> tuple[list[DistinctPatch], list[BehaviourGroup],
+                                                                          list[DistinctPatch]]:
+        """Rank, pick finalists, regression-check them; repeat while new candidates become finalists."""
+        config = self.config
+        most = max(config.top_k, config.regression_max_candidates)
+        # Without voting tests the repo's own tests are the main evidence: check more candidates at once.
+        first_batch = config.top_k if self.voting else most
+        while True:
+            counts = {key: len(broken) for key, broken in self.regressions.items()}
+            ranked = rank(eligible, self.votes, counts)
+            groups, group_of = self._groups(ranked)
+            finalists = pick_finalists(ranked, group_of, config.top_k)
+            if not config.regression_enabled or len(eligible) < 2:
+                return ranked, groups, finalists
+            wanted = finalists if self.plan else pick_finalists(ranked, group_of, first_batch)
+            todo = [p for p in wanted if p.key not in self.regressions][: most - len(self.regressions)]
+            if not todo:
+                return ranked, groups, finalists
+            if self.plan is None:
+                self.plan = await plan_regression(self.executor, self.repo_dir, eligible, config)
+            check = await run_regression(self.executor, self.plan, todo, config)
+            self.regressions.update(check.regressions)
+            self.regression_vectors.update(check.vectors)
+
+    async def _decide(self, eligible: list[DistinctPatch], ranked: list[DistinctPatch], groups: list[BehaviourGroup],
+                      finalists: list[DistinctPatch]) -> tuple[Method, str, DistinctPatch]:
+        best = ranked[0]
+        why = self._vote_reason(ranked)
+        if len(eligible) == 1:
+            return "vote", f"only one candidate can win. {why}", best
+        if len(finalists) == 1:
+            return "vote", f"top_k=1 leaves one finalist. {why}", best
+        if not self.config.selector_enabled:
+            return "vote", f"selector disabled. {why}", best
+        if self.model is None:
+            return "vote", f"no model client for the selector. {why}", best
+        finalist_groups = {g.id for g in groups for f in finalists if f.id in g.candidate_ids}
+        if len(finalist_groups) == 1 and self.votes[best.key] > 0:
+            return "vote", (f"all {len(eligible)} candidates behave identically on every test (one behaviour "
+                            f"group), so the selector is not needed. {why}"), best
+        self.selector = await run_selector(
+            self.model, self.budget, self.executor, issue=self.issue, finalists=finalists,
+            repo_dir=self.repo_dir, evidence={p.key: self._evidence(p) for p in finalists},
+            example_test=self._example_test(finalists), max_attempts=self.config.selector_max_attempts,
+            timeout=self.config.test_timeout_s)
+        if self.selector.chosen_key is not None:
+            chosen = next(p for p in finalists if p.key == self.selector.chosen_key)
+            return "selector", f"{self.selector.reason}: {chosen.id} among {[p.id for p in finalists]}", chosen
+        return "fallback", f"selector failed ({self.selector.reason}); falling back to the vote. {why}", best
+
+    def _evidence(self, patch: DistinctPatch) -> str:
+        text = f"passes {self.votes[patch.key]} of {len(self.voting)} generated reproduction tests"
+        if self.plan is None or not self.plan.commands or patch.key not in self.regressions:
+            return text + "; existing repository tests not checked"
+        broken = self.regressions[patch.key]
+        if not broken:
+            return text + f"; breaks none of the {self.plan.report.baseline_passing} existing tests checked"
+        return text + f"; breaks existing tests that pass on the original: {', '.join(broken[:10])}"
+
+    def _example_test(self, finalists: list[DistinctPatch]) -> str | None:
+        """A voting test that tells finalists apart if there is one, else any voting test, else any test."""
+        def splits(key: str) -> bool:
+            return len({self.matrix.cells[(key, p.key)].outcome for p in finalists}) > 1
+
+        by_key = {t.key: t for t in self.tests}
+        order = [k for k in self.voting if splits(k)] + self.voting + list(by_key)
+        return by_key[order[0]].code if order else None
+
+    def _vote_reason(self, ranked: list[DistinctPatch]) -> str:
+        best = ranked[0]
+        broken = self.regressions.get(best.key)
+        text = (f"{best.id} ranks first: {self.votes[best.key]} of {len(self.voting)} voting tests pass"
+                f"{'' if broken is None else f', {len(broken)} regression(s)'}, {best.lines_changed} lines changed")
+        if len(ranked) > 1:
+            text += f"; {self._tie_break(best, ranked[1])}"
+        if not self.voting:
+            text += (f". LLM-free evidence only: {'no generated tests' if not self.tests else 'no generated test could vote'}"
+                     f"; ranked by the repository's own tests (regressions), then patch size"
+                     f" ({len(self.plan.report.test_files) if self.plan else 0} test file(s)"
+                     f"{', command ' + repr(self.plan.report.command) if self.plan and self.plan.report.command else ''})")
+        return text
+
+    def _tie_break(self, best: DistinctPatch, other: DistinctPatch) -> str:
+        votes = (self.votes[best.key], self.votes[other.key])
+        broken = (len(self.regressions.get(best.key, [])), len(self.regressions.get(other.key, [])))
+        if votes[0] != votes[1]:
+            return f"next is {other.id} with {votes[1]} vote(s)"
+        if broken[0] != broken[1]:
+            return f"tied on votes with {other.id}, which breaks {broken[1]} existing test(s)"
+        if best.lines_changed != other.lines_changed:
+            return f"tied with {other.id} on votes and regressions; smaller patch ({other.lines_changed} lines)"
+        return f"tied with {other.id} on votes, regressions and size; first by id"
+
+    def _result(self, chosen: DistinctPatch | None, method: Method, reason: str, ranked: list[DistinctPatch],
+                groups: list[BehaviourGroup], finalists: list[DistinctPatch]) -> SelectionResult:
+        by_id = {c.id: c for c in self.candidates}
+        selector_runs = self.selector.test_runs if self.selector else []
+        regression = self.plan.report if self.plan else None
+        ran = bool(self.plan and self.plan.commands)
+        return SelectionResult(
+            chosen_id=chosen.id if chosen else None, patch=chosen.candidate.patch if chosen else "",
+            method=method, reason=reason,
+            candidates=candidate_reports(self.patches, by_id, self.votes,
+                                         self.regressions, ran, ranked, groups),
+            tests=repro_test_reports(self.tests, self.verdicts, self.test_sources, selector_runs),
+            matrix=matrix_view(self.tests, self.patches, self.matrix, selector_runs),
+            groups=list(groups), finalists=[p.id for p in finalists],
+            **({"regression": regression} if regression else {}),
+            selector_transcript=self.selector.transcript if self.selector else [],
+            executions_performed=self.executor.performed, executions_cached=self.executor.cached,
+            execution_seconds=sum(self.executor.durations),
+            cost=self.selector.cost if self.selector else 0.0, notes=self.notes,
+        )

@@ -1,0 +1,189 @@
+"""Selection end to end in real sandboxes; the scripted model is the only fake."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+
+from agent.budget import Budget
+from agent.scripted import Fault
+from selection import Candidate, GeneratedTest, SelectionConfig, select_patch
+from tests.selection.conftest import candidate, repro_test
+
+NO_SELECTOR = {"selector_enabled": False}
+
+DISCRIMINATING_TEST = """\
+import sys
+
+from mathlib import stats
+
+
+def check(label, call, expected):
+    try:
+        got = call()
+    except Exception as exc:  # a crash is a wrong answer too
+        got = exc
+    ok = got == expected and type(got) is type(expected)
+    print(label, "->", repr(got), "ok" if ok else "WRONG")
+    return ok
+
+
+results = [
+    check("median([4, 1, 3, 2])", lambda: stats.median([4, 1, 3, 2]), 2.5),
+    check("median([])", lambda: stats.median([]), None),
+    check("mean([])", lambda: stats.mean([]), None),
+]
+sys.exit(0 if all(results) else 2)
+"""
+
+
+def everything() -> list[Candidate]:
+    return [candidate("unappliable"), candidate("popular"), candidate("popular_spaces"),
+            candidate("popular_blank"), candidate("breaker"), candidate("right"), Candidate(id="empty", patch="")]
+
+
+def all_tests() -> list[GeneratedTest]:
+    return [repro_test("mean_empty"), repro_test("mean_empty", "mean_empty_again", suffix="  \n\n"),
+            repro_test("median_empty"), repro_test("passes_on_original"), repro_test("flaky_counter")]
+
+
+def select(pool, repo, issue, candidates, tests=None, model=None, budget=None, **config):
+    return asyncio.run(select_patch(candidates, pool=pool, repo_dir=repo, issue=issue, tests=tests, model=model,
+                                    budget=budget, config=SelectionConfig(**config)))
+
+
+def test_votes_regressions_and_cache(pool, stats_repo, issue, tmp_path):
+    repo, _ = stats_repo
+    cache = {"cache_dir": tmp_path / "cache", **NO_SELECTOR}
+    result = select(pool, repo, issue, everything(), all_tests(), **cache)
+
+    # The right patch wins over the 3 whitespace-different copies of the popular half-fix, and over the
+    # equally voted (smaller) patch that breaks an existing test.
+    assert (result.chosen_id, result.method) == ("right", "vote")
+    assert "selector disabled" in result.reason and "breaks 1 existing test" in result.reason
+    assert result.patch == candidate("right").patch
+    right, breaker, popular = result.candidate("right"), result.candidate("breaker"), result.candidate("popular")
+    assert (right.votes, breaker.votes, popular.votes) == (2, 2, 1)
+    assert right.regressions == [] and breaker.regressions == ["tests.teststats.MedianTest.test_median_even"]
+    assert [right.rank, breaker.rank, popular.rank] == [1, 2, 3]
+    for copy in ("popular_spaces", "popular_blank"):
+        assert result.candidate(copy).duplicate_of == "popular" and result.candidate(copy).votes == 1
+    assert popular.support == 4  # the unappliable text normalises to the same change...
+    unappliable = result.candidate("unappliable")  # ...but its own text does not apply, so it cannot win
+    assert unappliable.status == "apply_failed" and unappliable.rank is None and "does not apply" in unappliable.apply_error
+    assert result.candidate("empty").status == "empty" and result.candidate("empty").rank is None
+
+    statuses = {t.id: t.status for t in result.tests}
+    assert statuses == {"mean_empty": "voting", "mean_empty_again": "duplicate", "median_empty": "voting",
+                        "passes_on_original": "passes_on_original", "flaky_counter": "flaky"}
+    assert result.matrix["flaky_counter"]["original"].exit_code == 2
+    assert result.matrix["flaky_counter"]["original#2"].exit_code == 0
+    assert result.matrix["median_empty"]["popular_blank"].exit_code == 2
+    assert result.matrix["median_empty"]["unappliable"].apply_failed
+    assert result.regression.runner == "unittest" and result.regression.baseline_passing == 4
+    assert result.regression.test_files == ["tests/teststats.py", "tests/testbroken.py"]
+    assert result.regression.unknown == ["tests/testbroken.py"]  # cannot import numpy: says nothing
+    assert len(result.groups) == 3
+
+    # 4 distinct tests: 8 runs on the original + 4 x 3 applying patches + at most 2 tries of the
+    # unappliable text (pool of 2) + regression (probe, 2 files x (2 original + 3 finalists)).
+    assert 8 + 12 + 1 <= result.executions_performed <= 8 + 12 + 2 + 1 + 10
+
+    again = select(pool, repo, issue, everything(), all_tests(), **cache)
+    assert again.executions_performed == 0 and again.executions_cached > 0
+    assert (again.chosen_id, again.method, again.reason) == (result.chosen_id, result.method, result.reason)
+
+    more = select(pool, repo, issue, [*everything(), candidate("alternative")], all_tests(), **cache)
+    # Only the new distinct patch runs: 4 tests, plus its regression run on 2 files when it is a finalist.
+    assert 4 <= more.executions_performed <= 6
+    assert more.candidate("alternative").votes == 2
+
+
+def test_selector_picks_via_discriminating_test(pool, stats_repo, issue, scripted, model_client):
+    repo, _ = stats_repo
+
+    def selector(messages):
+        last = messages[-1]["content"]
+        if "Your test was run" not in last:
+            return f"I will check the even-length median too.\n<test>\n{DISCRIMINATING_TEST}</test>"
+        passing = re.findall(r"### Candidate (\w): exit 0", last)
+        return f"<choice>{passing[0]}</choice>"
+
+    scripted.add("sel", selector)
+    tests = [repro_test("mean_empty"), repro_test("median_empty")]
+    cands = [candidate("popular"), candidate("breaker"), candidate("right")]
+    # Without the regression check the vote prefers the smaller breaker (tied votes): the selector must not.
+    result = select(pool, repo, issue, cands, tests, model=model_client, regression_enabled=False)
+
+    assert (result.method, result.chosen_id) == ("selector", "right")
+    assert result.finalists == ["breaker", "right", "popular"]
+    prompt = scripted.calls("sel")[0][1]["content"]
+    assert "def median(values):" in prompt and '<candidate label="B">' in prompt and "<example_test>" in prompt
+    assert len(scripted.calls("sel")) == 2 and len(result.selector_transcript) == 5
+    assert result.matrix["selector-1"]["right"].exit_code == 0
+    assert result.matrix["selector-1"]["breaker"].exit_code == 2
+    assert result.test("selector-1").status == "selector"
+    assert result.cost and result.cost > 0
+
+
+def test_selector_failures_fall_back_to_the_vote(pool, stats_repo, issue, scripted, model_client, tmp_path):
+    repo, _ = stats_repo
+    tests = [repro_test("mean_empty"), repro_test("median_empty")]
+    cands = [candidate("popular"), candidate("right")]
+    shared = {"cache_dir": tmp_path / "cache", "regression_enabled": False}
+
+    scripted.add("sel", ["Both look fine to me.", "<choice>Z</choice>", Fault.malformed("<choice>")])
+    bad = select(pool, repo, issue, cands, tests, model=model_client, **shared)
+    assert (bad.method, bad.chosen_id) == ("fallback", "right")
+    assert "no valid choice after 3 selector replies" in bad.reason and "falling back to the vote" in bad.reason
+    assert [m.role for m in bad.selector_transcript] == ["system", "user"] + ["assistant", "user"] * 2 + ["assistant"]
+    assert "'Z' is not a candidate label" in bad.selector_transcript[5].content
+
+    scripted.add("sel", [])  # exhausted script: the call fails for good
+    broken = select(pool, repo, issue, cands, tests, model=model_client, **shared)
+    assert broken.method == "fallback" and "selector call 1 failed" in broken.reason
+    assert broken.executions_performed == 0  # the matrix came from the cache
+
+    spent = Budget(0.0, "spent")
+    poor = select(pool, repo, issue, cands, tests, model=model_client, budget=spent, **shared)
+    assert poor.method == "fallback" and "budget 'spent' exhausted" in poor.reason
+
+
+def test_llm_free_mode_uses_the_repos_own_tests(pool, stats_repo, issue):
+    repo, _ = stats_repo
+    cands = [candidate("breaker"), candidate("right"), candidate("popular"), candidate("popular_spaces")]
+    result = select(pool, repo, issue, cands, **NO_SELECTOR)
+
+    assert result.method == "vote" and result.chosen_id != "breaker"
+    assert "LLM-free" in result.reason and "no generated tests" in result.reason
+    assert result.candidate("breaker").regressions and all(
+        result.candidate(c).regression_checked for c in ("breaker", "right", "popular"))
+    assert result.candidate("breaker").rank == 3 and len(result.groups) == 2
+
+
+def test_nothing_to_select(pool, stats_repo, issue):
+    repo, _ = stats_repo
+    assert select(pool, repo, issue, []).method == "nothing_to_select"
+
+    result = select(pool, repo, issue, [Candidate(id="empty", patch=" \n"), candidate("unappliable")],
+                    [repro_test("mean_empty")])
+    assert (result.method, result.chosen_id, result.patch) == ("nothing_to_select", None, "")
+    assert "1 empty, 1 do not apply" in result.reason
+
+
+def test_generated_tests_on_demand_and_one_behaviour_group(pool, stats_repo, issue, scripted, model_client):
+    repo, _ = stats_repo
+    asked = []
+
+    async def generate_tests():
+        asked.append(True)
+        return [repro_test("mean_empty"), repro_test("median_empty")]
+
+    scripted.add("sel", [])  # any selector call would fail the selection into "fallback"
+    cands = [candidate("right"), candidate("alternative")]
+    result = asyncio.run(select_patch(cands, pool=pool, repo_dir=repo, issue=issue, generate_tests=generate_tests,
+                                      model=model_client, config=SelectionConfig()))
+    assert asked == [True]
+    assert (result.method, result.chosen_id) == ("vote", "alternative")  # same behaviour: the smaller patch
+    assert "one behaviour group" in result.reason and "smaller patch" in result.reason
+    assert len(result.groups) == 1 and scripted.calls("sel") == []
