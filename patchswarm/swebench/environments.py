@@ -1,0 +1,131 @@
+"""Images to evaluate SWE-bench instances in: the official instance image when there is one, else built locally.
+
+Local images come in two layers, both cached by content hash through `sandbox.build_env_image`:
+
+1. environment (per repository, version, environment_setup_commit and Python): the patchswarm base image
+   whose Python is nearest to the spec's; as root, the official base image's apt packages, the spec's
+   system `pre_install` lines (apt, locales), the `conda activate` shim and `/testbed -> /repo`; as the
+   sandbox user, the spec's packages, requirement files (read with `git show` at
+   environment_setup_commit) and pip packages, installed into the venv.
+2. instance: the repository at base_commit (replacing the environment layer's copy), the repository-level
+   `pre_install` lines and the install command, as the sandbox user.
+
+Root-only steps run at build time, never at evaluation: sandboxes of local images run as the sandbox user
+without network, as every other sandbox does. Root commands inside published eval scripts (Django's
+`locale-gen`) then fail harmlessly; the locales they would make come with `locales-all`, one of the
+official base packages installed at build time. Pass `system=False` to skip the apt steps (faster builds,
+and no Debian mirror needed), at the cost of tests that need those system packages.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+import docker
+from pydantic import BaseModel, Field
+
+from patchswarm.swebench.dataset import SweInstance
+from patchswarm.swebench.scripts import BuildPlan, plan_build
+from patchswarm.swebench.specs import (
+    DEFAULT_REPO_URL,
+    SpecTable,
+    conda_packages,
+    read_environment_yml,
+    read_requirements,
+)
+from sandbox import EnvSpec, ImageError, RepoSource, build_env_image, use_existing_image
+from sandbox.repos import DEFAULT_CACHE, local_git_dir, resolve_commit
+from sandbox.sandbox import REPO_DIR, SANDBOX_USER
+
+OFFICIAL_WORKDIR = "/testbed"
+WIPE_REPO = f"find {REPO_DIR} -mindepth 1 -delete"
+
+
+class InstanceImage(BaseModel):
+    """An image an instance can be evaluated in, and the facts a result should record about it."""
+
+    tag: str
+    kind: Literal["official", "local"]
+    user: str = Field(description="Who runs the evaluation: root in official images, the sandbox user in ours.")
+    workdir: str
+    python_wanted: str | None = None
+    python_used: str | None = None
+    nearest: bool = Field(False, description="The wanted Python was not available; the nearest one was used.")
+    env_tag: str | None = Field(None, description="The cached environment layer (local images).")
+    built: bool = False
+    build_log: str | None = None
+
+
+def repo_url(template: str, repo: str) -> str:
+    """`{owner}`, `{name}` and `{repo}` filled in, e.g. file:///mirrors/{owner}__{name}.git."""
+    owner, _, name = repo.partition("/")
+    return template.format(owner=owner, name=name, repo=repo)
+
+
+def _minor(version: str | None) -> tuple[int, ...]:
+    return tuple(int(x) for x in (version or "0").split(".")[:2])
+
+
+def plan_for(instance: SweInstance, table: SpecTable, git_dir: Path, *, system: bool = True) -> BuildPlan:
+    """The build steps of an instance, with its requirement files read from the repository."""
+    spec = table.spec(instance.repo, instance.version)
+    repo_spec = table.repo(instance.repo)
+    commit = instance.environment_setup_commit
+    requirements, conda = None, conda_packages(spec.packages)
+    if spec.packages == "requirements.txt":
+        requirements = read_requirements(git_dir, commit, repo_spec.requirements_paths, table.replace_requirements)
+    elif spec.packages == "environment.yml":
+        conda = read_environment_yml(git_dir, commit, repo_spec.environment_yml_paths, table.replace_requirements)
+    return plan_build(spec, requirements=requirements, conda_requirements=conda,
+                      system_packages=table.system_packages, install_repo=repo_spec.install_repo, system=system)
+
+
+def build_instance_image(
+    client: docker.DockerClient, instance: SweInstance, spec_table: SpecTable,
+    repo_url_template: str = DEFAULT_REPO_URL, *, system: bool = True, run_id: str = "swebench-build",
+    log_dir: Path | None = None, cache_dir: Path = DEFAULT_CACHE,
+) -> InstanceImage:
+    """Build (or reuse) the local image of `instance`: environment layer, then the repo at base_commit."""
+    url = repo_url(repo_url_template, instance.repo)
+    env_source = RepoSource(location=url, commit=instance.environment_setup_commit)
+    git_dir = local_git_dir(env_source, cache_dir)
+    resolve_commit(git_dir, instance.environment_setup_commit, url)
+    plan = plan_for(instance, spec_table, git_dir, system=system)
+    env = build_env_image(
+        client, env_source, EnvSpec(python=plan.python, root_setup=plan.root_setup, setup=plan.env_setup),
+        run_id=run_id, log_dir=log_dir, cache_dir=cache_dir,
+    )
+    image = build_env_image(
+        client, RepoSource(location=url, commit=instance.base_commit),
+        EnvSpec(base_image=env.tag, python=env.python, root_setup=[WIPE_REPO], setup=plan.instance_setup),
+        run_id=run_id, log_dir=log_dir, cache_dir=cache_dir,
+    )
+    return InstanceImage(
+        tag=image.tag, kind="local", user=SANDBOX_USER, workdir=REPO_DIR, python_wanted=plan.python,
+        python_used=env.python, nearest=_minor(env.python) != _minor(plan.python), env_tag=env.tag,
+        built=env.built or image.built, build_log=image.build_log,
+    )
+
+
+def official_image(client: docker.DockerClient, instance: SweInstance) -> InstanceImage | None:
+    """The row's official instance image when present locally or pullable, else None (fails fast offline)."""
+    if not instance.image:
+        return None
+    try:
+        tag = use_existing_image(client, instance.image)
+    except ImageError:
+        return None
+    return InstanceImage(tag=tag, kind="official", user="root", workdir=OFFICIAL_WORKDIR)
+
+
+def resolve_instance_image(
+    client: docker.DockerClient, instance: SweInstance, spec_table: SpecTable,
+    repo_url_template: str = DEFAULT_REPO_URL, *, prefer_official: bool = True, **build_options,
+) -> InstanceImage:
+    """The official image if available, else a locally built one."""
+    if prefer_official:
+        found = official_image(client, instance)
+        if found is not None:
+            return found
+    return build_instance_image(client, instance, spec_table, repo_url_template, **build_options)

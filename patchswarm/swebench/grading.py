@@ -1,0 +1,197 @@
+"""Grade one prediction the way the official harness does, in a patchswarm sandbox.
+
+Same steps as `swebench.harness.run_evaluation.run_instance`: apply the model patch with the harness's
+own chain of apply commands (`GIT_APPLY_CMDS`, tree reset between attempts, then a reverse check), run
+`make_test_spec(row).eval_script` (the dataset's eval_script plus the harness's exit-code record) with
+stdout and stderr merged in order, and grade the log with `swebench.harness.grading.get_eval_report`
+(the row's `log_parser`, the harness's test-status rules). Differences, all deliberate: sandboxes have no
+network; a patch that does not apply is reported as `patch_failed` (the harness counts it as an error);
+in our local images the script's base commit is named HEAD (see `scripts.adapt_for_local_image`).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any, Literal
+
+from pydantic import BaseModel
+from swebench.harness.constants import (
+    APPLY_PATCH_FAIL,
+    APPLY_PATCH_PASS,
+    CONTAINER_PATCH_FILE,
+    FAIL_ONLY_REPOS,
+    FAIL_TO_PASS,
+    LOG_INSTANCE,
+    LOG_REPORT,
+    LOG_TEST_OUTPUT,
+    PASS_TO_PASS,
+    EvalType,
+)
+from swebench.harness.grading import get_eval_report
+from swebench.types import TestSpec
+
+from patchswarm.swebench.dataset import SweInstance
+from patchswarm.swebench.environments import InstanceImage
+from patchswarm.swebench.scripts import adapt_for_local_image, make_eval_script
+from patchswarm.swebench.specs import SpecError, SpecTable
+from sandbox import Limits, SandboxError, SandboxManager
+
+Status = Literal["resolved", "unresolved", "patch_failed", "empty_patch", "timeout", "error"]
+EVAL_SCRIPT_PATH = "/tmp/eval.sh"
+OUTPUT_CAP = 256 * 1024 * 1024  # the harness keeps whole logs; parsers need every line
+# Our images have no network: a re-install in the eval script must fail fast, not retry an index.
+LOCAL_EVAL_ENV = MappingProxyType({"PIP_NO_INDEX": "1", "PIP_DISABLE_PIP_VERSION_CHECK": "1"})
+
+
+class InstanceReport(BaseModel):
+    """The outcome of grading one instance; `report` is exactly the harness's report.json content."""
+
+    instance_id: str
+    repo: str
+    model_name_or_path: str
+    status: Status
+    resolved: bool
+    report: dict[str, Any]
+    image: str | None = None
+    image_kind: str | None = None
+    python_used: str | None = None
+    python_nearest: bool = False
+    log_dir: str | None = None
+    duration_s: float = 0.0
+    error: str | None = None
+    env_broken: bool = False
+    env_broken_reason: str | None = None
+
+
+def harness_test_spec(instance: SweInstance, spec_table: SpecTable | None = None) -> TestSpec:
+    """The harness's TestSpec for a row; rows without eval_script/log_parser get them from the spec table."""
+    from swebench.harness.utils import make_test_spec  # imports `datasets`: only when grading
+
+    row = instance.harness_row()
+    if not row.get("eval_script") or not row.get("log_parser"):
+        if spec_table is None:
+            raise SpecError(f"{instance.instance_id} has no eval_script/log_parser column: pass a spec table")
+        row["eval_script"] = row.get("eval_script") or make_eval_script(
+            instance, spec_table.spec(instance.repo, instance.version))
+        row["log_parser"] = row.get("log_parser") or spec_table.repo(instance.repo).log_parser
+    if not row.get("eval_type"):
+        fail_only = instance.repo in FAIL_ONLY_REPOS
+        row["eval_type"] = (EvalType.FAIL_ONLY if fail_only else EvalType.PASS_AND_FAIL).value
+    row["image"] = row.get("image") or ""
+    return make_test_spec(row)
+
+
+def blank_report(instance_id: str, patch: str | None) -> dict[str, Any]:
+    """The harness's report for an instance that produced no gradable log."""
+    return {instance_id: {"patch_is_None": patch is None, "patch_exists": bool(patch),
+                          "patch_successfully_applied": False, "resolved": False}}
+
+
+def grade_log(test_spec: TestSpec, model_patch: str | None, log_path: Path,
+              model_name: str = "patchswarm") -> dict[str, Any]:
+    """The harness's report.json for a finished evaluation log."""
+    prediction = {"instance_id": test_spec.instance_id, "model_patch": model_patch,
+                  "model_name_or_path": model_name}
+    return get_eval_report(test_spec, prediction, str(log_path), include_tests_status=True)
+
+
+def apply_script(patch_path: str = CONTAINER_PATCH_FILE) -> str:
+    """The harness's apply chain as one shell script (its commands, its order, its reset between tries)."""
+    from swebench.harness.run_evaluation import GIT_APPLY_CMDS  # a constant; the module is slow to import
+
+    lines = []
+    for attempt, command in enumerate(GIT_APPLY_CMDS):
+        if attempt:
+            lines.append("git checkout -- . ; git clean -fd")
+        lines.append(f"if {command} {patch_path}; then echo '{APPLY_PATCH_PASS}'; exit 0; fi")
+    lines.append(f"if git apply --check --reverse {patch_path}; then "
+                 f"echo '{APPLY_PATCH_PASS}: verified already applied'; exit 0; fi")
+    lines.append(f"echo '{APPLY_PATCH_FAIL}'; exit 1")
+    return "\n".join(lines) + "\n"
+
+
+def _failing_tests(report: dict[str, Any]) -> list[str]:
+    status = report.get("tests_status") or {}
+    return [*status.get(FAIL_TO_PASS, {}).get("failure", []), *status.get(PASS_TO_PASS, {}).get("failure", [])]
+
+
+def grade_instance(
+    client, instance: SweInstance, model_patch: str | None, image: InstanceImage, *,
+    manager: SandboxManager | None = None, spec_table: SpecTable | None = None, model_name: str = "patchswarm",
+    timeout: float = 1800, log_dir: Path | None = None, skip_patch: bool = False, limits: Limits | None = None,
+) -> InstanceReport:
+    """Apply `model_patch` (unless `skip_patch`) in a fresh no-network sandbox of `image`, run the eval script,
+    and grade the log. Nothing raises for a bad patch or failing tests; both are outcomes."""
+    started = time.monotonic()
+    log_dir = log_dir or Path("logs") / "patchswarm-eval" / model_name / instance.instance_id
+    log_dir.mkdir(parents=True, exist_ok=True)
+    result = InstanceReport(
+        instance_id=instance.instance_id, repo=instance.repo, model_name_or_path=model_name, status="error",
+        resolved=False, report=blank_report(instance.instance_id, model_patch), image=image.tag,
+        image_kind=image.kind, python_used=image.python_used, python_nearest=image.nearest, log_dir=str(log_dir),
+    )
+    if not skip_patch and not model_patch:
+        result.status = "empty_patch"  # the harness does not run empty predictions either
+        return result
+    own_manager = manager is None
+    manager = manager or SandboxManager(client, handle_signals=False)
+    try:
+        test_spec = harness_test_spec(instance, spec_table)
+        script = test_spec.eval_script
+        if image.kind == "local":
+            script = adapt_for_local_image(script, instance.base_commit)
+        (log_dir / "eval.sh").write_text(script)
+        sandbox = manager.create(image.tag, user=image.user, workdir=image.workdir, limits=limits or Limits())
+        try:
+            if not skip_patch:
+                (log_dir / "patch.diff").write_text(model_patch or "")
+                if not _apply(sandbox, model_patch or "", log_dir, image.workdir):
+                    result.status = "patch_failed"
+                    result.error = "the patch does not apply"
+                    return result
+            sandbox.write_file(EVAL_SCRIPT_PATH, script)
+            env = dict(LOCAL_EVAL_ENV) if image.kind == "local" else None
+            run = sandbox.exec(f"/bin/bash {EVAL_SCRIPT_PATH}", timeout=timeout, env=env,
+                               workdir=image.workdir, output_cap=OUTPUT_CAP)
+        finally:
+            manager.discard(sandbox)
+        log_path = log_dir / LOG_TEST_OUTPUT
+        log_path.write_text(run.output + (f"\n\nTimeout error: {timeout} seconds exceeded." if run.timed_out else ""))
+        if run.timed_out:
+            result.status, result.error = "timeout", f"tests timed out after {timeout:.0f}s"
+        else:
+            patch = "" if skip_patch else model_patch
+            result.report = grade_log(test_spec, patch, log_path, model_name)
+            entry = result.report[instance.instance_id]
+            result.resolved = bool(entry["resolved"])
+            result.status = "resolved" if result.resolved else "unresolved"
+    except (SandboxError, ValueError, OSError) as exc:
+        result.status, result.error = "error", str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    finally:
+        if own_manager:
+            manager.close_all()
+        result.duration_s = round(time.monotonic() - started, 2)
+        (log_dir / LOG_REPORT).write_text(json.dumps(result.report, indent=4))
+    return result
+
+
+def _apply(sandbox, patch: str, log_dir: Path, workdir: str) -> bool:
+    sandbox.write_file(CONTAINER_PATCH_FILE, patch)
+    run = sandbox.exec(apply_script(), timeout=300, workdir=workdir)
+    (log_dir / LOG_INSTANCE).write_text(run.output)
+    return run.exit_code == 0
+
+
+def mark_validation(report: InstanceReport, mode: Literal["gold", "empty"]) -> InstanceReport:
+    """Flag a broken environment: the gold patch must resolve, the empty patch must not."""
+    if mode == "gold" and not report.resolved:
+        failing = _failing_tests(report.report.get(report.instance_id, {}))
+        detail = f"failing: {', '.join(failing[:10])}" if failing else (report.error or report.status)
+        report.env_broken, report.env_broken_reason = True, f"gold patch does not resolve ({detail})"
+    elif mode == "empty" and report.resolved:
+        report.env_broken = True
+        report.env_broken_reason = "the empty patch resolves: FAIL_TO_PASS tests pass without any fix"
+    return report

@@ -1,0 +1,154 @@
+"""Shell scripts for SWE-bench instances: how an environment is set up, and the evaluation script.
+
+The evaluation script follows the official harness's layout (repo at /testbed, `conda activate testbed`,
+the test patch applied from a heredoc, the test command between `: '>>>>> Start Test Output'` and
+`: '>>>>> End Test Output'` traced by `set -x`). Datasets that carry an `eval_script` column are run
+with it as published; this generator only serves rows without one, and is tested to reproduce the
+published scripts exactly.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+
+from pydantic import BaseModel, Field
+from swebench.harness.constants import END_TEST_OUTPUT, NON_TEST_EXTS, START_TEST_OUTPUT
+from unidiff import PatchSet
+
+from patchswarm.swebench.dataset import SweInstance
+from patchswarm.swebench.specs import SpecError, VersionSpec
+
+TESTBED = "/testbed"
+ENV_NAME = "testbed"
+TEST_PATCH_HEREDOC = "EOF_114329324912"
+REQUIREMENTS_HEREDOC = "EOF_59812759871"
+VENV = "/opt/venv"
+CONDA_ACTIVATE = "/opt/miniconda3/bin/activate"
+# Sourced by eval scripts as `source /opt/miniconda3/bin/activate && conda activate testbed`: a `conda`
+# shell function that enters our venv, so published eval scripts run unchanged.
+CONDA_SHIM = f"""# patchswarm: stands in for miniconda; `conda activate <env>` enters the image's venv.
+conda() {{
+  case "${{1:-}}" in
+    activate)
+      export CONDA_DEFAULT_ENV="${{2:-base}}" VIRTUAL_ENV={VENV}
+      case ":$PATH:" in *":{VENV}/bin:"*) ;; *) export PATH="{VENV}/bin:$PATH" ;; esac ;;
+    deactivate) unset CONDA_DEFAULT_ENV ;;
+    *) echo "conda (patchswarm shim): only 'activate' and 'deactivate' are supported" >&2; return 1 ;;
+  esac
+}}
+"""
+# Lines of `pre_install` that change the system rather than the repository need root.
+ROOT_LINE = re.compile(r"^\s*(sudo\s+)?(apt-get|apt|dpkg|locale-gen|update-locale|ln\s+-s\S*\s+/usr)\b|\s/etc/")
+
+
+class BuildPlan(BaseModel):
+    """Commands that turn a base image into an instance image, split by layer and by who runs them."""
+
+    python: str = Field(description="The Python version the spec asks for.")
+    root_setup: list[str] = Field(description="Env layer, as root before the repo is copied in: apt, shim, /testbed.")
+    env_setup: list[str] = Field(description="Env layer, as the sandbox user: dependencies into the venv.")
+    instance_setup: list[str] = Field(description="Instance layer, as the sandbox user: pre_install and install.")
+
+
+def layout_commands() -> list[str]:
+    """Root steps giving the image the official layout: /testbed and a `conda activate` that works."""
+    return [
+        f"mkdir -p {CONDA_ACTIVATE.rsplit('/', 1)[0]} && cat > {CONDA_ACTIVATE} <<'EOF_PATCHSWARM_SHIM'\n"
+        f"{CONDA_SHIM}EOF_PATCHSWARM_SHIM",
+        f"ln -sfn /repo {TESTBED}",
+    ]
+
+
+def _pip_install(requirements: list[str]) -> str:
+    return "python -m pip install " + " ".join(shlex.quote(r) for r in requirements)
+
+
+def _requirements_file_install(text: str) -> str:
+    path = "/tmp/patchswarm-requirements.txt"
+    return (f"cat <<'{REQUIREMENTS_HEREDOC}' > {path}\n{text}\n{REQUIREMENTS_HEREDOC}\n"
+            f"python -m pip install -r {path} && rm -f {path}")
+
+
+def plan_build(spec: VersionSpec, *, requirements: str | None = None, conda_requirements: list[str] = (),
+               system_packages: list[str] = (), install_repo: str | None = None, system: bool = True) -> BuildPlan:
+    """The build steps for one spec. `requirements`: the requirements text read from the repository;
+    `conda_requirements`: the spec's conda packages (or its environment.yml) converted for pip;
+    `system=False` leaves out the apt packages and the root-only `pre_install` lines."""
+    root = [*layout_commands()]
+    if system and system_packages:
+        root.append("apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "
+                    + " ".join(system_packages))
+    system_lines = [line for line in spec.pre_install if ROOT_LINE.search(line)]
+    if system and system_lines:
+        root.append("set -e\nexport DEBIAN_FRONTEND=noninteractive\n" + "\n".join(system_lines))
+    env = []
+    if conda_requirements:
+        env.append(_pip_install(list(conda_requirements)))
+    if requirements is not None:
+        env.append(_requirements_file_install(requirements))
+    if spec.pip_packages:
+        env.append(_pip_install(spec.pip_packages))
+    instance = [install_repo] if install_repo else []
+    repo_lines = [line for line in spec.pre_install if not ROOT_LINE.search(line)]
+    if repo_lines:  # one shell: later lines use variables set by earlier ones
+        instance.append("set -e\ncd /testbed\n" + "\n".join(repo_lines))
+    if spec.install:
+        instance.append(spec.install)
+    return BuildPlan(python=spec.python, root_setup=root, env_setup=env, instance_setup=instance)
+
+
+# -- the evaluation script --------------------------------------------------------------------------
+
+
+def patched_files(patch: str) -> list[str]:
+    """Every file a patch writes, repo-relative (what the published eval scripts reset)."""
+    return [f.target_file[2:] for f in PatchSet(patch) if f.target_file.startswith("b/")]
+
+
+def directives(instance: SweInstance) -> list[str]:
+    """What the test command is given: the test patch's files (Django wants dotted module names)."""
+    files = re.findall(r"diff --git a/.* b/(.*)", instance.test_patch)
+    files = [f for f in files if not any(f.endswith(ext) for ext in NON_TEST_EXTS)]
+    if instance.repo == "django/django":
+        modules = []
+        for name in files:
+            name = name.removesuffix(".py")
+            name = name.removeprefix("tests/")
+            modules.append(name.replace("/", "."))
+        return modules
+    return files
+
+
+def make_eval_script(instance: SweInstance, spec: VersionSpec) -> str:
+    """An evaluation script in the official harness's format (for rows without an `eval_script` column)."""
+    if not spec.test_cmd:
+        raise SpecError(f"no test command in the spec of {instance.repo} {instance.version}")
+    base = instance.base_commit
+    reset_tests = f"git checkout {base} {' '.join(patched_files(instance.test_patch))}"
+    test_command = " ".join([spec.test_cmd, *directives(instance)])
+    lines = [
+        f"source {CONDA_ACTIVATE}", f"conda activate {ENV_NAME}", f"cd {TESTBED}", *spec.eval_commands,
+        f"git config --global --add safe.directory {TESTBED}", f"cd {TESTBED}", "git status", "git show",
+        f"git -c core.fileMode=false diff {base}", f"source {CONDA_ACTIVATE}", f"conda activate {ENV_NAME}",
+    ]
+    if spec.install:
+        lines.append(spec.install)
+    lines += [
+        reset_tests,
+        f"git apply -v - <<'{TEST_PATCH_HEREDOC}'\n{instance.test_patch}\n{TEST_PATCH_HEREDOC}",
+        f": '{START_TEST_OUTPUT}'", test_command, f": '{END_TEST_OUTPUT}'", reset_tests,
+    ]
+    return "\n".join(["#!/bin/bash", "set -uxo pipefail", *lines]) + "\n"
+
+
+def adapt_for_local_image(script: str, base_commit: str) -> str:
+    """The script for one of our images, whose single scrubbed commit stands for `base_commit`.
+
+    Our images carry no upstream history, so the script's `git checkout <base_commit> <test files>`
+    (and its informational diff) name HEAD instead, which has the same tree for those files. Its
+    informational `git show` would print that whole commit (the entire repository), so it shows
+    the header only.
+    """
+    lines = ["git show --no-patch" if line == "git show" else line for line in script.split("\n")]
+    return "\n".join(lines).replace(base_commit, "HEAD")

@@ -1,0 +1,138 @@
+"""The install table covers SWE-bench; build plans and eval scripts follow the official harness."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from patchswarm.swebench.dataset import SweInstance, load_instances
+from patchswarm.swebench.scripts import (
+    CONDA_ACTIVATE,
+    adapt_for_local_image,
+    directives,
+    make_eval_script,
+    patched_files,
+    plan_build,
+)
+from patchswarm.swebench.specs import (
+    SpecError,
+    SpecTable,
+    conda_packages,
+    environment_yml_requirements,
+    load_spec_table,
+    read_environment_yml,
+    read_requirements,
+)
+from tests.conftest import FIXTURES, make_git_repo
+
+SHARED_DATA = Path(__file__).parents[2].parent / "shared" / "data"
+FILES = ("swe-bench-lite.dev.jsonl", "swe-bench-lite.test.jsonl", "swe-bench-verified.test.jsonl")
+# Published eval scripts with an instance-specific extra line the per-version specs cannot know.
+HAND_EDITED = frozenset({"astropy__astropy-8707", "astropy__astropy-8872"})
+PYTHON_REPOS = frozenset({
+    "astropy/astropy", "django/django", "matplotlib/matplotlib", "marshmallow-code/marshmallow", "mwaskom/seaborn",
+    "pallets/flask", "psf/requests", "pvlib/pvlib-python", "pydata/xarray", "pydicom/pydicom",
+    "pylint-dev/astroid", "pylint-dev/pylint", "pytest-dev/pytest", "pyvista/pyvista",
+    "scikit-learn/scikit-learn", "sphinx-doc/sphinx", "sqlfluff/sqlfluff", "sympy/sympy",
+})
+
+
+@pytest.fixture(scope="module")
+def rows() -> list[SweInstance]:
+    if not (SHARED_DATA / FILES[0]).is_file():
+        pytest.fail(f"real SWE-bench rows are expected in {SHARED_DATA} (shared/data beside the clone)", pytrace=False)
+    return [instance for name in FILES for instance in load_instances(SHARED_DATA / name)]
+
+
+@pytest.fixture(scope="module")
+def table() -> SpecTable:
+    return load_spec_table()
+
+
+def test_table_covers_every_repo_and_version_in_the_data(rows, table):
+    assert PYTHON_REPOS <= set(table.repos)
+    for instance in rows:
+        spec = table.spec(instance.repo, instance.version)
+        assert spec.python and spec.test_cmd
+        assert table.repo(instance.repo).log_parser == instance.log_parser
+    assert "build-essential" in table.system_packages
+    assert table.repo("django/django").requirements_paths == ["tests/requirements/py3.txt"]
+
+
+def test_generated_eval_scripts_match_the_published_ones(rows, table):
+    mismatched = {i.instance_id for i in rows if make_eval_script(i, table.spec(i.repo, i.version)) != i.eval_script}
+    assert mismatched == HAND_EDITED
+    assert len(rows) - len(mismatched) > 800
+
+
+def test_unknown_repo_or_version_is_a_clear_error(table):
+    with pytest.raises(SpecError, match="no install spec for repository nobody/nothing"):
+        table.spec("nobody/nothing", "1.0")
+    with pytest.raises(SpecError, match=r"no install spec for django/django version 0\.0 \(known: .*3\.0"):
+        table.spec("django/django", "0.0")
+
+
+def test_user_table_is_laid_over_the_packaged_one(tmp_path):
+    path = FIXTURES / "swebench_calc" / "specs.json"
+    table = load_spec_table(path)
+    assert table.spec("fixture/calc", "0.1").test_cmd == "pytest -rA"
+    assert table.system_packages == []  # the user table set it
+    assert "django/django" in table.repos
+    only = load_spec_table(path, include_default=False)
+    assert set(only.repos) == {"fixture/calc"}
+    (tmp_path / "bad.json").write_text("{not json")
+    with pytest.raises(SpecError, match="cannot read spec table"):
+        load_spec_table(tmp_path / "bad.json")
+
+
+def test_requirements_read_from_git_with_includes(tmp_path):
+    repo = tmp_path / "r"
+    sha = make_git_repo(repo, [{
+        "reqs/dev.txt": "# dev\n-r base.txt\npytest>=7\n-e .\n.[test]\ntypes-pkg_resources==0.1\n",
+        "reqs/base.txt": "numpy\n-e .\n",
+        "ci/environment.yml": "name: t\ndependencies:\n  - python=3.9\n  - scipy=1.5\n  - pip:\n    - pytest\n",
+    }])[0]
+    assert read_environment_yml(repo, sha, ["environment.yml", "ci/environment.yml"]) == ["scipy==1.5", "pytest"]
+    text = read_requirements(repo, sha, ["reqs/missing.txt", "reqs/dev.txt"], [("types-pkg_resources", "types-setuptools")])
+    assert [line for line in text.splitlines() if line] == ["numpy", "pytest>=7", "types-setuptools"]
+    with pytest.raises(SpecError, match="no requirements file at nope.txt"):
+        read_requirements(repo, sha, ["nope.txt"])
+
+
+def test_conda_specs_become_pip_requirements():
+    assert conda_packages("'numpy==1.19.2' scipy=1.5 cython pytest 'pandas<2.0.0' mkl gxx_linux-64") == [
+        "numpy==1.19.2", "scipy==1.5", "cython", "pytest", "pandas<2.0.0"]
+    assert conda_packages("requirements.txt") == [] and conda_packages("environment.yml") == []
+    yml = "name: x\ndependencies:\n  - python=3.10\n  - numpy=1.23=py310h\n  - matplotlib-base\n  - pip\n  - pip:\n    - pytest-xdist\n"
+    assert environment_yml_requirements(yml) == ["numpy==1.23", "matplotlib", "pytest-xdist"]
+
+
+def test_build_plan_splits_root_and_repository_steps(table):
+    plan = plan_build(table.spec("matplotlib/matplotlib", "3.5"), system_packages=table.system_packages)
+    root, instance = "\n".join(plan.root_setup), "\n".join(plan.instance_setup)
+    assert CONDA_ACTIVATE in root and "ln -sfn /repo /testbed" in root
+    assert "apt-get install -y imagemagick" in root and "build-essential" in root
+    assert 'QHULL_BUILD_DIR="/testbed/build"' in instance and "apt-get" not in instance
+    assert plan.instance_setup[-1] == "python -m pip install -e ."
+    assert any("pip install" in step for step in plan.env_setup)
+    quiet = plan_build(table.spec("matplotlib/matplotlib", "3.5"), system_packages=table.system_packages, system=False)
+    assert "apt-get" not in "\n".join(quiet.root_setup) and len(quiet.root_setup) == 2
+    django = plan_build(table.spec("django/django", "1.7"))
+    assert "locale-gen en_US.UTF-8" in "\n".join(django.root_setup)
+
+
+def test_local_adaptation_names_head_and_keeps_markers(rows):
+    instance = next(i for i in rows if i.repo == "django/django")
+    script = adapt_for_local_image(instance.eval_script, instance.base_commit)
+    assert instance.base_commit not in script
+    assert f"git checkout HEAD {' '.join(patched_files(instance.test_patch))}" in script
+    assert ": '>>>>> Start Test Output'" in script and "\ngit show --no-patch\n" in script
+    assert script.count("\n") == instance.eval_script.count("\n")
+
+
+def test_django_directives_are_modules(rows):
+    instance = next(i for i in rows if i.instance_id == "django__django-13220")
+    assert directives(instance) == ["test_exceptions.test_validation_error"]
+    assert json.loads(instance.harness_row()["FAIL_TO_PASS"])[0].startswith("test_eq ")
