@@ -1,0 +1,126 @@
+"""What one `github resolve` run is asked to do, and the repository's own `.patchswarm.yml`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+DEFAULT_ASSOCIATIONS = ("OWNER", "MEMBER", "COLLABORATOR")
+REPO_SETTINGS_FILE = ".patchswarm.yml"
+
+
+class ResolveOptions(BaseModel):
+    """Command-line options of `patchswarm github resolve` (CLI values win over `.patchswarm.yml`)."""
+
+    repo: str = Field(description="OWNER/NAME of the repository holding the issue.")
+    issue: int = Field(gt=0, description="Issue number.")
+    ref: str | None = Field(None, description="Branch, tag or commit to solve at (default: the default branch).")
+    setup: list[str] | None = Field(None, description="Environment setup commands; None = from .patchswarm.yml.")
+    test_cmd: str | None = None
+    preset: str | None = Field(None, description="Config preset; None = .patchswarm.yml's, else 'default'.")
+    config_file: Path | None = None
+    overrides: list[str] = Field(default_factory=list, description="key=value config overrides.")
+    max_cost: float | None = None
+    run_dir: Path | None = None
+    token_env: str = "GITHUB_TOKEN"
+    api_url: str = "https://api.github.com"
+    actor: str | None = Field(None, description="Who triggered the run (default: the issue author).")
+    allowed_associations: list[str] = Field(default_factory=lambda: list(DEFAULT_ASSOCIATIONS))
+    fork_owner: str | None = None
+    include_test: bool = False
+    min_votes: int = Field(1, ge=0, description="Votes the chosen patch needs before a PR is opened.")
+    report_url: str | None = Field(None, description="Where readers find the HTML report (e.g. the workflow run).")
+    remove_label: str | None = Field(None, description="Label taken off the issue when the run ends.")
+    live: bool | None = Field(None, description="Live progress display; None = only on a TTY.")
+    throttle: bool = Field(True, description="PyGithub's pauses between requests (off for the test stand-in).")
+
+    @field_validator("repo")
+    @classmethod
+    def _owner_name(cls, value: str) -> str:
+        owner, sep, name = value.partition("/")
+        if not sep or not owner or not name or "/" in name:
+            raise ValueError(f"--repo must look like OWNER/NAME, got {value!r}")
+        return value
+
+    @field_validator("allowed_associations")
+    @classmethod
+    def _upper(cls, value: list[str]) -> list[str]:
+        return [v.strip().upper() for v in value if v.strip()]
+
+    @property
+    def owner(self) -> str:
+        return self.repo.split("/")[0]
+
+    @property
+    def name(self) -> str:
+        return self.repo.split("/")[1]
+
+    @property
+    def branch(self) -> str:
+        return f"patchswarm/issue-{self.issue}"
+
+    def default_run_dir(self) -> Path:
+        return self.run_dir or Path("runs") / "github" / f"{self.owner}__{self.name}" / f"issue-{self.issue}"
+
+
+class RepoSettings(BaseModel):
+    """`.patchswarm.yml` at the root of the solved commit."""
+
+    model_config = ConfigDict(extra="forbid")
+    setup: list[str] = Field(default_factory=list)
+    test_cmd: str | None = None
+    preset: str | None = None
+    overrides: list[str] = Field(default_factory=list, description="key=value strings or a nested mapping.")
+
+    @field_validator("setup", mode="before")
+    @classmethod
+    def _one_or_many(cls, value: Any) -> Any:
+        if value is None:
+            return []
+        return [value] if isinstance(value, str) else value
+
+    @field_validator("overrides", mode="before")
+    @classmethod
+    def _flatten(cls, value: Any) -> Any:
+        # A mapping reads better in YAML; the config loader wants dotted key=value strings.
+        if value is None:
+            return []
+        if isinstance(value, dict):
+            return [f"{key}={yaml.safe_dump(v, default_flow_style=True).strip().removesuffix('...').strip()}"
+                    for key, v in _dotted(value)]
+        return value
+
+
+def _dotted(mapping: dict[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
+    items: list[tuple[str, Any]] = []
+    for key, value in mapping.items():
+        if isinstance(value, dict) and value:
+            items.extend(_dotted(value, f"{prefix}{key}."))
+        else:
+            items.append((f"{prefix}{key}", value))
+    return items
+
+
+class SettingsError(ValueError):
+    """The repository's `.patchswarm.yml` is unreadable; the message says why in one line."""
+
+
+def load_repo_settings(checkout: Path) -> RepoSettings:
+    path = Path(checkout) / REPO_SETTINGS_FILE
+    if not path.is_file():
+        return RepoSettings()
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise SettingsError(f"{REPO_SETTINGS_FILE} is not valid YAML: {str(exc).splitlines()[0]}") from None
+    if not isinstance(data, dict):
+        raise SettingsError(f"{REPO_SETTINGS_FILE} must hold a mapping")
+    try:
+        return RepoSettings.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise SettingsError(f"{REPO_SETTINGS_FILE}: {where}: {first['msg']}") from None

@@ -1,0 +1,194 @@
+"""`patchswarm github resolve`: one issue in, a draft PR or one explanatory comment out.
+
+Exit codes: 0 = the bot did its job (PR opened or updated, no confident patch explained, or nothing
+to do because the trigger is not allowed); 1 = the bot failed after it started (clone, pipeline crash,
+push, PR); 2 = bad input before anything was posted (no token, repository or issue not accessible).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from patchswarm.config import ConfigError, PatchswarmConfig, load_config
+from patchswarm.github import summary
+from patchswarm.github.api import ApiError, GitHubRepo, IssueThread, StatusComment, connect
+from patchswarm.github.gitops import Git, GitError
+from patchswarm.github.options import ResolveOptions, SettingsError, load_repo_settings
+from patchswarm.github.redact import Redactor, redacted_logging
+from patchswarm.pipeline import InstanceResult, run_tasks
+from patchswarm.tasks import Task
+
+log = logging.getLogger(__name__)
+
+OK, BOT_FAILED, BAD_INPUT = 0, 1, 2
+EXTRA_SECRET_SUFFIXES = ("_API_KEY", "_TOKEN")
+
+
+@dataclass
+class Outcome:
+    """What a run did, for the caller and for `RUN_DIR/github-outcome.json`."""
+
+    exit_code: int
+    action: str  # pr | no_pr | ignored | failed | bad_input
+    message: str
+    pr_url: str | None = None
+    comment_url: str | None = None
+    status: str | None = None
+    cost_usd: float | None = None
+
+
+def resolve_issue(options: ResolveOptions, env: Mapping[str, str] | None = None) -> Outcome:
+    """Run the bot once; every log record and every text written is scrubbed of the token."""
+    env = os.environ if env is None else env
+    token = env.get(options.token_env) or None
+    # Model keys too: provider errors quoted in a comment must not carry them either.
+    extra = [value for name, value in env.items() if name.endswith(EXTRA_SECRET_SUFFIXES) and len(value) >= 16]
+    redactor = Redactor([token, *extra])
+    with redacted_logging(redactor):
+        outcome = _Resolver(options, token, redactor, env).run()
+        level = logging.ERROR if outcome.exit_code else logging.INFO
+        log.log(level, "patchswarm github: %s: %s", outcome.action, outcome.message)
+        return outcome
+
+
+class _Resolver:
+    def __init__(self, options: ResolveOptions, token: str | None, redactor: Redactor,
+                 env: Mapping[str, str]) -> None:
+        self.options, self.token, self.redactor, self.env = options, token, redactor, env
+        self.run_dir = options.default_run_dir()
+        self.status: StatusComment | None = None
+
+    def run(self) -> Outcome:
+        opts = self.options
+        if not self.token:
+            return Outcome(BAD_INPUT, "bad_input", f"no token: set ${opts.token_env} (or pass --token-env NAME)")
+        try:
+            repo = GitHubRepo(connect(opts.api_url, self.token, throttle=opts.throttle), opts.repo)
+            issue, thread = repo.issue(opts.issue)
+        except ApiError as exc:
+            return Outcome(BAD_INPUT, "bad_input", self.redactor.scrub(str(exc)))
+        if issue.pull_request is not None:
+            return Outcome(OK, "ignored", f"#{opts.issue} is a pull request, not an issue; nothing to do")
+        actor = opts.actor or thread.author
+        association = repo.association_of(actor, thread)
+        if association not in opts.allowed_associations:
+            return Outcome(OK, "ignored", f"{actor} is {association}; only {', '.join(opts.allowed_associations)} "
+                                              f"may trigger patchswarm (--allow-association); nothing posted")
+        log.info("%s (%s) triggered patchswarm on %s#%d", actor, association, opts.repo, opts.issue)
+        self.status = StatusComment(issue, thread, repo.authenticated_login())
+        try:
+            outcome = self._solve(repo, thread, actor)
+        except KeyboardInterrupt:
+            self._say(summary.status_failed("running", "interrupted (the job was cancelled or timed out)"))
+            raise
+        except Exception as exc:  # noqa: BLE001 - the bot's own bug still ends with a comment and exit 1
+            log.exception("patchswarm github crashed")
+            outcome = self._fail("resolving the issue", f"{type(exc).__name__}: {exc}")
+        finally:
+            if opts.remove_label:
+                repo.remove_label(issue, opts.remove_label)
+        outcome.comment_url = self.status.url
+        self._save(outcome)
+        return outcome
+
+    def _say(self, text: str) -> None:
+        if self.status is not None:
+            self.status.update(self.redactor.scrub(text))
+
+    def _fail(self, stage: str, error: str, result: InstanceResult | None = None) -> Outcome:
+        error = self.redactor.scrub(error)
+        cost = summary.cost_line(result) if result else None
+        self._say(summary.status_failed(stage, error, cost))
+        return Outcome(BOT_FAILED, "failed", f"{stage}: {error}", status=result.status if result else None,
+                       cost_usd=result.cost_usd if result else None)
+
+    def _solve(self, repo: GitHubRepo, thread: IssueThread, actor: str) -> Outcome:
+        opts = self.options
+        git = Git(self.token, self.redactor, self.env)
+        clone = self.run_dir / "clone"
+        self._say(summary.status_started(opts.ref or repo.default_branch, actor))
+        try:
+            commit = git.clone(repo.clone_url, clone, opts.ref)
+            base = opts.ref if opts.ref and git.is_branch(clone, opts.ref) else repo.default_branch
+        except GitError as exc:
+            return self._fail("cloning the repository", str(exc))
+        try:
+            task, config = self._task(thread, clone, commit)
+        except (SettingsError, ConfigError) as exc:
+            return self._fail("reading the configuration", str(exc))
+        info = summary.RunInfo(issue=opts.issue, commit=commit, run_dir=self.run_dir, report_url=opts.report_url)
+        trajectories = config.trajectories
+        self._say(summary.status_running(info, trajectories.num_tests, trajectories.num_edits,
+                                         config.budget.max_cost_usd))
+        log.info("solving %s at %s into %s", task.instance_id, commit[:12], self.run_dir)
+        try:
+            (result,) = run_tasks([task], config, self.run_dir, live=opts.live)
+        except Exception as exc:  # noqa: BLE001 - any crash must still end with a comment
+            log.exception("the pipeline crashed")
+            return self._fail("running the pipeline", f"{type(exc).__name__}: {exc}")
+        reason = summary.no_pr_reason(result, opts.min_votes)
+        if reason is not None:
+            self._say(summary.status_no_pr(result, reason, info))
+            code = BOT_FAILED if result.status == "failed" else OK
+            return Outcome(code, "no_pr", reason, status=result.status, cost_usd=result.cost_usd)
+        return self._publish(repo, git, clone, base, thread, result, info)
+
+    def _task(self, thread: IssueThread, clone: Path, commit: str) -> tuple[Task, PatchswarmConfig]:
+        opts = self.options
+        settings = load_repo_settings(clone)
+        budget = [f"budget.max_cost_usd={opts.max_cost}"] if opts.max_cost is not None else []
+        # Precedence: preset → --config → the repository's overrides → --set → --max-cost.
+        config = load_config(opts.preset or settings.preset or "default", opts.config_file,
+                             [*settings.overrides, *opts.overrides, *budget])
+        text = self.redactor.scrub(thread.as_task_text())
+        setup = opts.setup if opts.setup is not None else settings.setup
+        test_cmd = opts.test_cmd or settings.test_cmd
+        # A new comment or a new commit is a new question; the same ones resume the earlier run.
+        digest = hashlib.sha256(json.dumps([commit, text, setup, test_cmd]).encode()).hexdigest()[:8]
+        task = Task(instance_id=f"{opts.name}-issue-{opts.issue}-{digest}", repo=str(clone.resolve()),
+                    commit=commit, issue=text, setup=setup, test_cmd=test_cmd)
+        return task, config
+
+    def _publish(self, repo: GitHubRepo, git: Git, clone: Path, base: str, thread: IssueThread,
+                 result: InstanceResult, info: summary.RunInfo) -> Outcome:
+        opts = self.options
+        files, test_path = {}, None
+        found = summary.repro_test(result) if opts.include_test else None
+        if found is not None:
+            test_path = f"tests/patchswarm_repro_issue_{opts.issue}.py"
+            files[test_path] = _repro_file(opts.issue, found[1])
+        title = summary.pr_title(opts.issue, thread.title)
+        message = f"{title}\n\nChosen by patchswarm ({result.selection_method}, {result.votes or 0} vote(s))."
+        try:
+            git.commit_patch(clone, opts.branch, result.patch, message, files)
+            push_url = repo.fork(opts.fork_owner).clone_url if opts.fork_owner else repo.clone_url
+            git.push(clone, push_url, opts.branch)
+        except (GitError, ApiError) as exc:
+            return self._fail("pushing the branch", str(exc), result)
+        body = self.redactor.scrub(summary.pr_body(result, info, test_path))
+        try:
+            url, created = repo.open_pull(head_owner=opts.fork_owner or opts.owner, branch=opts.branch, base=base,
+                                          title=self.redactor.scrub(title), body=body)
+        except ApiError as exc:
+            return self._fail("opening the pull request", str(exc), result)
+        self._say(summary.status_pr(result, url, created))
+        return Outcome(OK, "pr", f"{'opened' if created else 'updated'} {url}", pr_url=url, status=result.status,
+                       cost_usd=result.cost_usd)
+
+    def _save(self, outcome: Outcome) -> None:
+        path = self.run_dir / "github-outcome.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(self.redactor.scrub_data(asdict(outcome)), indent=2))
+
+
+def _repro_file(issue: int, code: str) -> str:
+    header = (f"# Reproduction test for issue #{issue}, written by patchswarm.\n"
+              f"# Run it from the repository root: python tests/patchswarm_repro_issue_{issue}.py\n"
+              "# Exit codes: 2 = the issue is present, 0 = fixed, 1 = something else went wrong.\n")
+    return header + code if code.endswith("\n") else header + code + "\n"
