@@ -11,17 +11,26 @@ from pathlib import Path  # noqa: E402
 import typer  # noqa: E402
 from rich.console import Console  # noqa: E402
 
+from patchswarm.github import register as register_github  # noqa: E402
+from patchswarm.report import register as register_report  # noqa: E402
+from patchswarm.swebench.cli import register as register_eval  # noqa: E402
 from sandbox.errors import SandboxError  # noqa: E402
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
 images_app = typer.Typer(no_args_is_help=True, help="Build and inspect sandbox images.")
 app.add_typer(images_app, name="images")
-console = Console(stderr=True)
+register_report(app)
+register_eval(app)
+register_github(app)
+console = Console(stderr=True, soft_wrap=True)  # never wrapped: one message per line in logs and pipes
 
 
 def fail(message: str, code: int = 1) -> None:
     """One clear line on stderr, then exit."""
-    console.print(f"[bold red]error:[/] {message}", highlight=False)
+    from rich.markup import escape
+
+    # escaped: brackets in the message (paths, regexes) are text, not markup.
+    console.print(f"[bold red]error:[/] {escape(message)}", highlight=False)
     raise typer.Exit(code)
 
 
@@ -193,7 +202,7 @@ def solve(
 def _print_result(result, run_dir: Path) -> None:
     from rich.syntax import Syntax
 
-    out = Console()
+    out = Console(soft_wrap=True)  # one record per line, whatever the width
     if result.patch:
         out.print(Syntax(result.patch, "diff", theme="ansi_dark"))
     out.print(f"instance: {result.instance_id}  status: {result.status}", highlight=False)
@@ -250,7 +259,7 @@ def batch(
     _check_keys(config)
     run_dir = run_dir or Path("runs") / name
     results = _run(tasks, config, run_dir, redo, quiet)
-    out = Console()
+    out = Console(soft_wrap=True)  # one record per line, whatever the width
     for r in results:
         out.print(f"{r.instance_id:40} {r.status:9} {str(r.selection_method):18} ${r.cost_usd:.4f} "
                   f"{(r.errors[0][:80] if r.errors else '')}", highlight=False, markup=False)

@@ -39,6 +39,7 @@ class InstanceResult(BaseModel):
 
     instance_id: str
     status: Status
+    issue: str = ""
     patch: str = ""
     selection_method: str | None = None
     selection_reason: str | None = None
@@ -92,9 +93,9 @@ class Runner:
 
     def __init__(self, config: PatchswarmConfig, run_dir: Path, progress: Progress, *, redo: bool = False):
         self.config, self.run_dir, self.progress, self.redo = config, Path(run_dir), progress, redo
+        self.docker = docker_client()  # first: without an engine, fail before opening the store
         self.store = RunStore(self.run_dir)
         self.config_hash = config.result_hash()
-        self.docker = docker_client()
         self.manager = SandboxManager(self.docker, run_id=f"{self.run_dir.name}-{int(time.time())}")
         self.model = ModelClient(config.models, store=RunCallStore(self.store, self.config_hash),
                                  recorder=RunCallStore(self.store, self.config_hash))
@@ -131,7 +132,7 @@ class Runner:
         started = time.monotonic()
         self.store.mark_instance(task.instance_id, self.config_hash, "running")
         self.progress.event("instance_started", task.instance_id)
-        result = InstanceResult(instance_id=task.instance_id, status="failed")
+        result = InstanceResult(instance_id=task.instance_id, status="failed", issue=task.issue)
         pool = None
         try:
             pool = await self._solve_into(task, result, epoch)
@@ -139,6 +140,9 @@ class Runner:
             result.errors.append(f"{type(exc).__name__}: {exc}")
         except Exception as exc:  # noqa: BLE001 - one instance's crash never stops the batch
             result.errors.append(f"crashed: {type(exc).__name__}: {exc}")
+        except BaseException:  # cancelled by Ctrl-C: the store must not claim it is still running
+            self.store.mark_instance(task.instance_id, self.config_hash, "interrupted")
+            raise
         finally:
             if pool is not None:
                 pool.close()

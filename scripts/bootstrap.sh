@@ -8,6 +8,8 @@ need_apt=()
 command -v dockerd >/dev/null 2>&1 || need_apt+=(docker.io)
 command -v debootstrap >/dev/null 2>&1 || need_apt+=(debootstrap)
 command -v git >/dev/null 2>&1 || need_apt+=(git)
+# Headless Chromium: the HTML report is checked in a real browser by the tests.
+{ [ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ]; } || need_apt+=(chromium chromium-driver)
 if [ "${#need_apt[@]}" -gt 0 ]; then
   echo "bootstrap: installing ${need_apt[*]}"
   apt-get update -qq
