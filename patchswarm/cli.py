@@ -223,6 +223,8 @@ def batch(
     dataset: str | None = typer.Option(None, "--dataset", help="SWE-bench dataset name or local .json/.jsonl/.parquet file."),
     split: str = typer.Option("test", "--split", help="Dataset split."),
     repo_url: str = typer.Option("https://github.com/{owner}/{name}.git", "--repo-url", help="Repository URL template for SWE-bench instances."),
+    with_hints: bool = typer.Option(False, "--with-hints", help="Show SWE-bench hints_text to the models too."),
+    spec_table: Path | None = typer.Option(None, "--spec-table", help="Your own SWE-bench environment spec table (JSON)."),
     run_dir: Path | None = typer.Option(None, "--run-dir", help="Where the run lives (default runs/<tasks file name>)."),
     workers: int | None = typer.Option(None, "--workers", help="Instances solved concurrently."),
     filter_: str | None = typer.Option(None, "--filter", help="Regex on instance ids."),
@@ -249,10 +251,10 @@ def batch(
         else:
             from patchswarm.swebench.tasks import tasks_from_dataset
 
-            tasks = tasks_from_dataset(dataset, split, repo_url)
+            tasks = tasks_from_dataset(dataset, split, repo_url, with_hints=with_hints, spec_table=spec_table)
             name = Path(dataset).stem if Path(dataset).exists() else dataset.replace("/", "__")
         tasks = select_tasks(tasks, pattern=filter_, slice_spec=slice_, shuffle_seed=shuffle)
-    except (TaskError, ValueError) as exc:
+    except (TaskError, ValueError, SandboxError) as exc:
         fail(str(exc))
     if not tasks:
         fail("no tasks left after --filter/--slice")

@@ -161,13 +161,11 @@ class Runner:
     async def _solve_into(self, task: Task, result: InstanceResult, epoch: int) -> SandboxPool:
         cfg = self.config
         source = RepoSource(location=task.repo, commit=task.commit)
-        env = EnvSpec(base_image=task.base_image, python=task.python, setup=task.setup, test_cmd=task.test_cmd)
-        image = await asyncio.to_thread(build_env_image, self.docker, source, env, run_id=self.manager.run_id,
-                                        log_dir=self.run_dir / "logs")
-        result.environment = image.model_dump()
+        image_tag, sandbox_options = await self._environment(task, source, result)
         repo_dir = await asyncio.to_thread(self._checkout, source)
-        pool = RecordingPool(self.manager, image.tag, cfg.sandbox.pool_size, limits=cfg.sandbox.limits,
-                             store=self.store, progress=self.progress, instance_id=task.instance_id)
+        pool = RecordingPool(self.manager, image_tag, cfg.sandbox.pool_size, limits=cfg.sandbox.limits,
+                             store=self.store, progress=self.progress, instance_id=task.instance_id,
+                             **sandbox_options)
         budget = self.budget.child(cfg.budget.max_cost_per_instance_usd, f"instance {task.instance_id}")
         budget.charge(self.store.totals(task.instance_id)["cost_usd"])
         states = NamespacedStateStore(self.store, f"{task.instance_id}:{self.config_hash}:{epoch}")
@@ -214,6 +212,22 @@ class Runner:
             for t in trajectories)
         result.status = "solved" if result.patch.strip() else "no_patch"
         return pool
+
+    async def _environment(self, task: Task, source: RepoSource, result: InstanceResult) -> tuple[str, dict]:
+        """The image to run the task in, and how sandboxes of it must be started (user, workdir)."""
+        log_dir = self.run_dir / "logs"
+        if task.swebench is not None:
+            from patchswarm.swebench.tasks import instance_environment
+
+            image = await asyncio.to_thread(instance_environment, self.docker, task.swebench,
+                                            run_id=self.manager.run_id, log_dir=log_dir)
+            result.environment = image.model_dump()
+            return image.tag, {"user": image.user, "workdir": image.workdir}
+        env = EnvSpec(base_image=task.base_image, python=task.python, setup=task.setup, test_cmd=task.test_cmd)
+        image = await asyncio.to_thread(build_env_image, self.docker, source, env, run_id=self.manager.run_id,
+                                        log_dir=log_dir)
+        result.environment = image.model_dump()
+        return image.tag, {}
 
     @staticmethod
     def _tests_of(trajectories: list[TrajectoryResult]) -> list[GeneratedTest]:

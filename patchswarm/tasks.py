@@ -15,6 +15,15 @@ class TaskError(ValueError):
     """A task source is unreadable; the message names the file and line."""
 
 
+class SweBenchEnvironment(BaseModel):
+    """For SWE-bench tasks: how to get the instance's environment. Holds only the public task fields."""
+
+    task: dict = Field(description="The instance's SweTask fields (no gold patch, test patch or test lists).")
+    repo_url_template: str = Field(description="Repository URL template, e.g. file:///mirrors/{owner}__{name}.git.")
+    spec_table: str | None = Field(None, description="A user spec table (JSON) laid over the bundled one.")
+    prefer_official: bool = Field(True, description="Use the official instance image when present or pullable.")
+
+
 class Task(BaseModel):
     """What solving may see of an issue. Hidden benchmark answers never live here."""
 
@@ -26,6 +35,7 @@ class Task(BaseModel):
     test_cmd: str | None = Field(None, description="The repository's own test command, for regression checks.")
     python: str | None = Field(None, description="Wanted Python version.")
     base_image: str | None = Field(None, description="Image to build the environment from (default: patchswarm base).")
+    swebench: SweBenchEnvironment | None = Field(None, description="Set for SWE-bench instances: environment from the spec table or official image.")
 
     @field_validator("setup", mode="before")
     @classmethod

@@ -179,9 +179,10 @@ class SandboxPool:
     """Warm sandboxes of one image, reused across tasks; at most `size` exist at once."""
 
     def __init__(self, manager: SandboxManager, image: str, size: int = 4, *, network: bool = False,
-                 limits: Limits | None = None):
+                 limits: Limits | None = None, user: str = SANDBOX_USER, workdir: str = REPO_DIR):
         self.manager, self.image, self.size = manager, image, size
         self.network, self.limits = network, limits
+        self.user, self.workdir = user, workdir  # official SWE-bench images: root at /testbed
         self._idle: list[Sandbox] = []
         self._lock = threading.Lock()
         self._slots = threading.BoundedSemaphore(size)
@@ -192,7 +193,8 @@ class SandboxPool:
         with self._lock:
             sandbox = self._idle.pop() if self._idle else None
         if sandbox is None:
-            sandbox = self.manager.create(self.image, network=self.network, limits=self.limits)
+            sandbox = self.manager.create(self.image, network=self.network, limits=self.limits, user=self.user,
+                                          workdir=self.workdir)
             self.created += 1
         elif sandbox.dirty:
             try:

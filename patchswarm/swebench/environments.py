@@ -25,7 +25,7 @@ from typing import Literal
 import docker
 from pydantic import BaseModel, Field
 
-from patchswarm.swebench.dataset import SweInstance
+from patchswarm.swebench.dataset import SweInstance, SweTask
 from patchswarm.swebench.scripts import BuildPlan, plan_build
 from patchswarm.swebench.specs import (
     DEFAULT_REPO_URL,
@@ -67,7 +67,7 @@ def _minor(version: str | None) -> tuple[int, ...]:
     return tuple(int(x) for x in (version or "0").split(".")[:2])
 
 
-def plan_for(instance: SweInstance, table: SpecTable, git_dir: Path, *, system: bool = True) -> BuildPlan:
+def plan_for(instance: SweInstance | SweTask, table: SpecTable, git_dir: Path, *, system: bool = True) -> BuildPlan:
     """The build steps of an instance, with its requirement files read from the repository."""
     spec = table.spec(instance.repo, instance.version)
     repo_spec = table.repo(instance.repo)
@@ -82,7 +82,7 @@ def plan_for(instance: SweInstance, table: SpecTable, git_dir: Path, *, system: 
 
 
 def build_instance_image(
-    client: docker.DockerClient, instance: SweInstance, spec_table: SpecTable,
+    client: docker.DockerClient, instance: SweInstance | SweTask, spec_table: SpecTable,
     repo_url_template: str = DEFAULT_REPO_URL, *, system: bool = True, run_id: str = "swebench-build",
     log_dir: Path | None = None, cache_dir: Path = DEFAULT_CACHE,
 ) -> InstanceImage:
@@ -108,7 +108,7 @@ def build_instance_image(
     )
 
 
-def official_image(client: docker.DockerClient, instance: SweInstance) -> InstanceImage | None:
+def official_image(client: docker.DockerClient, instance: SweInstance | SweTask) -> InstanceImage | None:
     """The row's official instance image when present locally or pullable, else None (fails fast offline)."""
     if not instance.image:
         return None
@@ -120,7 +120,7 @@ def official_image(client: docker.DockerClient, instance: SweInstance) -> Instan
 
 
 def resolve_instance_image(
-    client: docker.DockerClient, instance: SweInstance, spec_table: SpecTable,
+    client: docker.DockerClient, instance: SweInstance | SweTask, spec_table: SpecTable,
     repo_url_template: str = DEFAULT_REPO_URL, *, prefer_official: bool = True, **build_options,
 ) -> InstanceImage:
     """The official image if available, else a locally built one."""

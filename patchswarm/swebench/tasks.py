@@ -1,0 +1,40 @@
+"""SWE-bench instances as pipeline tasks: only the issue (and optionally the hints) reaches solving."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from patchswarm.swebench.dataset import load_instances
+from patchswarm.swebench.environments import DEFAULT_REPO_URL, repo_url
+from patchswarm.tasks import SweBenchEnvironment, Task
+
+
+def tasks_from_dataset(name_or_file: str, split: str = "test", repo_url_template: str = DEFAULT_REPO_URL, *,
+                       with_hints: bool = False, spec_table: Path | None = None,
+                       prefer_official_images: bool = True) -> list[Task]:
+    """One task per instance. The gold patch, test patch and test lists stay behind in the dataset."""
+    tasks = []
+    for instance in load_instances(name_or_file, split):
+        public = instance.to_task()
+        issue = public.problem_statement
+        if with_hints and public.hints_text:
+            issue += f"\n\nHints from the discussion:\n{public.hints_text}"
+        tasks.append(Task(
+            instance_id=public.instance_id, repo=repo_url(repo_url_template, public.repo),
+            commit=public.base_commit, issue=issue,
+            swebench=SweBenchEnvironment(task=public.model_dump(), repo_url_template=repo_url_template,
+                                        spec_table=str(spec_table) if spec_table else None,
+                                        prefer_official=prefer_official_images),
+        ))
+    return tasks
+
+
+def instance_environment(client, env: SweBenchEnvironment, *, run_id: str, log_dir: Path):
+    """The instance's image (official when available, else built locally from the spec table)."""
+    from patchswarm.swebench.dataset import SweTask
+    from patchswarm.swebench.environments import resolve_instance_image
+    from patchswarm.swebench.specs import load_spec_table
+
+    table = load_spec_table(Path(env.spec_table) if env.spec_table else None)
+    return resolve_instance_image(client, SweTask(**env.task), table, env.repo_url_template,
+                                  prefer_official=env.prefer_official, run_id=run_id, log_dir=log_dir)

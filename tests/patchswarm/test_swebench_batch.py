@@ -1,0 +1,99 @@
+"""`batch --dataset`: SWE-bench rows solved by the real pipeline, and no gold field ever reaches a prompt."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+from pathlib import Path
+
+from patchswarm.config import load_config
+from patchswarm.pipeline import run_tasks
+from patchswarm.swebench.tasks import tasks_from_dataset
+from tests.conftest import FIXTURES
+from tests.patchswarm.test_swebench_docker import calc_row, make_calc_repo
+
+CANARY = "GOLD-CANARY-5c1e"
+FIX_EDIT = """<edit>
+calc/ops.py
+<<<<<<< SEARCH
+def divide(a, b):
+    return a / b
+=======
+def divide(a, b):
+    if b == 0:
+        raise ValueError("cannot divide by zero")
+    return a / b
+>>>>>>> REPLACE
+</edit>"""
+REPRO = """<test>
+import sys
+from calc.ops import divide
+try:
+    divide(1, 0)
+except ValueError:
+    sys.exit(0)
+except ZeroDivisionError:
+    print("bare ZeroDivisionError")
+    sys.exit(2)
+sys.exit(1)
+</test>"""
+
+
+def _text(message) -> str:
+    content = message.get("content")
+    if isinstance(content, list):
+        return "".join(part.get("text", "") for part in content)
+    return content or ""
+
+
+def calc_script(messages):
+    system, user = _text(messages[0]), _text(messages[1])
+    mine = [m for m in messages if m.get("role") == "assistant"]
+    if "<relevant>" in system:
+        return "<relevant>yes</relevant><summary>arithmetic</summary>"
+    if "<ranking>" in system:
+        return "<ranking>\n" + "\n".join(re.findall(r"(\S+\.py)", user)) + "\n</ranking>"
+    if "<approve/>" in system:
+        return "<approve/>" if mine else REPRO
+    if "<finish/>" in system:
+        return "<finish/>" if mine else FIX_EDIT
+    return "<choice>A</choice>"
+
+
+def test_dataset_batch_solves_and_never_leaks_gold_fields(tmp_path, scripted, docker_client, base_image):
+    row = calc_row()
+    # Canaries in every hidden field: if any reaches a prompt, the test sees it.
+    row["patch"] += f"# {CANARY} patch\n"
+    row["test_patch"] += f"# {CANARY} test_patch\n"
+    row["FAIL_TO_PASS"] = json.dumps([f"tests/test_ops.py::{CANARY}_fail_to_pass"])
+    row["PASS_TO_PASS"] = json.dumps([f"tests/test_ops.py::{CANARY}_pass_to_pass"])
+    dataset = tmp_path / "calc.jsonl"
+    dataset.write_text(json.dumps(row) + "\n")
+    make_calc_repo(tmp_path / "calc")
+    (tmp_path / "mirrors").mkdir()
+    subprocess.run(["git", "clone", "-q", "--bare", str(tmp_path / "calc"), str(tmp_path / "mirrors" / "fixture__calc.git")],
+                   check=True)
+    template = f"file://{tmp_path}/mirrors/{{owner}}__{{name}}.git"
+    tasks = tasks_from_dataset(str(dataset), repo_url_template=template,
+                               spec_table=FIXTURES / "swebench_calc" / "specs.json", prefer_official_images=False)
+    assert [t.instance_id for t in tasks] == ["fixture__calc-1"]
+    assert CANARY not in tasks[0].model_dump_json()
+
+    scripted.add("calc", calc_script)
+    config = load_config(overrides=[
+        *(f"models.roles.{role}=scripted/calc" for role in ("relevance", "primary", "selector")),
+        "trajectories.num_tests=1", "trajectories.num_edits=2", "sandbox.pool_size=2", "context.ranking_samples=1",
+    ])
+    (result,) = run_tasks(tasks, config, tmp_path / "run", live=False)
+    assert result.status == "solved", result.errors
+    assert "raise ValueError" in result.patch
+    assert result.environment["kind"] == "local"
+
+    received = scripted.calls("calc")
+    assert received, "the scripted model saw no call"
+    for messages in received:
+        for message in messages:
+            assert CANARY not in _text(message)
+    run_files = [p for p in Path(tmp_path / "run").rglob("*") if p.is_file() and p.suffix in (".json", ".jsonl", ".diff")]
+    assert all(CANARY not in p.read_text(errors="replace") for p in run_files)
