@@ -288,6 +288,62 @@ def demo(
         raise typer.Exit(1)
 
 
+@app.command("select")
+def select_cmd(
+    predictions: list[Path] = typer.Option(None, "--predictions", "-p", help="SWE-bench prediction file (repeatable)."),
+    patch_dir: Path | None = typer.Option(None, "--patch-dir", help="Directory of <instance_id>/*.patch|*.diff files."),
+    tasks_file: Path | None = typer.Option(None, "--tasks", help="JSONL tasks the candidates belong to."),
+    dataset: str | None = typer.Option(None, "--dataset", help="SWE-bench dataset the candidates belong to."),
+    split: str = typer.Option("test", "--split", help="Dataset split."),
+    repo_url: str = typer.Option("https://github.com/{owner}/{name}.git", "--repo-url", help="Repository URL template."),
+    out: Path = typer.Option(Path("selected.jsonl"), "--out", help="The prediction file to write."),
+    generate_tests: bool = typer.Option(True, "--generate-tests/--no-generate-tests", help="Write reproduction tests with the testing state machine (off: LLM-free when the selector is off too)."),
+    run_dir: Path = typer.Option(Path("runs/select"), "--run-dir", help="Where the selection run lives."),
+    preset: str = PresetOpt, config_file: Path | None = ConfigOpt, overrides: list[str] = SetOpt,
+    scripted: list[str] = ScriptedOpt,
+    quiet: bool = typer.Option(False, "--quiet", help="Line-oriented output."),
+) -> None:
+    """Choose one patch per instance among candidates from any source; writes predictions with provenance."""
+    from patchswarm.ensemble import select_candidates
+    from patchswarm.tasks import TaskError, load_tasks_jsonl
+    from selection import load_patch_dir, load_prediction_files
+
+    if (tasks_file is None) == (dataset is None):
+        fail("give exactly one of --tasks FILE.jsonl or --dataset NAME_OR_FILE")
+    if not predictions and patch_dir is None:
+        fail("give candidates: --predictions FILE (repeatable) and/or --patch-dir DIR")
+    _register_scripted(scripted)
+    config = _config(preset, config_file, overrides)
+    try:
+        candidates = load_prediction_files(predictions or [])
+        if patch_dir is not None:
+            for instance, more in load_patch_dir(patch_dir).items():
+                candidates.setdefault(instance, []).extend(more)
+        if tasks_file is not None:
+            tasks = load_tasks_jsonl(tasks_file)
+        else:
+            from patchswarm.swebench.tasks import tasks_from_dataset
+
+            tasks = tasks_from_dataset(dataset, split, repo_url)
+    except (TaskError, ValueError, OSError) as exc:
+        fail(str(exc))
+    unknown = sorted(set(candidates) - {t.instance_id for t in tasks})
+    if unknown:
+        console.print(f"warning: no task for {len(unknown)} instance(s) with candidates, e.g. {unknown[0]}")
+    if config.selection.selector_enabled or generate_tests:
+        _check_keys(config)
+    try:
+        results = select_candidates(tasks, candidates, config, run_dir, out, generate_tests=generate_tests,
+                                    live=False if quiet else None)
+    except SandboxError as exc:
+        fail(str(exc))
+    view = Console()
+    for instance, result in results.items():
+        view.print(f"{instance:40} {result.method:18} {str(result.chosen_id):20} {result.reason[:80]}",
+                   highlight=False, markup=False)
+    view.print(f"predictions: {out}", highlight=False)
+
+
 @config_app.command("show")
 def config_show(preset: str = PresetOpt, config_file: Path | None = ConfigOpt, overrides: list[str] = SetOpt) -> None:
     """Print the resolved configuration with every field's description."""

@@ -1,0 +1,82 @@
+"""`patchswarm select`: choose among candidate patches from any source (prediction files, patch dirs).
+
+Each instance gets its environment and checkout as in the pipeline; reproduction tests are generated with
+the testing state machine when the instance has a choice to make; then the test matrix, votes, regression
+check and selector pick one patch. No correctness labels are needed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+from agent.trajectory import TrajectoryConfig, run_trajectories
+from patchswarm.config import PatchswarmConfig
+from patchswarm.pipeline import Runner
+from patchswarm.progress import Progress
+from patchswarm.store import NamespacedStateStore, current_instance
+from patchswarm.tasks import Task
+from sandbox import RepoSource
+from selection import Candidate, GeneratedTest, SelectionResult, select_patch, write_predictions
+
+
+async def _select_one(runner: Runner, task: Task, candidates: list[Candidate], generate: bool) -> SelectionResult:
+    current_instance.set(task.instance_id)
+    runner.progress.event("instance_started", task.instance_id)
+    from patchswarm.pipeline import InstanceResult, RecordingPool
+
+    cfg = runner.config
+    scratch = InstanceResult(instance_id=task.instance_id, status="failed")
+    source = RepoSource(location=task.repo, commit=task.commit)
+    image_tag, options = await runner._environment(task, source, scratch)
+    repo_dir = await asyncio.to_thread(runner._checkout, source)
+    pool = RecordingPool(runner.manager, image_tag, cfg.sandbox.pool_size, limits=cfg.sandbox.limits,
+                         store=runner.store, progress=runner.progress, instance_id=task.instance_id, **options)
+    budget = runner.budget.child(cfg.budget.max_cost_per_instance_usd, f"instance {task.instance_id}")
+    states = NamespacedStateStore(runner.store, f"select:{task.instance_id}:{runner.config_hash}")
+
+    async def generate_tests() -> list[GeneratedTest]:
+        # Testing machines only: they see the issue, never the candidates.
+        config = TrajectoryConfig(**{**cfg.trajectories.model_dump(), "num_edits": 0})
+        results = await run_trajectories(runner.model, pool, issue=task.issue, context="", repo_dir=repo_dir,
+                                         store=states, key="tests", config=config, budget=budget)
+        return [GeneratedTest(id=f"generated{r.index}", code=r.testing.test_code, source=f"testing machine {r.index}")
+                for r in results if r.testing and r.testing.test_code]
+
+    sel_cfg = cfg.selection.model_copy(update={"cache_dir": cfg.selection.cache_dir or runner.run_dir / "exec-cache"})
+    try:
+        result = await select_patch(candidates, pool=pool, repo_dir=repo_dir, issue=task.issue, model=runner.model,
+                                    budget=budget, config=sel_cfg, generate_tests=generate_tests if generate else None)
+    finally:
+        pool.close()
+    runner.store.event("selection", task.instance_id, method=result.method, reason=result.reason,
+                       chosen=result.chosen_id)
+    runner.store.write_file(f"selection/{task.instance_id}.json", result.model_dump_json(indent=2))
+    runner.progress.event("instance_done", task.instance_id, method=result.method, chosen=result.chosen_id)
+    return result
+
+
+def select_candidates(tasks: list[Task], candidates: dict[str, list[Candidate]], config: PatchswarmConfig,
+                      run_dir: Path, out: Path, *, generate_tests: bool = True, live: bool | None = None,
+                      model_name: str = "patchswarm-select") -> dict[str, SelectionResult]:
+    """Select per instance; writes one prediction file with the provenance of each choice."""
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    chosen_tasks = [t for t in tasks if t.instance_id in candidates]
+    with Progress(len(chosen_tasks), run_dir / "events.jsonl", live=live) as progress:
+        runner = Runner(config, run_dir, progress)
+        try:
+            async def all_of() -> list[SelectionResult]:
+                slots = asyncio.Semaphore(config.workers)
+
+                async def one(task: Task) -> SelectionResult:
+                    async with slots:
+                        return await _select_one(runner, task, candidates[task.instance_id], generate_tests)
+
+                return list(await asyncio.gather(*(one(t) for t in chosen_tasks)))
+
+            results = dict(zip([t.instance_id for t in chosen_tasks], asyncio.run(all_of()), strict=True))
+        finally:
+            runner.close()
+    write_predictions(out, results, model_name)
+    return results
