@@ -104,7 +104,8 @@ class ScriptError(litellm.BadRequestError):
         super().__init__(message=message, model=model, llm_provider=PROVIDER)
 
 
-def _text_of(content: Any) -> str:
+def text_of(content: Any) -> str:
+    """The text of a message content (a string, or a list of text parts as prompt caching makes it)."""
     if isinstance(content, str):
         return content
     if isinstance(content, list):
@@ -177,7 +178,7 @@ class ScriptedLLM(CustomLLM):
         if isinstance(item, Fault) and item.kind != "malformed":
             raise _fault_exception(name, item)
         text = item if isinstance(item, str) else item.text
-        prompt_tokens = count_tokens("".join(_text_of(m.get("content")) for m in messages))
+        prompt_tokens = count_tokens("".join(text_of(m.get("content")) for m in messages))
         completion_tokens = count_tokens(text)
         return ModelResponse(
             model=name,

@@ -212,18 +212,21 @@ class SandboxPool:
             self._idle.append(sandbox)
 
     @contextlib.contextmanager
+    def _returned_after_use(self, sandbox: Sandbox) -> Iterator[Sandbox]:
+        broken = False
+        try:
+            yield sandbox
+        except SandboxBroken:
+            broken = True
+            raise
+        finally:
+            self._give(sandbox, broken)
+
+    @contextlib.contextmanager
     def acquire(self) -> Iterator[Sandbox]:
         """A sandbox at the base state; blocks while `size` are in use."""
-        with self._slots:
-            sandbox = self._take()
-            broken = False
-            try:
-                yield sandbox
-            except SandboxBroken:
-                broken = True
-                raise
-            finally:
-                self._give(sandbox, broken)
+        with self._slots, self._returned_after_use(self._take()) as sandbox:
+            yield sandbox
 
     @contextlib.asynccontextmanager
     async def lease(self) -> AsyncIterator[Sandbox]:
@@ -231,15 +234,8 @@ class SandboxPool:
         loop = asyncio.get_running_loop()
         slots = self._async_slots.setdefault(loop, asyncio.Semaphore(self.size))
         async with slots:
-            sandbox = await asyncio.to_thread(self._take)
-            broken = False
-            try:
+            with self._returned_after_use(await asyncio.to_thread(self._take)) as sandbox:
                 yield sandbox
-            except SandboxBroken:
-                broken = True
-                raise
-            finally:
-                self._give(sandbox, broken)
 
     def close(self) -> None:
         with self._lock:

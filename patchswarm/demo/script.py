@@ -10,6 +10,8 @@ import re
 import threading
 from typing import Any
 
+from agent.scripted import text_of
+
 ISSUE_PRESENT_TEST = '''import sys
 from textkit import slugify
 
@@ -46,10 +48,7 @@ def _edit(fix: str) -> str:
 
 
 def _text(message: dict[str, Any]) -> str:
-    content = message.get("content")
-    if isinstance(content, list):
-        return "".join(part.get("text", "") for part in content if isinstance(part, dict))
-    return content or ""
+    return text_of(message.get("content"))
 
 
 class DemoScript:

@@ -55,14 +55,6 @@ class ListRecorder:
         self.records.append(record)
 
 
-@pytest.fixture
-def scripted():
-    before = list(litellm.custom_provider_map)
-    handler = register_scripted_provider(ScriptedLLM())
-    yield handler
-    litellm.custom_provider_map = before
-
-
 def make_settings(**overrides) -> ModelSettings:
     values = {
         "roles": RoleModels(relevance="scripted/rel", primary="scripted/main", selector="scripted/sel"),

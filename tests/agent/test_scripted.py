@@ -21,14 +21,6 @@ from agent.scripted import (  # noqa: E402
 USER = [{"role": "user", "content": "x" * 40}]
 
 
-@pytest.fixture
-def scripted():
-    before = list(litellm.custom_provider_map)
-    handler = register_scripted_provider(ScriptedLLM())
-    yield handler
-    litellm.custom_provider_map = before
-
-
 def test_sync_completion_returns_scripted_text_and_usage(scripted):
     scripted.add("demo", ["hello there!"])
     response = litellm.completion(model="scripted/demo", messages=USER)

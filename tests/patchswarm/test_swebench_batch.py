@@ -7,6 +7,7 @@ import re
 import subprocess
 from pathlib import Path
 
+from agent.scripted import text_of
 from patchswarm.config import load_config
 from patchswarm.pipeline import run_tasks
 from patchswarm.swebench.tasks import tasks_from_dataset
@@ -41,10 +42,7 @@ sys.exit(1)
 
 
 def _text(message) -> str:
-    content = message.get("content")
-    if isinstance(content, list):
-        return "".join(part.get("text", "") for part in content)
-    return content or ""
+    return text_of(message.get("content"))
 
 
 def calc_script(messages):
