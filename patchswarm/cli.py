@@ -142,11 +142,11 @@ def _budget_overrides(max_cost: float | None, max_cost_per_instance: float | Non
 
 
 def _run(tasks, config, run_dir: Path, redo: bool, quiet: bool):
-    from patchswarm.pipeline import run_tasks
+    from patchswarm.pipeline import RunDirInUse, run_tasks
 
     try:
         return run_tasks(tasks, config, run_dir, redo=redo, live=False if quiet else None)
-    except SandboxError as exc:
+    except (SandboxError, RunDirInUse) as exc:
         fail(str(exc))
     except KeyboardInterrupt:
         console.print(f"interrupted: no containers left behind; rerun the same command to resume ({run_dir})")

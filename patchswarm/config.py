@@ -39,15 +39,21 @@ class SandboxConfig(BaseModel):
     limits: Limits = Field(default_factory=Limits, description="CPU, memory and process limits of each sandbox.")
 
 
+# Defaults of the required `models.roles`; also the base that files and overrides merge into, so that
+# `--set models.roles.primary=...` alone keeps the other two roles.
+DEFAULT_ROLES = {
+    "relevance": "anthropic/claude-3-5-haiku-20241022",
+    "primary": "anthropic/claude-3-5-sonnet-20241022",
+    "selector": "anthropic/claude-3-5-sonnet-20241022",
+}
+
+
 class PatchswarmConfig(BaseModel):
     """Everything a run needs to know. `patchswarm config show` prints it resolved."""
 
     model_config = ConfigDict(extra="forbid")
     models: ModelSettings = Field(
-        default_factory=lambda: ModelSettings(roles=RoleModels(
-            relevance="anthropic/claude-3-5-haiku-20241022",
-            primary="anthropic/claude-3-5-sonnet-20241022",
-            selector="anthropic/claude-3-5-sonnet-20241022")),
+        default_factory=lambda: ModelSettings(roles=RoleModels(**DEFAULT_ROLES)),
         description="litellm model names per role, concurrency, retries, prices.")
     context: ContextConfig = Field(default_factory=ContextConfig, description="Context stage (file choice under a token budget).")
     trajectories: TrajectoryConfig = Field(default_factory=TrajectoryConfig, description="Testing and editing state machines.")
@@ -102,6 +108,18 @@ def _all_keys(model: type[BaseModel], prefix: str = "") -> list[str]:
     return keys
 
 
+def _check_known(data: dict[str, Any], model: type[BaseModel], prefix: str = "") -> None:
+    """Unknown keys fail here, also in sections whose model ignores extras (trajectories, selection, limits)."""
+    for key, value in data.items():
+        dotted = f"{prefix}{key}"
+        field = model.model_fields.get(key)
+        if field is None:
+            raise ConfigError(f"unknown config key {dotted!r}{_closest(dotted)}")
+        annotation = field.annotation
+        if isinstance(value, dict) and isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            _check_known(value, annotation, dotted + ".")
+
+
 def _closest(key: str) -> str:
     matches = difflib.get_close_matches(key, _all_keys(PatchswarmConfig), n=1, cutoff=0.5)
     return f"; did you mean {matches[0]!r}?" if matches else ""
@@ -117,7 +135,7 @@ def parse_override(text: str) -> tuple[list[str], Any]:
 def load_config(preset: str = "default", path: Path | None = None, overrides: list[str] | None = None) -> PatchswarmConfig:
     if preset not in PRESETS:
         raise ConfigError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
-    data = PRESETS[preset]
+    data = _deep_merge({"models": {"roles": dict(DEFAULT_ROLES)}}, PRESETS[preset])
     if path is not None:
         try:
             loaded = yaml.safe_load(Path(path).read_text()) or {}
@@ -134,6 +152,7 @@ def load_config(preset: str = "default", path: Path | None = None, overrides: li
         for key in reversed(keys):
             nested = {key: nested}
         data = _deep_merge(data, nested)
+    _check_known(data, PatchswarmConfig)
     try:
         return PatchswarmConfig.model_validate(data)
     except ValidationError as exc:
@@ -149,6 +168,7 @@ def describe(config: PatchswarmConfig) -> str:
     lines: list[str] = []
 
     def walk(model: BaseModel, indent: int) -> None:
+        plain = model.model_dump(mode="json")  # nested models inside dicts (price_overrides) as plain data
         for name, field in type(model).model_fields.items():
             value = getattr(model, name)
             pad = "  " * indent
@@ -158,8 +178,8 @@ def describe(config: PatchswarmConfig) -> str:
                 lines.append(f"{pad}{name}:")
                 walk(value, indent + 1)
             else:
-                dumped = yaml.safe_dump({name: json.loads(json.dumps(value, default=str))}, default_flow_style=None,
-                                        sort_keys=False).rstrip()
+                # Block style: `name: value`, not `{name: value}`.
+                dumped = yaml.safe_dump({name: plain[name]}, default_flow_style=False, sort_keys=False).rstrip()
                 lines.extend(pad + line for line in dumped.splitlines())
 
     walk(config, 0)

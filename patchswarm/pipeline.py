@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import importlib.metadata
+import os
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -88,6 +90,22 @@ class _RecordingSandbox:
         return result
 
 
+@contextlib.asynccontextmanager
+async def _warming(pool: SandboxPool, count: int):
+    """Start `count` sandboxes in the background, so that creating them overlaps the context stage and the
+    first model call instead of delaying every trajectory's first execution."""
+
+    async def one() -> None:
+        async with pool.lease():
+            pass
+
+    started = asyncio.gather(*(one() for _ in range(count)), return_exceptions=True)  # failures resurface on use
+    try:
+        yield
+    finally:
+        await started
+
+
 class Runner:
     """Shared by every instance of a run: config, store, sandboxes, model client, budgets, progress."""
 
@@ -122,7 +140,9 @@ class Runner:
     async def solve(self, task: Task) -> InstanceResult:
         current_instance.set(task.instance_id)
         prior = self.store.instance_status(task.instance_id, self.config_hash)
-        if prior and prior[0] in ("solved", "no_patch") and prior[1] and not self.redo:
+        # A budget-stopped instance is not final: rerunning (e.g. with a larger --max-cost) continues it.
+        if prior and prior[0] in ("solved", "no_patch") and prior[1] and not prior[1].get("budget_stopped") \
+                and not self.redo:
             self.progress.event("instance_skipped", task.instance_id, status=prior[0])
             return InstanceResult.model_validate(prior[1])
         epoch = self.store.get_meta(f"epoch:{task.instance_id}", 0)
@@ -166,29 +186,34 @@ class Runner:
         pool = RecordingPool(self.manager, image_tag, cfg.sandbox.pool_size, limits=cfg.sandbox.limits,
                              store=self.store, progress=self.progress, instance_id=task.instance_id,
                              **sandbox_options)
-        budget = self.budget.child(cfg.budget.max_cost_per_instance_usd, f"instance {task.instance_id}")
+        # What this instance spent before a resume counts against its limit; the run budget already holds
+        # it (charged from the store's totals at start), so charge it before linking to the run budget.
+        budget = Budget(cfg.budget.max_cost_per_instance_usd, f"instance {task.instance_id}")
         budget.charge(self.store.totals(task.instance_id)["cost_usd"])
+        budget.parent = self.budget
         states = NamespacedStateStore(self.store, f"{task.instance_id}:{self.config_hash}:{epoch}")
-        try:
-            context = await build_context(repo_dir, task.issue, self.model, cfg.context, budget=budget,
-                                          store=states, key_prefix="context")
-        except BudgetExceeded as exc:
-            result.budget_stopped = True
-            result.errors.append(str(exc))
-            from agent.types import ContextBundle
-            context = ContextBundle(notes=["context stage stopped by budget"])
-        result.context_files = [{"path": f.path, "summary": f.summary, "tokens": f.tokens} for f in context.files]
-        trajectory_cfg = cfg.trajectories
-        if cfg.budget.max_cost_per_trajectory_usd is not None:
-            trajectory_cfg = trajectory_cfg.model_copy(
-                update={"trajectory_budget_usd": cfg.budget.max_cost_per_trajectory_usd})
-        self.progress.trajectories_running += max(trajectory_cfg.num_tests, trajectory_cfg.num_edits)
-        try:
-            trajectories = await run_trajectories(self.model, pool, issue=task.issue, context=context,
-                                                  repo_dir=repo_dir, store=states, key="traj",
-                                                  config=trajectory_cfg, budget=budget)
-        finally:
-            self.progress.trajectories_running -= max(trajectory_cfg.num_tests, trajectory_cfg.num_edits)
+        warm = min(cfg.sandbox.pool_size, max(cfg.trajectories.num_tests, cfg.trajectories.num_edits))
+        async with _warming(pool, warm):
+            try:
+                context = await build_context(repo_dir, task.issue, self.model, cfg.context, budget=budget,
+                                              store=states, key_prefix="context")
+            except BudgetExceeded as exc:
+                result.budget_stopped = True
+                result.errors.append(str(exc))
+                from agent.types import ContextBundle
+                context = ContextBundle(notes=["context stage stopped by budget"])
+            result.context_files = [{"path": f.path, "summary": f.summary, "tokens": f.tokens} for f in context.files]
+            trajectory_cfg = cfg.trajectories
+            if cfg.budget.max_cost_per_trajectory_usd is not None:
+                trajectory_cfg = trajectory_cfg.model_copy(
+                    update={"trajectory_budget_usd": cfg.budget.max_cost_per_trajectory_usd})
+            self.progress.trajectories_running += max(trajectory_cfg.num_tests, trajectory_cfg.num_edits)
+            try:
+                trajectories = await run_trajectories(self.model, pool, issue=task.issue, context=context,
+                                                      repo_dir=repo_dir, store=states, key="traj",
+                                                      config=trajectory_cfg, budget=budget)
+            finally:
+                self.progress.trajectories_running -= max(trajectory_cfg.num_tests, trajectory_cfg.num_edits)
         result.trajectories = trajectories
         result.errors += [t.error for t in trajectories if t.error]
         candidates = [Candidate(id=f"t{t.index}", patch=t.editing.patch, source=f"trajectory {t.index}")
@@ -283,12 +308,34 @@ async def _run_all(runner: Runner, tasks: list[Task], workers: int) -> list[Inst
     return list(await asyncio.gather(*(one(t) for t in tasks)))
 
 
+class RunDirInUse(RuntimeError):
+    """Another live process is running in the same run directory."""
+
+
+@contextlib.contextmanager
+def _exclusive(run_dir: Path):
+    """One process per run directory: two would redo (and pay for) the same work. The kernel drops the
+    lock when its process dies, even by SIGKILL, so a crashed run never blocks its resume."""
+    with open(run_dir / ".lock", "a+") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            owner = handle.read().strip()
+            raise RunDirInUse(f"run directory {run_dir} is in use by another patchswarm process"
+                              f"{f' (pid {owner})' if owner else ''}; wait for it or pick another --run-dir") from None
+        handle.truncate(0)
+        handle.write(str(os.getpid()))
+        handle.flush()
+        yield
+
+
 def run_tasks(tasks: list[Task], config: PatchswarmConfig, run_dir: Path, *, redo: bool = False,
               live: bool | None = None) -> list[InstanceResult]:
     """Solve `tasks` into `run_dir` (resuming what is there). Ctrl-C leaves no container behind."""
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    with Progress(len(tasks), run_dir / "events.jsonl", live=live, max_cost_usd=config.budget.max_cost_usd) as progress:
+    with _exclusive(run_dir), Progress(len(tasks), run_dir / "events.jsonl", live=live, max_cost_usd=config.budget.max_cost_usd) as progress:
         runner = Runner(config, run_dir, progress, redo=redo)
         runner.store.set_meta("status", "running")
         try:

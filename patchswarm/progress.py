@@ -51,7 +51,7 @@ class Progress:
             detail = " ".join(f"{k}={v}" for k, v in data.items() if v is not None and k != "error")
             error = f" error={data['error']}" if data.get("error") else ""
             self.console.print(f"[{self.done + self.failed}/{self.total}] {kind.removeprefix('instance_')} "
-                               f"{instance_id} {detail}{error}", highlight=False, markup=False)
+                               f"{instance_id} {detail}{error}", highlight=False, markup=False, soft_wrap=True)
         self.refresh()
 
     def add_cost(self, cost: float | None) -> None:
