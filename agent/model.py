@@ -221,8 +221,11 @@ class ModelClient:
         *,
         sleep: Sleep = asyncio.sleep,
         rng: random.Random | None = None,
+        charge_replays: bool = True,
     ) -> None:
         self.settings = settings
+        # False when the caller charges budgets with what was spent before a resume by other means.
+        self.charge_replays = charge_replays
         self.store = store
         self.recorder = recorder
         self._sleep = sleep  # injectable so tests observe backoff without waiting
@@ -272,7 +275,7 @@ class ModelClient:
         if stored is None or stored.error is not None or stored.response_text is None:
             return None
         # Re-charge what the original call cost so a resumed run's budgets end where they did.
-        if budget is not None:
+        if budget is not None and self.charge_replays:
             budget.charge(stored.cost_usd)
         return Completion(text=stored.response_text, record=stored, reused=True)
 

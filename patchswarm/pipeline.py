@@ -25,7 +25,7 @@ from agent.model import ModelClient
 from agent.trajectory import TrajectoryResult, run_trajectories
 from patchswarm.config import PatchswarmConfig
 from patchswarm.progress import Progress
-from patchswarm.store import NamespacedStateStore, RunCallStore, RunStore, current_instance
+from patchswarm.store import NamespacedStateStore, RunCallStore, RunStore, current_epoch, current_instance
 from patchswarm.tasks import Task
 from sandbox import EnvSpec, RepoSource, SandboxManager, SandboxPool, build_env_image
 from sandbox.engine import docker_client
@@ -115,8 +115,9 @@ class Runner:
         self.store = RunStore(self.run_dir)
         self.config_hash = config.result_hash()
         self.manager = SandboxManager(self.docker, run_id=f"{self.run_dir.name}-{int(time.time())}")
+        # Budgets are charged from the store's totals on resume, so replayed calls must not count again.
         self.model = ModelClient(config.models, store=RunCallStore(self.store, self.config_hash),
-                                 recorder=RunCallStore(self.store, self.config_hash))
+                                 recorder=RunCallStore(self.store, self.config_hash), charge_replays=False)
         self.budget = Budget(config.budget.max_cost_usd, "run")
         self.budget.charge(self.store.totals()["cost_usd"])  # a resumed run's budget counts what was spent
         self._record_meta()
@@ -149,6 +150,7 @@ class Runner:
         if self.redo and prior:
             epoch += 1
             self.store.set_meta(f"epoch:{task.instance_id}", epoch)
+        current_epoch.set(epoch)
         started = time.monotonic()
         self.store.mark_instance(task.instance_id, self.config_hash, "running")
         self.progress.event("instance_started", task.instance_id)

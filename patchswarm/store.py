@@ -194,6 +194,8 @@ def _like_prefix(prefix: str) -> str:
 # The instance a model call belongs to: set by the pipeline in each instance's task; asyncio copies it
 # into the tasks that instance spawns, so one shared ModelClient (one concurrency limit) can attribute costs.
 current_instance: contextvars.ContextVar[str | None] = contextvars.ContextVar("patchswarm_instance", default=None)
+# Bumped by --redo for an instance, so its model calls are made again instead of replayed.
+current_epoch: contextvars.ContextVar[int] = contextvars.ContextVar("patchswarm_epoch", default=0)
 
 
 class RunCallStore:
@@ -203,7 +205,8 @@ class RunCallStore:
         self.store, self.namespace = store, namespace
 
     def _key(self, key: str) -> str:
-        return f"{self.namespace}:{key}"
+        epoch = current_epoch.get()
+        return f"{self.namespace}:{key}" if not epoch else f"{self.namespace}:redo{epoch}:{key}"
 
     def get(self, key: str) -> CallRecord | None:
         return self.store.get_call(self._key(key))

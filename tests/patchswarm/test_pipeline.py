@@ -355,6 +355,11 @@ def test_config_change_invalidates_reuse(tmp_path, base_image, scripted, docker_
     assert first.answered == calls, "same config: the finished instance is reused, no call is made"
     assert again.patch == done.patch
 
+    (redone,) = run_tasks([task], load_config(overrides=OVERRIDES), run_dir, redo=True, live=False)
+    assert first.answered == 2 * calls, "--redo asks the model again instead of replaying stored calls"
+    assert redone.status == "solved"
+
+    calls = first.answered
     (more,) = run_tasks([task], load_config(overrides=[*OVERRIDES, "trajectories.num_edits=3"]), run_dir, live=False)
     assert first.answered > calls, "a changed result-affecting setting must redo the work"
     assert len(more.trajectories) == 3 and more.status == "solved"
