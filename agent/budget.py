@@ -48,8 +48,7 @@ class Budget:
     def check(self) -> None:
         """Raise `BudgetExceeded` for the nearest budget in the chain that has reached its limit."""
         for node in self._chain():
-            with node._lock:
-                spent = node._spent
+            spent = node._spent_now()
             if node.limit_usd is not None and spent >= node.limit_usd:
                 raise BudgetExceeded(node.name, spent, node.limit_usd)
 
@@ -62,16 +61,24 @@ class Budget:
         if cost_usd is not None and cost_usd < 0:
             raise ValueError(f"negative cost {cost_usd} charged to budget '{self.name}'")
         for node in self._chain():
-            with node._lock:
-                if cost_usd is None:
-                    node._unknown_cost_calls += 1
-                else:
-                    node._spent += cost_usd
+            node._add(cost_usd)
+
+    # The two places a node's tally is read and written: a subclass may keep it elsewhere
+    # (e.g. in a process shared by several machines).
+    def _spent_now(self) -> float:
+        with self._lock:
+            return self._spent
+
+    def _add(self, cost_usd: float | None) -> None:
+        with self._lock:
+            if cost_usd is None:
+                self._unknown_cost_calls += 1
+            else:
+                self._spent += cost_usd
 
     @property
     def spent_usd(self) -> float:
-        with self._lock:
-            return self._spent
+        return self._spent_now()
 
     @property
     def unknown_cost_calls(self) -> int:

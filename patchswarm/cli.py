@@ -141,12 +141,12 @@ def _budget_overrides(max_cost: float | None, max_cost_per_instance: float | Non
     return extra
 
 
-def _run(tasks, config, run_dir: Path, redo: bool, quiet: bool):
+def _run(tasks, config, run_dir: Path, redo: bool, quiet: bool, executor=None):
     from patchswarm.pipeline import RunDirInUse, run_tasks
 
     try:
-        return run_tasks(tasks, config, run_dir, redo=redo, live=False if quiet else None)
-    except (SandboxError, RunDirInUse) as exc:
+        return run_tasks(tasks, config, run_dir, redo=redo, live=False if quiet else None, executor=executor)
+    except (SandboxError, RunDirInUse, ConnectionError) as exc:
         fail(str(exc))
     except KeyboardInterrupt:
         console.print(f"interrupted: no containers left behind; rerun the same command to resume ({run_dir})")
@@ -217,6 +217,21 @@ def _print_result(result, run_dir: Path) -> None:
     out.print(f"run: {run_dir}", highlight=False)
 
 
+def _executor(name: str, ray_address: str | None, scripted: list[str] | None):
+    """None for the local executor; Ray is imported only when asked for (an optional dependency)."""
+    if name == "local":
+        if ray_address:
+            fail("--ray-address needs --executor ray")
+        return None
+    if name != "ray":
+        fail(f"unknown executor {name!r}; choose local or ray")
+    try:
+        from patchswarm.ray_executor import RayExecutor
+    except ImportError as exc:
+        fail(str(exc))
+    return RayExecutor(ray_address, scripted=scripted)
+
+
 @app.command()
 def batch(
     tasks_file: Path | None = typer.Option(None, "--tasks", help="JSONL: one issue per line (repo, commit, issue, optional setup/test_cmd)."),
@@ -236,6 +251,8 @@ def batch(
     max_cost_per_instance: float | None = typer.Option(None, "--max-cost-per-instance", help="USD limit per instance."),
     redo: bool = typer.Option(False, "--redo", help="Recompute even finished instances."),
     quiet: bool = typer.Option(False, "--quiet", help="Line-oriented output (automatic when not a TTY)."),
+    executor_name: str = typer.Option("local", "--executor", help="Where instances run: local (this machine) or ray (a Ray cluster whose nodes each have a Docker engine)."),
+    ray_address: str | None = typer.Option(None, "--ray-address", help="Ray cluster to join, e.g. HOST:6379 (default: RAY_ADDRESS, else a cluster on this machine, else a new local one)."),
 ) -> None:
     """Solve many issues; writes predictions.jsonl (SWE-bench format) and one result JSON per instance."""
     from patchswarm.tasks import TaskError, load_tasks_jsonl, select_tasks
@@ -243,6 +260,7 @@ def batch(
     if (tasks_file is None) == (dataset is None):
         fail("give exactly one of --tasks FILE.jsonl or --dataset NAME_OR_FILE")
     _register_scripted(scripted)
+    executor = _executor(executor_name, ray_address, scripted)
     config = _config(preset, config_file, overrides, _budget_overrides(max_cost, max_cost_per_instance, workers))
     try:
         if tasks_file is not None:
@@ -260,7 +278,7 @@ def batch(
         fail("no tasks left after --filter/--slice")
     _check_keys(config)
     run_dir = run_dir or Path("runs") / name
-    results = _run(tasks, config, run_dir, redo, quiet)
+    results = _run(tasks, config, run_dir, redo, quiet, executor)
     out = Console(soft_wrap=True)  # one record per line, whatever the width
     for r in results:
         out.print(f"{r.instance_id:40} {r.status:9} {str(r.selection_method):18} ${r.cost_usd:.4f} "

@@ -13,9 +13,10 @@ import fcntl
 import importlib.metadata
 import os
 import time
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 from pydantic import BaseModel, Field
 
@@ -114,7 +115,7 @@ class Runner:
         self.docker = docker_client()  # first: without an engine, fail before opening the store
         self.store = RunStore(self.run_dir)
         self.config_hash = config.result_hash()
-        self.manager = SandboxManager(self.docker, run_id=f"{self.run_dir.name}-{int(time.time())}")
+        self.manager = SandboxManager(self.docker, run_id=f"{self.run_dir.name}-{uuid.uuid4().hex[:8]}")
         # Budgets are charged from the store's totals on resume, so replayed calls must not count again.
         self.model = ModelClient(config.models, store=RunCallStore(self.store, self.config_hash),
                                  recorder=RunCallStore(self.store, self.config_hash), charge_replays=False)
@@ -138,14 +139,22 @@ class Runner:
 
     # -- one instance ----------------------------------------------------------------------------
 
-    async def solve(self, task: Task) -> InstanceResult:
-        current_instance.set(task.instance_id)
+    def finished(self, task: Task) -> InstanceResult | None:
+        """The stored result when `task` is done and need not run again (also used by other executors)."""
         prior = self.store.instance_status(task.instance_id, self.config_hash)
         # A budget-stopped instance is not final: rerunning (e.g. with a larger --max-cost) continues it.
         if prior and prior[0] in ("solved", "no_patch") and prior[1] and not prior[1].get("budget_stopped") \
                 and not self.redo:
-            self.progress.event("instance_skipped", task.instance_id, status=prior[0])
             return InstanceResult.model_validate(prior[1])
+        return None
+
+    async def solve(self, task: Task) -> InstanceResult:
+        current_instance.set(task.instance_id)
+        done = self.finished(task)
+        if done is not None:
+            self.progress.event("instance_skipped", task.instance_id, status=done.status)
+            return done
+        prior = self.store.instance_status(task.instance_id, self.config_hash)
         epoch = self.store.get_meta(f"epoch:{task.instance_id}", 0)
         if self.redo and prior:
             epoch += 1
@@ -297,10 +306,19 @@ def write_predictions(run_dir: Path, results: list[InstanceResult], model_name: 
     return path
 
 
-async def _run_all(runner: Runner, tasks: list[Task], workers: int) -> list[InstanceResult]:
+class Executor(Protocol):
+    """Solves a batch's instances elsewhere (e.g. `ray_executor.RayExecutor`) into `runner`'s store and progress."""
+
+    async def run_all(self, runner: Runner, tasks: list[Task], workers: int) -> list[InstanceResult]: ...
+
+
+async def _run_all(runner: Runner, tasks: list[Task], workers: int,
+                   executor: Executor | None = None) -> list[InstanceResult]:
     loop = asyncio.get_running_loop()
     # Sandboxes and Docker calls block; give them threads enough not to queue behind each other.
     loop.set_default_executor(ThreadPoolExecutor(max_workers=64, thread_name_prefix="patchswarm"))
+    if executor is not None:
+        return await executor.run_all(runner, tasks, workers)
     slots = asyncio.Semaphore(workers)
 
     async def one(task: Task) -> InstanceResult:
@@ -333,15 +351,18 @@ def _exclusive(run_dir: Path):
 
 
 def run_tasks(tasks: list[Task], config: PatchswarmConfig, run_dir: Path, *, redo: bool = False,
-              live: bool | None = None) -> list[InstanceResult]:
-    """Solve `tasks` into `run_dir` (resuming what is there). Ctrl-C leaves no container behind."""
+              live: bool | None = None, executor: Executor | None = None) -> list[InstanceResult]:
+    """Solve `tasks` into `run_dir` (resuming what is there). Ctrl-C leaves no container behind.
+
+    `executor` None solves on this machine; another executor (e.g. Ray) solves elsewhere into the same store.
+    """
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     with _exclusive(run_dir), Progress(len(tasks), run_dir / "events.jsonl", live=live, max_cost_usd=config.budget.max_cost_usd) as progress:
         runner = Runner(config, run_dir, progress, redo=redo)
         runner.store.set_meta("status", "running")
         try:
-            results = asyncio.run(_run_all(runner, tasks, config.workers))
+            results = asyncio.run(_run_all(runner, tasks, config.workers, executor))
             write_predictions(run_dir, results)
             runner.store.set_meta("status", "finished")
             return results

@@ -176,6 +176,49 @@ class RunStore:
     def count_calls(self) -> int:
         return self._exec("SELECT COUNT(*) FROM calls")[0][0]
 
+    # -- copying rows between stores (instances solved on other machines) -------------------------
+
+    def export_rows(self, table: str, *, after_rowid: int = 0, where: str = "1",
+                    params: tuple = ()) -> tuple[list[dict[str, Any]], int]:
+        """Rows of `table` written after `after_rowid` (and matching `where`), and the last rowid returned.
+
+        Every write, INSERT OR REPLACE included, gets a rowid above all existing ones and nothing here
+        deletes the newest row, so the rowid is a cursor over "what was written since".
+        """
+        _check_table(table)
+        with self._lock:
+            cursor = self._db.execute(f"SELECT rowid AS _rowid, * FROM {table} WHERE rowid > ? AND ({where}) "
+                                      "ORDER BY rowid", (after_rowid, *params))
+            names = [d[0] for d in cursor.description]
+            rows = cursor.fetchall()
+        last = rows[-1][0] if rows else after_rowid
+        return [dict(zip(names[1:], row[1:], strict=True)) for row in rows], last
+
+    def last_rowid(self, table: str) -> int:
+        _check_table(table)
+        return self._exec(f"SELECT COALESCE(MAX(rowid), 0) FROM {table}")[0][0]
+
+    def import_rows(self, tables: dict[str, list[dict[str, Any]]]) -> None:
+        """Write rows exported from another store, all in one transaction.
+
+        Keyed rows replace; log rows (call_log, events) are appended under new ids.
+        """
+        with self._lock:
+            self._db.execute("BEGIN")
+            try:
+                for table, rows in tables.items():
+                    _check_table(table)
+                    if not rows:
+                        continue
+                    columns = [c for c in rows[0] if c != "id"]
+                    self._db.executemany(
+                        f"INSERT OR REPLACE INTO {table} ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})",
+                        [tuple(row[c] for c in columns) for row in rows])
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+
     # -- files -----------------------------------------------------------------------------------
 
     def write_file(self, relative: str, text: str) -> Path:
@@ -185,6 +228,14 @@ class RunStore:
         tmp.write_text(text)
         tmp.replace(path)  # atomic: a crash never leaves half a file
         return path
+
+
+TABLES = ("meta", "instances", "states", "calls", "call_log", "events")
+
+
+def _check_table(table: str) -> None:
+    if table not in TABLES:  # table names go into SQL text: only ours
+        raise ValueError(f"unknown run store table {table!r}")
 
 
 def _like_prefix(prefix: str) -> str:

@@ -1,0 +1,180 @@
+"""The node side of the Ray executor: one instance solved on this machine, its new run-store rows sent back.
+
+The instance runs in a scratch run directory with its own RunStore, seeded with what the driver's store
+holds about it (saved states, completed calls, its call log), so a resumed instance continues where it
+stopped and repeats no completed paid call. The rows it writes are streamed to the driver every few
+seconds, so a lost node loses only the last seconds of work, as `kill -9` does locally.
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # before litellm loads: no network fetch on nodes
+
+import asyncio  # noqa: E402
+import contextlib  # noqa: E402
+import shutil  # noqa: E402
+import signal  # noqa: E402
+import tempfile  # noqa: E402
+import threading  # noqa: E402
+import uuid  # noqa: E402
+from collections.abc import Iterator  # noqa: E402
+from concurrent.futures import ThreadPoolExecutor  # noqa: E402
+from dataclasses import dataclass, field  # noqa: E402
+from pathlib import Path  # noqa: E402
+from typing import Any  # noqa: E402
+
+try:
+    import ray
+except ImportError:
+    raise ImportError("the ray executor needs Ray: pip install patchswarm[ray]") from None
+
+from rich.console import Console  # noqa: E402
+
+from agent.budget import Budget  # noqa: E402
+from patchswarm.config import PatchswarmConfig  # noqa: E402
+from patchswarm.pipeline import Runner  # noqa: E402
+from patchswarm.progress import Progress  # noqa: E402
+from patchswarm.scripted_cli import register_scripted_specs  # noqa: E402
+from patchswarm.tasks import Task  # noqa: E402
+
+SHIP_EVERY_S = 2.0
+# What a node writes that the driver keeps (instances rows and result files: the driver writes its own).
+STREAMED = ("meta", "states", "calls", "call_log", "events")
+
+
+class BudgetTally:
+    """The run's spending, as one Ray actor shared by every node, so `--max-cost` holds across machines."""
+
+    def __init__(self, spent_usd: float = 0.0, unknown_cost_calls: int = 0) -> None:
+        self.spent_usd, self.unknown_cost_calls = spent_usd, unknown_cost_calls
+
+    def charge(self, cost_usd: float | None) -> None:
+        if cost_usd is None:
+            self.unknown_cost_calls += 1
+        else:
+            self.spent_usd += cost_usd
+
+    def totals(self) -> tuple[float, int]:
+        return self.spent_usd, self.unknown_cost_calls
+
+
+class SharedBudget(Budget):
+    """The run budget on a node: its tally is the run's BudgetTally actor.
+
+    Each check asks the actor (a sub-millisecond round trip next to a model call) and each charge waits
+    for the actor, so the overrun stays bounded by the calls in flight on all nodes together.
+    """
+
+    def __init__(self, tally: Any, limit_usd: float | None, name: str = "run") -> None:
+        super().__init__(limit_usd, name)
+        self._tally = tally
+
+    def _spent_now(self) -> float:
+        return ray.get(self._tally.totals.remote())[0]
+
+    def _add(self, cost_usd: float | None) -> None:
+        ray.get(self._tally.charge.remote(cost_usd))
+
+    @property
+    def unknown_cost_calls(self) -> int:
+        return ray.get(self._tally.totals.remote())[1]
+
+
+@dataclass
+class NodeJob:
+    """Everything a node needs to solve one instance; plain data plus the tally's actor handle."""
+
+    task: dict[str, Any]
+    config: dict[str, Any]  # the driver's resolved config
+    run_name: str  # the driver's run directory name: sandboxes are labelled with it
+    redo: bool
+    seed: dict[str, list[dict[str, Any]]]  # the driver's rows of this instance
+    tally: Any
+    scripted_specs: list[str] = field(default_factory=list)  # NAME=module:callable
+    scripted_yaml: dict[str, str] = field(default_factory=dict)  # NAME -> script text (no shared files)
+    ship_every_s: float = SHIP_EVERY_S
+
+
+def solve_on_node(job: NodeJob) -> Iterator[dict[str, Any]]:
+    """Solve one instance here; yields batches of new rows, the last one with the result and log files."""
+    scratch = Path(tempfile.mkdtemp(prefix="patchswarm-ray-"))
+    try:
+        _register_scripts(job, scratch)
+        config = PatchswarmConfig.model_validate(job.config)
+        task = Task.model_validate(job.task)
+        with Progress(1, scratch / "events.jsonl", live=False) as progress:
+            progress.console = Console(quiet=True)  # the driver shows progress: no second set of lines
+            # Sandboxes are labelled `<run dir name>-<start second>` and a closing runner removes all of its
+            # label: a name unique to this instance keeps two instances starting in the same second apart.
+            runner = Runner(config, scratch / f"{job.run_name}-{uuid.uuid4().hex[:8]}", progress, redo=job.redo)
+            try:
+                runner.budget = SharedBudget(job.tally, config.budget.max_cost_usd)
+                runner.store.import_rows(job.seed)
+                cursors = {table: runner.store.last_rowid(table) for table in STREAMED}  # seeds are not news
+                yield from _solve_streaming(runner, task, cursors, job.ship_every_s)
+            finally:
+                with _uninterrupted():
+                    runner.close()
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _solve_streaming(runner: Runner, task: Task, cursors: dict[str, int], every_s: float) -> Iterator[dict[str, Any]]:
+    # Our own loop, driven in slices, so the generator can hand rows to Ray between them.
+    loop = asyncio.new_event_loop()
+    loop.set_default_executor(ThreadPoolExecutor(max_workers=64, thread_name_prefix="patchswarm"))
+    solving = loop.create_task(runner.solve(task))
+    try:
+        while not solving.done():
+            loop.run_until_complete(asyncio.wait([solving], timeout=every_s))
+            if not solving.done():
+                yield _batch(runner, cursors)
+        result = solving.result()
+    finally:
+        with _uninterrupted():
+            if not solving.done():  # cancelled by the driver (Ctrl-C there): let the instance unwind
+                solving.cancel()
+                with contextlib.suppress(BaseException):
+                    loop.run_until_complete(solving)
+            loop.close()
+    yield {**_batch(runner, cursors), "result": result.model_dump(mode="json"), "files": _log_files(runner.run_dir)}
+
+
+@contextlib.contextmanager
+def _uninterrupted() -> Iterator[None]:
+    """Clean-up that a second interrupt must not cut short: a Ctrl-C reaches workers started by the
+    driver's shell as well as the driver's cancel, and sandboxes left running would outlive the run."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)  # also mutes Ray's cancel, which simulates SIGINT
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _batch(runner: Runner, cursors: dict[str, int]) -> dict[str, Any]:
+    rows = {}
+    for table in STREAMED:
+        rows[table], cursors[table] = runner.store.export_rows(table, after_rowid=cursors[table])
+    return {"rows": rows, "trajectories_running": runner.progress.trajectories_running}
+
+
+def _log_files(run_dir: Path) -> dict[str, str]:
+    """Build logs, by path relative to the run directory (the driver keeps them under its own)."""
+    logs = run_dir / "logs"
+    files = sorted(p for p in logs.rglob("*") if p.is_file()) if logs.is_dir() else []
+    return {str(p.relative_to(run_dir)): p.read_text(errors="replace") for p in files}
+
+
+def _register_scripts(job: NodeJob, scratch: Path) -> None:
+    specs = list(job.scripted_specs)
+    for name, text in job.scripted_yaml.items():
+        path = scratch / "scripted" / f"{name}.yaml"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+        specs.append(f"{name}={path}")
+    register_scripted_specs(specs)
