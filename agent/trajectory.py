@@ -10,6 +10,8 @@ from their last saved step without repeating a completed model call.
 
 from __future__ import annotations
 
+import inspect
+from collections.abc import Awaitable
 from pathlib import Path
 
 from pydantic import BaseModel, Field
@@ -76,14 +78,16 @@ def _failure(result: TestingResult | EditingResult | BaseException | None, phase
 
 
 async def run_trajectories(
-    client: ModelClient, pool: SandboxLeaser, *, issue: str, context: ContextBundle | str, repo_dir: Path,
+    client: ModelClient, pool: SandboxLeaser, *, issue: str,
+    context: ContextBundle | str | Awaitable[ContextBundle | str], repo_dir: Path,
     store: StateStore, key: str, config: TrajectoryConfig | None = None, budget: Budget | None = None,
 ) -> list[TrajectoryResult]:
     """Run the trajectories of one instance; one result per index, in index order.
 
     `repo_dir` is the pristine host checkout of the base commit (edits are computed against it);
     `pool` leases sandboxes of the instance's image; `key` names the instance in `store`;
-    `budget` is the instance's budget, of which each trajectory gets a child.
+    `budget` is the instance's budget, of which each trajectory gets a child. `context` may still be
+    in the making (an awaitable): testing machines never see code, so they run while it is built.
     """
     config = config or TrajectoryConfig()
     count = max(config.num_tests, config.num_edits)
@@ -96,6 +100,8 @@ async def run_trajectories(
         for i in range(config.num_tests)
     ]
     tested = await _fan_out(testers)
+    if inspect.isawaitable(context):
+        context = await context
     seeds = choose_seeds([r for r in tested if isinstance(r, TestingResult)], config.num_edits)
     editors = [
         EditingMachine(client, pool, issue=issue, context=context, repo_dir=repo_dir, seed=seeds[i], store=store,

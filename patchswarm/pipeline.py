@@ -24,6 +24,7 @@ from agent.budget import Budget, BudgetExceeded
 from agent.context import build_context
 from agent.model import ModelClient
 from agent.trajectory import TrajectoryResult, run_trajectories
+from agent.types import ContextBundle
 from patchswarm.config import PatchswarmConfig
 from patchswarm.progress import Progress
 from patchswarm.store import NamespacedStateStore, RunCallStore, RunStore, current_epoch, current_instance
@@ -205,15 +206,20 @@ class Runner:
         states = NamespacedStateStore(self.store, f"{task.instance_id}:{self.config_hash}:{epoch}")
         warm = min(cfg.sandbox.pool_size, max(cfg.trajectories.num_tests, cfg.trajectories.num_edits))
         async with _warming(pool, warm):
-            try:
-                context = await build_context(repo_dir, task.issue, self.model, cfg.context, budget=budget,
-                                              store=states, key_prefix="context")
-            except BudgetExceeded as exc:
-                result.budget_stopped = True
-                result.errors.append(str(exc))
-                from agent.types import ContextBundle
-                context = ContextBundle(notes=["context stage stopped by budget"])
-            result.context_files = [{"path": f.path, "summary": f.summary, "tokens": f.tokens} for f in context.files]
+            async def make_context() -> ContextBundle:
+                try:
+                    bundle = await build_context(repo_dir, task.issue, self.model, cfg.context, budget=budget,
+                                                 store=states, key_prefix="context")
+                except BudgetExceeded as exc:
+                    result.budget_stopped = True
+                    result.errors.append(str(exc))
+                    bundle = ContextBundle(notes=["context stage stopped by budget"])
+                result.context_files = [{"path": f.path, "summary": f.summary, "tokens": f.tokens}
+                                        for f in bundle.files]
+                return bundle
+
+            # Testing machines see only the issue, so they run while the context stage picks files.
+            context = asyncio.ensure_future(make_context())
             trajectory_cfg = cfg.trajectories
             if cfg.budget.max_cost_per_trajectory_usd is not None:
                 trajectory_cfg = trajectory_cfg.model_copy(
@@ -225,6 +231,10 @@ class Runner:
                                                       config=trajectory_cfg, budget=budget)
             finally:
                 self.progress.trajectories_running -= max(trajectory_cfg.num_tests, trajectory_cfg.num_edits)
+                if not context.done():
+                    context.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await context
         result.trajectories = trajectories
         result.errors += [t.error for t in trajectories if t.error]
         candidates = [Candidate(id=f"t{t.index}", patch=t.editing.patch, source=f"trajectory {t.index}")

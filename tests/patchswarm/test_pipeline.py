@@ -227,20 +227,22 @@ def test_resume_after_kills_repeats_no_call_and_leaves_no_container(tmp_path, ba
     run_dir = unique_run_dir(tmp_path, "kill")
     call_log = tmp_path / "calls.jsonl"
     command = solve_command(repo, sha, run_dir)
-    # Killed mid-context (2 of 4 concurrent relevance calls answered, the context not yet saved): the
-    # resumed run must replay those two from the call store.
+    # Killed early (2 calls answered: the context stage and the testing machine run side by side, so
+    # the context is not yet saved): the resumed run must replay those two from the call store.
     process, _ = start_gated(command, tmp_path, call_log, gate_after=2)
     process.send_signal(signal.SIGKILL)
     process.communicate(timeout=30)
-    assert [e["kind"] for e in read_call_log(call_log)] == ["relevance"] * 2
-    # Killed mid-editing: 2 more relevance calls, the test, its approval and the first edit answered;
-    # the resumed run continues the saved state machines.
+    assert len(read_call_log(call_log)) == 2
+    # Killed mid-editing: with the 4 relevance calls, the test and its approval answered, the first edit
+    # is the only call left to make; the resumed run continues the saved state machines.
     process, _ = start_gated(command, tmp_path, call_log, gate_after=5)
     assert run_containers(docker_client, run_dir), "the killed run should have had live sandboxes"
     process.send_signal(signal.SIGKILL)
     process.communicate(timeout=30)
     killed = read_call_log(call_log)
-    assert [e["kind"] for e in killed[2:]] == ["relevance"] * 2 + ["testing-first", "testing", "editing-first"]
+    kinds = [e["kind"] for e in killed]
+    assert sorted(kinds[:6]) == sorted(["relevance"] * 4 + ["testing-first", "testing"])
+    assert kinds[6:] == ["editing-first"]
 
     done = subprocess.run(command, cwd=ROOT, env={**os.environ, "PATCHSWARM_TEST_CALL_LOG": str(call_log)},
                           capture_output=True, text=True, timeout=SUBPROCESS_TIMEOUT)
