@@ -16,11 +16,17 @@ if [ "${#need_apt[@]}" -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}" >/dev/null
 fi
 
-if ! python3 -c "import patchswarm, sandbox" >/dev/null 2>&1 || [ "${PATCHSWARM_REINSTALL:-0}" = 1 ]; then
+# Installed, with its dependencies, from this very checkout? (Checked from / so the checkout itself
+# on sys.path does not fake an installation.)
+here=$(pwd)
+installed=$(cd / && python3 -c "import os, patchswarm, litellm, docker, swebench, ray, selenium; print(os.path.dirname(os.path.dirname(patchswarm.__file__)))" 2>/dev/null || true)
+if [ "$installed" != "$here" ] || [ "${PATCHSWARM_REINSTALL:-0}" = 1 ]; then
   echo "bootstrap: installing the patchswarm package"
   python3 -m pip install -q -e '.[test]'
+  # pyenv (when present) only finds new console scripts after a rehash.
+  if command -v pyenv >/dev/null 2>&1; then pyenv rehash; fi
 fi
 
 export LITELLM_LOCAL_MODEL_COST_MAP=True
 # Engine (started in the background when none answers) and the offline-built base image.
-patchswarm doctor --fix
+python3 -m patchswarm.cli doctor --fix
