@@ -14,6 +14,7 @@ from rich.console import Console  # noqa: E402
 from patchswarm.github import register as register_github  # noqa: E402
 from patchswarm.report import register as register_report  # noqa: E402
 from patchswarm.swebench.cli import register as register_eval  # noqa: E402
+from patchswarm.tasks import TaskError  # noqa: E402
 from sandbox.errors import SandboxError  # noqa: E402
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
@@ -239,6 +240,7 @@ def batch(
     split: str = typer.Option("test", "--split", help="Dataset split."),
     repo_url: str = typer.Option("https://github.com/{owner}/{name}.git", "--repo-url", help="Repository URL template for SWE-bench instances."),
     with_hints: bool = typer.Option(False, "--with-hints", help="Show SWE-bench hints_text to the models too."),
+    skip_env_broken: list[Path] = typer.Option(None, "--skip-env-broken", help="summary.json of `patchswarm eval --gold/--empty`: skip the instances it found env_broken (repeatable)."),
     spec_table: Path | None = typer.Option(None, "--spec-table", help="Your own SWE-bench environment spec table (JSON)."),
     run_dir: Path | None = typer.Option(None, "--run-dir", help="Where the run lives (default runs/<tasks file name>)."),
     workers: int | None = typer.Option(None, "--workers", help="Instances solved concurrently."),
@@ -272,10 +274,15 @@ def batch(
             tasks = tasks_from_dataset(dataset, split, repo_url, with_hints=with_hints, spec_table=spec_table)
             name = Path(dataset).stem if Path(dataset).exists() else dataset.replace("/", "__")
         tasks = select_tasks(tasks, pattern=filter_, slice_spec=slice_, shuffle_seed=shuffle)
+        broken = _env_broken_ids(skip_env_broken or [])
+        if broken:
+            skipped = [t.instance_id for t in tasks if t.instance_id in broken]
+            tasks = [t for t in tasks if t.instance_id not in broken]
+            console.print(f"skipping {len(skipped)} instance(s) with broken environments", highlight=False)
     except (TaskError, ValueError, SandboxError) as exc:
         fail(str(exc))
     if not tasks:
-        fail("no tasks left after --filter/--slice")
+        fail("no tasks left after --filter/--slice/--skip-env-broken")
     _check_keys(config)
     run_dir = run_dir or Path("runs") / name
     results = _run(tasks, config, run_dir, redo, quiet, executor)
@@ -284,6 +291,21 @@ def batch(
         out.print(f"{r.instance_id:40} {r.status:9} {str(r.selection_method):18} ${r.cost_usd:.4f} "
                   f"{(r.errors[0][:80] if r.errors else '')}", highlight=False, markup=False)
     out.print(f"predictions: {run_dir / 'predictions.jsonl'}", highlight=False)
+
+
+def _env_broken_ids(summaries: list[Path]) -> set[str]:
+    import json
+
+    broken: set[str] = set()
+    for path in summaries:
+        try:
+            data = json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError) as exc:
+            raise TaskError(f"--skip-env-broken {path}: not a readable eval summary ({exc})") from None
+        if not isinstance(data, dict) or "env_broken_ids" not in data:
+            raise TaskError(f"--skip-env-broken {path}: no env_broken_ids (use the summary.json of `patchswarm eval`)")
+        broken.update(data["env_broken_ids"])
+    return broken
 
 
 @app.command()

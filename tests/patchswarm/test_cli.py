@@ -148,3 +148,21 @@ def test_a_run_directory_in_use_is_refused(tmp_path):
     assert error_line(result) == (f"error: run directory {run_dir} is in use by another patchswarm process "
                                   "(pid 4242); wait for it or pick another --run-dir")
     assert not (run_dir / "run.sqlite").exists()
+
+
+def test_batch_skips_instances_eval_found_env_broken(tmp_path):
+    tasks = tmp_path / "tasks.jsonl"
+    rows = [{"instance_id": name, "repo": ".", "commit": "HEAD", "issue": "x"} for name in ("a-1", "b-2")]
+    tasks.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    summary = tmp_path / "summary.json"
+    summary.write_text(json.dumps({"env_broken_ids": ["a-1", "b-2", "not-in-batch"]}))
+    result = invoke("batch", "--tasks", str(tasks), "--skip-env-broken", str(summary),
+                    "--run-dir", str(tmp_path / "run"), *SCRIPTED_ROLES)
+    assert result.exit_code == 1
+    assert "skipping 2 instance(s) with broken environments" in result.stderr
+    assert result.stderr.strip().splitlines()[-1] == "error: no tasks left after --filter/--slice/--skip-env-broken"
+
+    summary.write_text(json.dumps({"resolved_ids": []}))
+    result = invoke("batch", "--tasks", str(tasks), "--skip-env-broken", str(summary),
+                    "--run-dir", str(tmp_path / "run"), *SCRIPTED_ROLES)
+    assert "no env_broken_ids" in error_line(result)
