@@ -145,6 +145,11 @@ class ModelSettings(BaseModel):
     prompt_caching: bool = Field(
         True, description="Mark the shared prompt prefix for provider prompt caching where supported."
     )
+    warm_prefix_cache: Literal["auto", "always", "never"] = Field(
+        "auto",
+        description="Make one call alone before fanning out a phase's trajectories, so the others read the "
+        "provider's prompt cache. auto: only for models with a provider cache (costs one model latency).",
+    )
 
     def model_for(self, role: Role) -> str:
         return getattr(self.roles, role)
@@ -243,6 +248,14 @@ class ModelClient:
             if slots is None:
                 slots = self._slots_by_loop[loop] = asyncio.Semaphore(self.settings.max_concurrency)
             return slots
+
+    def should_warm_cache(self, role: Role) -> bool:
+        """Whether a lone first call pays off: only where a provider cache exists to be written."""
+        mode = self.settings.warm_prefix_cache
+        if mode != "auto":
+            return mode == "always"
+        model = self.settings.model_for(role)
+        return self.settings.prompt_caching and not model.startswith(SCRIPTED_PREFIX) and supports_prompt_caching(model)
 
     def mark_cache_prefix(
         self, role: Role, messages: list[dict[str, Any]], upto_index: int

@@ -1,7 +1,8 @@
 """N parallel trajectories of one instance: N testing machines, then N editing machines seeded by their tests.
 
-Within each phase the first machine's first model call runs alone (it writes the provider's cache of
-the shared prefix), then every machine runs concurrently: model calls under the client's concurrency
+Within each phase the first machine's first model call runs alone when the model has a provider prompt
+cache (it writes the cache of the shared prefix; see ModelSettings.warm_prefix_cache), then every
+machine runs concurrently: model calls under the client's concurrency
 limit, sandbox runs under the pool's. A machine that fails ends with outcome "model_error" or
 "crashed" and its error text; the others carry on. Calling `run_trajectories` again with the same
 state store and call store resumes: finished machines return their stored results, the others continue
@@ -10,6 +11,7 @@ from their last saved step without repeating a completed model call.
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 from collections.abc import Awaitable
 from pathlib import Path
@@ -61,10 +63,13 @@ def choose_seeds(results: list[TestingResult], count: int) -> list[TestingResult
     return [approved[i % len(approved)] if approved else None for i in range(count)]
 
 
-async def _fan_out(machines: list[ConversationMachine]) -> list:
-    """Warm the prefix cache with machine 0's first call, then run all; never raises for one machine."""
+async def _fan_out(machines: list[ConversationMachine], warm: bool) -> list:
+    """Run all machines; never raises for one machine. With `warm`, machine 0's first call runs alone
+    first so the others read the provider's cache of the shared prefix."""
     if not machines:
         return []
+    if not warm:
+        return list(await asyncio.gather(*(m.run() for m in machines), return_exceptions=True))
     results = await warm_then_fan_out(machines[0].warm, [m.run for m in machines])
     return results[1:]
 
@@ -99,7 +104,8 @@ async def run_trajectories(
                        budget=budgets[i], max_attempts=config.max_attempts_testing, **shared)
         for i in range(config.num_tests)
     ]
-    tested = await _fan_out(testers)
+    warm = client.should_warm_cache("primary")
+    tested = await _fan_out(testers, warm)
     if inspect.isawaitable(context):
         context = await context
     seeds = choose_seeds([r for r in tested if isinstance(r, TestingResult)], config.num_edits)
@@ -109,7 +115,7 @@ async def run_trajectories(
                        max_attempts=config.max_attempts_editing, **shared)
         for i in range(config.num_edits)
     ]
-    edited = await _fan_out(editors)
+    edited = await _fan_out(editors, warm)
     results = []
     for i in range(count):
         testing = tested[i] if i < len(tested) else None

@@ -66,7 +66,7 @@ class PatchswarmConfig(BaseModel):
         """Hash of the settings that change results (not workers, budgets or pool sizes): keys resumable work."""
         relevant = self.model_dump(mode="json", include={"models", "context", "trajectories", "selection"})
         for volatile in ("max_concurrency", "max_retries", "retry_base_delay_s", "retry_max_delay_s",
-                         "request_timeout_s"):
+                         "request_timeout_s", "warm_prefix_cache"):
             relevant["models"].pop(volatile, None)
         relevant["selection"].pop("cache_dir", None)
         return hashlib.sha256(json.dumps(relevant, sort_keys=True).encode()).hexdigest()[:16]

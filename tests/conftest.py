@@ -94,7 +94,8 @@ def scripted_settings(relevance: str = "scripted/rel", primary: str = "scripted/
     """Settings whose three roles use scripted models, priced so budgets apply, with fast retries."""
     prices = {name: SCRIPTED_PRICE for name in (relevance, primary, selector)}
     values = {"roles": RoleModels(relevance=relevance, primary=primary, selector=selector),
-              "retry_base_delay_s": 0.01, "retry_max_delay_s": 0.05, "price_overrides": prices}
+              "retry_base_delay_s": 0.01, "retry_max_delay_s": 0.05, "price_overrides": prices,
+              "warm_prefix_cache": "always"}  # exercise the warm-up path as with a caching provider
     values.update(overrides)
     return ModelSettings(**values)
 

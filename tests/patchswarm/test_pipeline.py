@@ -303,7 +303,9 @@ def test_budget_stop_returns_the_best_candidate_so_far(tmp_path, base_image, scr
     scripted.add("calc", script)
     price = "models.price_overrides={'scripted/calc': {input_per_mtok: 0.0, output_per_mtok: 1000.0}}"
     limit = 1.5
-    config = load_config(overrides=[*OVERRIDES, price, f"budget.max_cost_usd={limit}"])
+    # As with a caching provider, the first edit is made alone (so exactly one call is in flight there).
+    warm = "models.warm_prefix_cache=always"
+    config = load_config(overrides=[*OVERRIDES, price, warm, f"budget.max_cost_usd={limit}"])
     repo, sha = calc_repo(tmp_path)
     run_dir = unique_run_dir(tmp_path, "budget")
 
@@ -331,7 +333,7 @@ def test_budget_stop_returns_the_best_candidate_so_far(tmp_path, base_image, scr
     # spent before counts once: $2.2 spent + $1.1 for the second edit stays under $3.5.
     calls = script.answered
     raised = 3.5
-    config = load_config(overrides=[*OVERRIDES, price, f"budget.max_cost_usd={raised}"])
+    config = load_config(overrides=[*OVERRIDES, price, warm, f"budget.max_cost_usd={raised}"])
     (resumed,) = run_tasks([calc_task(repo, sha)], config, run_dir, live=False)
     assert script.answered > calls
     assert not resumed.budget_stopped
