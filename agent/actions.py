@@ -249,7 +249,7 @@ class ConversationMachine(Generic[StateT]):
         messages = self.messages
         # The key hashes the prefix's digest instead of the (long) prefix itself: same identity, less CPU.
         keyed = [{"role": "prefix", "content": self.state.prefix_sha}, *self.state.turns]
-        key = call_key(self.model, keyed, self.temperature, sample=self.index)
+        key = call_key(self.model, keyed, self.temperature, sample=self.index, max_tokens=self.max_tokens)
         marked = self.client.mark_cache_prefix(self.role, messages, len(self.prefix) - 1)
         if self.state.turns:
             # Second breakpoint: the next turn of this trajectory reads its own history from the cache.

@@ -84,17 +84,18 @@ class InMemoryCallStore:
             self._records[record.key] = record
 
 
-def call_key(model: str, messages: list[dict[str, Any]], temperature: float, sample: int = 0) -> str:
+def call_key(
+    model: str, messages: list[dict[str, Any]], temperature: float, sample: int = 0, max_tokens: int | None = None
+) -> str:
     """Stable replay key: sha256 of the canonical JSON of the request.
 
     `sample` tells apart deliberate repeats of one prompt (parallel trajectories), which must not
-    collapse into one stored answer.
+    collapse into one stored answer. `max_tokens` is part of the request: an answer cut short at one
+    limit must not be replayed under another. It is hashed only when set, so keys of calls without a
+    limit stay what they were.
     """
-    canonical = json.dumps(
-        {"model": model, "messages": messages, "temperature": temperature, "sample": sample},
-        sort_keys=True,
-        separators=(",", ":"),
-        ensure_ascii=False,
-        default=str,
-    )
+    request: dict[str, Any] = {"model": model, "messages": messages, "temperature": temperature, "sample": sample}
+    if max_tokens is not None:
+        request["max_tokens"] = max_tokens
+    canonical = json.dumps(request, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()

@@ -128,9 +128,26 @@ def diff_stats(diff: str) -> tuple[int, int, int]:
 
 
 def normalize_patch(diff: str) -> str:
-    """Canonical text of a patch, equal for patches that differ only in whitespace-only changes.
+    """Near-exact canonical text of a patch: what decides which candidates run once, and caches results.
 
-    What is normalised, exactly:
+    Only what copies of one patch pick up in transit is dropped: the CR of CRLF line endings, trailing
+    whitespace of every line, and blank lines around the whole text. Everything else is kept as written:
+    indentation and spaces inside lines (Python is whitespace-sensitive), context lines, hunk headers and
+    the extended headers (paths, renames, modes, binary markers), so a rename-only, mode-only,
+    indentation-only or binary patch is never "" (no change); only a blank diff is.
+    Trailing whitespace is dropped even on added lines, so it is not told apart inside a multi-line string.
+    """
+    lines = [line.rstrip() for line in diff.split("\n")]
+    text = "\n".join(lines).strip("\n")
+    return text + "\n" if text else ""
+
+
+def loose_patch_text(diff: str) -> str:
+    """Canonical text of a patch, equal for patches that differ only in whitespace: for REPORTING agreement.
+
+    Never use it to decide what runs or what is cached: patches it equates can behave differently
+    (indentation in Python), and it is "" for patches without line changes (renames, mode changes,
+    binary patches, whitespace-only changes). What is normalised, exactly:
     - all whitespace is removed from every line (indentation, spaces inside the line, trailing spaces,
       the CR of CRLF); lines that become empty (blank lines) are dropped, so adding or removing blank
       lines is no change;
@@ -141,8 +158,6 @@ def normalize_patch(diff: str) -> str:
       (whitespace-only changes cannot shift original line numbers);
     - context text, hunk boundaries, new-side line numbers and "\\ No newline" markers are ignored;
     - a created or deleted file is kept even when no line change remains.
-    Consequence: string literals that differ only in spaces also compare equal; that is accepted, since
-    candidates are later judged by their test results.
     """
     if not diff.strip():
         return ""

@@ -1,6 +1,7 @@
 """On-disk cache of executions, so selecting again (or with more candidates) repeats nothing.
 
-Key: (image id, sha256 of the normalised patch or "" for the original, sha256 of what ran, run index).
+Key: (image id, `patch_key` (sha256 of the near-exact patch text) or "" for the original, sha256 of what
+ran and how (test, command, time limit: see `Job.cache_test_key`), run index).
 The image *id* (not the tag) is used: a tag rebuilt with other content must not hit old results.
 """
 

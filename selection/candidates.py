@@ -10,7 +10,8 @@ from pydantic import BaseModel, Field
 from unidiff import PatchSet
 from unidiff.errors import UnidiffParseError
 
-from agent.edits import diff_stats, normalize_patch
+from agent.edit_diff import loose_patch_text, normalize_patch
+from agent.edits import diff_stats
 from selection.models import Candidate, GeneratedTest
 
 # A patch unidiff cannot read still gets a size, just the worst one, so it never wins a size tie.
@@ -27,17 +28,27 @@ def canonical_test(code: str) -> str:
 
 
 def patch_key(patch: str) -> str:
-    """sha256 of the normalised patch; '' for an empty patch (the original tree)."""
-    if not patch.strip():
-        return ""
-    try:
-        normal = normalize_patch(patch)
-        if not normal and not PatchSet(patch.splitlines(keepends=True)):
-            raise ValueError("no file diffs")  # not a diff at all: let `git apply` judge it
-    except (UnidiffParseError, ValueError):
-        normal = "raw:" + patch.strip()  # unreadable for unidiff: only byte-equal copies collapse
-    # A whitespace-only patch normalises to "" and counts as no change (see normalize_patch).
+    """sha256 of the near-exact patch text (`normalize_patch`); '' for a blank patch (the original tree).
+
+    This decides which candidates run once and keys the on-disk result cache, so it keeps everything
+    that can change behaviour (indentation, inner spaces, renames, modes): only CRs and trailing
+    whitespace are ignored.
+    """
+    normal = normalize_patch(patch)
     return sha256(normal) if normal else ""
+
+
+def agreement_key(patch: str) -> str:
+    """Key under which candidates count as proposing the same change up to whitespace and context.
+
+    For reporting agreement (`support`) only, never for running or caching: see `loose_patch_text`.
+    Patches it cannot read or without line changes (renames, modes) agree only with exact copies.
+    """
+    try:
+        loose = loose_patch_text(patch)
+    except (UnidiffParseError, ValueError):
+        loose = ""
+    return "loose:" + sha256(loose) if loose else patch_key(patch)
 
 
 def lines_changed(patch: str) -> int:
@@ -58,14 +69,14 @@ def touched_files(patch: str) -> list[str]:
 
 
 class DistinctPatch(BaseModel):
-    """Candidates whose patches normalise to the same text: one behaviour, run once.
+    """Candidates whose patches are equal up to CRs and trailing whitespace: one behaviour, run once.
 
-    Their texts may still differ (whitespace, context lines), so one may apply where another does
-    not: the first variant that applies is the one that runs and represents the group.
+    Their texts may still differ in those, so one may apply where another does not (git apply compares
+    context lines exactly): the first variant that applies is the one that runs and represents the group.
     """
 
-    key: str = Field(description="sha256 of the normalised patch; '' = no change.")
-    variants: list[Candidate] = Field(description="Every candidate with this normalised patch, in input order.")
+    key: str = Field(description="`patch_key`: sha256 of the near-exact patch text; '' = no change.")
+    variants: list[Candidate] = Field(description="Every candidate with this key, in input order.")
     candidate: Candidate = Field(description="The variant that runs (the first that applies).")
     failed: dict[str, str] = Field(default_factory=dict, description="Variant id → why its own text does not apply.")
     lines_changed: int = 0
@@ -115,7 +126,7 @@ def _unique_ids(ids: Sequence[str], what: str) -> None:
 
 
 def distinct_patches(candidates: Sequence[Candidate]) -> list[DistinctPatch]:
-    """Group candidates by normalised patch, keeping input order."""
+    """Group candidates by `patch_key`, keeping input order."""
     _unique_ids([c.id for c in candidates], "candidates")
     by_key: dict[str, DistinctPatch] = {}
     for candidate in candidates:

@@ -17,8 +17,8 @@ from selection.cache import CellKey, OutcomeCache
 from selection.candidates import DistinctPatch, DistinctTest, canonical_test, sha256
 from selection.models import Outcome
 
-# Whether a patch applies is a property of its exact text (context lines included), not of the
-# normalised patch the results are keyed by: it is remembered per sha256 of the text.
+# Whether a patch applies is a property of its exact text (CRs and trailing whitespace included), not
+# of the near-exact `patch_key` the results are keyed by: it is remembered per sha256 of the text.
 APPLY_FAILED = "apply-failed"
 APPLY_OK = "apply-ok"
 APPLY_CHECK = "apply-check"  # test hash of "apply the patch, run nothing"
@@ -47,6 +47,11 @@ class Job:
     @property
     def text_key(self) -> str:
         return sha256(self.patch) if self.patch else ""
+
+    @property
+    def cache_test_key(self) -> str:
+        """The cache's test part: what ran AND how, so e.g. a timeout at a 5 s limit is not reused at 60 s."""
+        return sha256(f"{self.test_key}\0{self.command}\0{float(self.timeout)!r}")
 
 
 def _stored_output(text: str) -> str:
@@ -79,7 +84,7 @@ class Executor:
                 continue
             missing = []
             for run in job.runs:
-                hit = self.cache.get(self.key(job.patch_key, job.test_key, run))
+                hit = self.cache.get(self.key(job.patch_key, job.cache_test_key, run))
                 if hit is None:
                     missing.append(run)
                 else:
@@ -166,7 +171,7 @@ class Executor:
         if outcome.apply_failed or outcome.error is None:
             self._remember_apply(job.text_key, outcome)
         if outcome.error is None:
-            self.cache.put(self.key(job.patch_key, job.test_key, run), outcome)
+            self.cache.put(self.key(job.patch_key, job.cache_test_key, run), outcome)
         return outcome
 
     @staticmethod

@@ -88,8 +88,8 @@ class CandidateReport(BaseModel):
     source: str = ""
     status: CandidateStatus
     apply_error: str | None = None
-    duplicate_of: str | None = Field(None, description="Id of the first candidate with the same normalised patch; duplicates share its results.")
-    support: int = Field(1, description="How many input candidates have this normalised patch.")
+    duplicate_of: str | None = Field(None, description="Id of the first candidate with the same patch up to CRs and trailing whitespace; duplicates share its results.")
+    support: int = Field(1, description="How many input candidates propose the same change up to whitespace and context lines (agreement; reporting only, it decides nothing).")
     votes: int = 0
     regression_checked: bool = False
     regressions: list[str] = Field(default_factory=list, description="Existing tests that passed on the original and fail with this patch.")

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Mapping, Sequence
 
-from selection.candidates import DistinctPatch, DistinctTest, lines_changed
+from selection.candidates import DistinctPatch, DistinctTest, agreement_key, lines_changed
 from selection.matrix import ReproMatrix
 from selection.models import (
     ORIGINAL,
@@ -27,6 +28,8 @@ def candidate_reports(patches: Sequence[DistinctPatch], by_id: Mapping[str, Cand
     """One report per input candidate, in input order; duplicates share their first copy's results."""
     rank_of = {p.key: index for index, p in enumerate(ranked, 1)}
     group_of = {cid: g.id for g in groups for cid in g.candidate_ids}
+    agreement = {cid: agreement_key(c.patch) for cid, c in by_id.items()}
+    support = Counter(agreement.values())
     reports: dict[str, CandidateReport] = {}
     for patch in patches:
         for member in patch.members:
@@ -34,7 +37,7 @@ def candidate_reports(patches: Sequence[DistinctPatch], by_id: Mapping[str, Cand
             status = "empty" if patch.empty else "apply_failed" if member in patch.failed else "ok"
             reports[member] = CandidateReport(
                 id=member, source=by_id[member].source, status=status, apply_error=patch.failed.get(member),
-                duplicate_of=None if first else patch.id, support=len(patch.members),
+                duplicate_of=None if first else patch.id, support=support[agreement[member]],
                 votes=votes.get(patch.key, 0) if status == "ok" else 0,
                 regression_checked=status == "ok" and regression_ran and patch.key in regressions,
                 regressions=list(regressions.get(patch.key, [])) if status == "ok" else [],

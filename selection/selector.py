@@ -29,6 +29,8 @@ MAX_FILES_CHARS = 80_000
 MAX_DIFF_CHARS = 16_000
 MAX_RESULT_CHARS = 3_000
 WINDOW_LINES = 40
+_TEST = re.compile(r"<test>(.*?)</test>", flags=re.S)
+_CHOICE = re.compile(r"<choice>\s*(?:candidate\s+)?([^<\s]*)\s*</choice>", flags=re.I)
 
 SYSTEM_PROMPT = """\
 You choose which candidate patch best resolves a GitHub issue. The candidates were written \
@@ -64,16 +66,25 @@ class SelectorOutcome(BaseModel):
 
 
 def parse_reply(text: str, labels: Sequence[str]) -> tuple[str | None, str | None, str | None]:
-    """(chosen label, test code, problem) from a reply; a choice wins over a test in the same reply."""
-    choice = re.search(r"<choice>\s*(?:candidate\s+)?([^<\s]*)\s*</choice>", text, flags=re.I)
-    if choice:
-        label = choice.group(1).strip().upper()
+    """(chosen label, test code, problem) from a reply that must hold exactly one action.
+
+    Several actions (a test and a choice, two choices, two tests) are a format problem, as in
+    `agent.actions`: guessing which one was meant would drop the model's test or its second choice.
+    """
+    tests = _TEST.findall(text)
+    # Choice tags are looked for outside tests only: a test may well print or compare one.
+    choices = _CHOICE.findall(_TEST.sub("", text))
+    if len(choices) + len(tests) > 1:
+        found = ", ".join(f"{len(items)} <{tag}>" for tag, items in (("test", tests), ("choice", choices)) if items)
+        return None, None, (f"Your reply contained several actions ({found}); reply with exactly one: "
+                            "one <test>...</test> or one <choice>X</choice>.")
+    if choices:
+        label = choices[0].strip().upper()
         if label in labels:
             return label, None, None
-        return None, None, f"'{choice.group(1)}' is not a candidate label; use one of {', '.join(labels)}."
-    test = re.search(r"<test>(.*?)</test>", text, flags=re.S)
-    if test:
-        code = re.sub(r"^\s*```(?:python)?\s*\n|\n\s*```\s*$", "", test.group(1)).strip("\n")
+        return None, None, f"'{choices[0]}' is not a candidate label; use one of {', '.join(labels)}."
+    if tests:
+        code = re.sub(r"^\s*```(?:python)?\s*\n|\n\s*```\s*$", "", tests[0]).strip("\n")
         if code.strip():
             return None, code + "\n", None
         return None, None, "The <test> block was empty."

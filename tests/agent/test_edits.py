@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from agent.edit_diff import render_file_diff
+from agent.edit_diff import loose_patch_text, render_file_diff
 from agent.edits import (
     EDIT_FORMAT_INSTRUCTIONS,
     EditError,
@@ -387,7 +387,7 @@ def _patch(tmp_path: Path, name: str, source: str, text: str) -> str:
     return apply_edit_text(make_repo(tmp_path / name, {"a.py": source}), text).diff
 
 
-def test_normalize_patch_ignores_whitespace_only_differences(tmp_path: Path) -> None:
+def test_loose_patch_text_ignores_whitespace_only_differences(tmp_path: Path) -> None:
     source = "def f(x):\n    if x:\n        return 1\n    return 2\n\n\ndef g():\n    pass\n"
     base = _patch(tmp_path, "base", source, block("a.py", ("        return 1\n", "        return x + 1\n")))
     variants = [
@@ -399,17 +399,59 @@ def test_normalize_patch_ignores_whitespace_only_differences(tmp_path: Path) -> 
         block("a.py", ("        return 1\n", "        return x + 1\n"), ("def g():\n", "def g():  \n")),
     ]
     for number, text in enumerate(variants):
-        assert normalize_patch(_patch(tmp_path, f"v{number}", source, text)) == normalize_patch(base)
-    assert normalize_patch(base) and normalize_patch("") == ""
+        variant = _patch(tmp_path, f"v{number}", source, text)
+        assert loose_patch_text(variant) == loose_patch_text(base)  # they agree (reporting)...
+        assert normalize_patch(variant) != normalize_patch(base)  # ...but each one runs
+    assert loose_patch_text(base) and loose_patch_text("") == ""
 
 
 def test_normalize_patch_keeps_real_differences(tmp_path: Path) -> None:
     source = "a = 1\nb = 2\nc = 3\nd = 4\n"
-    base = normalize_patch(_patch(tmp_path, "base", source, block("a.py", ("b = 2\n", "b = 20\n"))))
+    base_text = _patch(tmp_path, "base", source, block("a.py", ("b = 2\n", "b = 20\n")))
     others = [
         block("a.py", ("b = 2\n", "b = 21\n")),  # different content
         block("a.py", ("d = 4\n", "d = 4\nb = 20\n"), ("b = 2\n", "")),  # same text, other place
         block("a.py", ("a = 1\nb = 2\n", "b = 2\na = 1\n")),  # moving a line is not whitespace
     ]
     for number, text in enumerate(others):
-        assert normalize_patch(_patch(tmp_path, f"o{number}", source, text)) != base
+        other = _patch(tmp_path, f"o{number}", source, text)
+        assert normalize_patch(other) != normalize_patch(base_text)
+        assert loose_patch_text(other) != loose_patch_text(base_text)
+
+
+INDENT_DIFF = """\
+diff --git a/m.py b/m.py
+--- a/m.py
++++ b/m.py
+@@ -1,4 +1,5 @@
+ def f(x, y):
+     if x:
+         y = y + 1
++{added}
+     return 0
+"""
+
+
+def test_normalize_patch_keeps_indentation_and_inner_spaces() -> None:
+    # Inside the if, at function level, and a syntax error: three behaviours, three texts.
+    texts = {normalize_patch(INDENT_DIFF.format(added=added))
+             for added in ("        return y", "    return y", "        returny")}
+    assert len(texts) == 3 and "" not in texts
+
+
+def test_normalize_patch_drops_only_crs_and_trailing_whitespace() -> None:
+    diff = INDENT_DIFF.format(added="        return y")
+    copies = [diff.replace("\n", "\r\n"), diff.replace("\n", "  \n"), diff.replace("\n", "\t\r\n") + "\n\n"]
+    assert {normalize_patch(copy) for copy in copies} == {normalize_patch(diff)}
+    assert normalize_patch(" \n\r\n") == normalize_patch("") == ""
+
+
+@pytest.mark.parametrize("diff", [
+    "diff --git a/old.py b/new.py\nsimilarity index 100%\nrename from old.py\nrename to new.py\n",
+    "diff --git a/run.sh b/run.sh\nold mode 100644\nnew mode 100755\n",
+    "diff --git a/x.bin b/x.bin\nindex e69de29..d00491f 100644\nGIT binary patch\nliteral 1\nIc${NkU;qFB\n\n"
+    "literal 0\nHcmV?d00001\n\n",
+    "diff --git a/m.py b/m.py\n--- a/m.py\n+++ b/m.py\n@@ -1 +1 @@\n-x = 1\n+x  =  1\n",  # whitespace only
+])
+def test_patches_without_text_changes_are_not_empty(diff: str) -> None:
+    assert normalize_patch(diff).startswith("diff --git")

@@ -343,6 +343,16 @@ def test_call_key_is_stable_and_separates_samples():
     assert call_key("m", messages, 0.0) != call_key("m2", messages, 0.0)
 
 
+def test_call_key_includes_max_tokens_and_keeps_unlimited_keys():
+    messages = [{"role": "user", "content": "hi"}]
+    # The key of a call without a limit is what it was before max_tokens was hashed (stored calls replay).
+    unlimited = "4114b8b0153395477718d3119e6337c5ec6a7aaf313c4c9772e80da5d9703d50"
+    assert call_key("m", messages, 0.0) == call_key("m", messages, 0.0, max_tokens=None) == unlimited
+    # A reply cut short at one limit is not an answer under another.
+    keys = {call_key("m", messages, 0.0, max_tokens=limit) for limit in (None, 256, 4096)}
+    assert len(keys) == 3
+
+
 def test_malformed_text_passes_through_and_is_billed(scripted):
     scripted.add("main", [Fault.malformed("<<<not a diff")])
     client, _, recorder = make_client()

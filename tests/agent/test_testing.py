@@ -198,6 +198,15 @@ def test_budget_stop_keeps_state_and_resumes(scripted, pool):
     assert resumed.outcome == "approved" and len(scripted.calls("main")) == 2
 
 
+def test_a_new_max_tokens_never_replays_answers_stored_under_another(scripted):
+    scripted.add("main", ["<approve/>"] * 3)
+    client = client_with_store()  # shared call store: replays across machines
+    for max_tokens, calls in ((100, 1), (100, 1), (4000, 2), (None, 3)):
+        tester = make_tester(client, pool=None, store=InMemoryStateStore(), max_tokens=max_tokens)
+        asyncio.run(tester.run(max_calls=1))
+        assert len(scripted.calls("main")) == calls, max_tokens
+
+
 class FlakyPool:
     """The first lease finds its container dead (the pool discards such sandboxes)."""
 

@@ -38,8 +38,11 @@ sys.exit(0 if all(results) else 2)
 
 
 def everything() -> list[Candidate]:
-    return [candidate("unappliable"), candidate("popular"), candidate("popular_spaces"),
-            candidate("popular_blank"), candidate("breaker"), candidate("right"), Candidate(id="empty", patch="")]
+    popular = candidate("popular")
+    # A copy that only picked up CRLFs and trailing spaces in transit: the same patch, run once.
+    copy = Candidate(id="popular_copy", patch=popular.patch.replace("\n", "  \r\n"), source="copy")
+    return [candidate("unappliable"), popular, copy, candidate("popular_spaces"), candidate("breaker"),
+            candidate("right"), Candidate(id="empty", patch="")]
 
 
 def all_tests() -> list[GeneratedTest]:
@@ -57,8 +60,8 @@ def test_votes_regressions_and_cache(pool, stats_repo, issue, tmp_path):
     cache = {"cache_dir": tmp_path / "cache", **NO_SELECTOR}
     result = select(pool, repo, issue, everything(), all_tests(), **cache)
 
-    # The right patch wins over the 3 whitespace-different copies of the popular half-fix, and over the
-    # equally voted (smaller) patch that breaks an existing test.
+    # The right patch wins over the popular half-fix (and its variants), and over the equally voted
+    # (smaller) patch that breaks an existing test.
     assert (result.chosen_id, result.method) == ("right", "vote")
     assert "selector disabled" in result.reason and "breaks 1 existing test" in result.reason
     assert result.patch == candidate("right").patch
@@ -66,9 +69,10 @@ def test_votes_regressions_and_cache(pool, stats_repo, issue, tmp_path):
     assert (right.votes, breaker.votes, popular.votes) == (2, 2, 1)
     assert right.regressions == [] and breaker.regressions == ["tests.teststats.MedianTest.test_median_even"]
     assert [right.rank, breaker.rank, popular.rank] == [1, 2, 3]
-    for copy in ("popular_spaces", "popular_blank"):
-        assert result.candidate(copy).duplicate_of == "popular" and result.candidate(copy).votes == 1
-    assert popular.support == 4  # the unappliable text normalises to the same change...
+    copy, spaces = result.candidate("popular_copy"), result.candidate("popular_spaces")
+    assert copy.duplicate_of == "popular" and copy.votes == 1 and copy.status == "ok"  # CRLF, trailing spaces
+    assert spaces.duplicate_of is None and spaces.votes == 1 and spaces.rank == 4  # inner spaces: runs itself
+    assert popular.support == spaces.support == 4  # they agree up to whitespace, and so does the text...
     unappliable = result.candidate("unappliable")  # ...but its own text does not apply, so it cannot win
     assert unappliable.status == "apply_failed" and unappliable.rank is None and "does not apply" in unappliable.apply_error
     assert result.candidate("empty").status == "empty" and result.candidate("empty").rank is None
@@ -78,16 +82,17 @@ def test_votes_regressions_and_cache(pool, stats_repo, issue, tmp_path):
                         "passes_on_original": "passes_on_original", "flaky_counter": "flaky"}
     assert result.matrix["flaky_counter"]["original"].exit_code == 2
     assert result.matrix["flaky_counter"]["original#2"].exit_code == 0
-    assert result.matrix["median_empty"]["popular_blank"].exit_code == 2
+    assert result.matrix["median_empty"]["popular_copy"].exit_code == 2
+    assert result.matrix["median_empty"]["popular_spaces"].exit_code == 2
     assert result.matrix["median_empty"]["unappliable"].apply_failed
     assert result.regression.runner == "unittest" and result.regression.baseline_passing == 4
     assert result.regression.test_files == ["tests/teststats.py", "tests/testbroken.py"]
     assert result.regression.unknown == ["tests/testbroken.py"]  # cannot import numpy: says nothing
-    assert len(result.groups) == 3
+    assert len(result.groups) == 4  # popular_spaces was not regression-checked: a group of its own
 
-    # 4 distinct tests: 8 runs on the original + 4 x 3 applying patches + at most 2 tries of the
+    # 4 distinct tests: 8 runs on the original + 4 x 4 applying patches + at most 2 tries of the
     # unappliable text (pool of 2) + regression (probe, 2 files x (2 original + 3 finalists)).
-    assert 8 + 12 + 1 <= result.executions_performed <= 8 + 12 + 2 + 1 + 10
+    assert 8 + 16 + 1 <= result.executions_performed <= 8 + 16 + 2 + 1 + 10
 
     again = select(pool, repo, issue, everything(), all_tests(), **cache)
     assert again.executions_performed == 0 and again.executions_cached > 0
@@ -157,8 +162,9 @@ def test_llm_free_mode_uses_the_repos_own_tests(pool, stats_repo, issue):
     assert result.method == "vote" and result.chosen_id != "breaker"
     assert "LLM-free" in result.reason and "no generated tests" in result.reason
     assert result.candidate("breaker").regressions and all(
-        result.candidate(c).regression_checked for c in ("breaker", "right", "popular"))
-    assert result.candidate("breaker").rank == 3 and len(result.groups) == 2
+        result.candidate(c).regression_checked for c in ("breaker", "right", "popular", "popular_spaces"))
+    # popular_spaces differs from popular in inner spaces, so it runs too, and behaves the same.
+    assert result.candidate("breaker").rank == 4 and len(result.groups) == 2
 
 
 def test_nothing_to_select(pool, stats_repo, issue):

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 
 import pytest
 
+from sandbox.execution import ExecResult
 from selection import (
     Candidate,
     GeneratedTest,
@@ -14,27 +17,73 @@ from selection import (
     load_prediction_files,
     write_predictions,
 )
-from selection.candidates import distinct_patches, distinct_tests, patch_key
+from selection.cache import OutcomeCache
+from selection.candidates import agreement_key, distinct_patches, distinct_tests, patch_key
+from selection.matrix import Executor, Job
 from selection.models import Outcome
 from selection.regression import find_test_files, parse_pytest, parse_unittest
-from selection.selector import original_files, parse_reply
+from selection.selector import original_files, parse_reply, run_selector
 from selection.voting import judge_test
 from tests.selection.conftest import CASES, candidate
 
 
-def test_whitespace_variants_collapse_and_keep_input_order():
-    patches = distinct_patches([candidate("popular"), candidate("right"), candidate("popular_spaces"),
+def test_only_trailing_whitespace_and_crs_collapse_and_input_order_is_kept():
+    popular = candidate("popular")
+    copies = [Candidate(id="crlf", patch=popular.patch.replace("\n", "\r\n")),
+              Candidate(id="trailing", patch=popular.patch.replace("\n", "  \n"))]
+    patches = distinct_patches([popular, candidate("right"), *copies, candidate("popular_spaces"),
                                 candidate("popular_blank"), Candidate(id="e", patch="")])
+    # Inner spaces and an added blank line are changed-line content: those copies run on their own.
     assert [(p.id, p.members) for p in patches] == [
-        ("popular", ["popular", "popular_spaces", "popular_blank"]), ("right", ["right"]), ("e", ["e"])]
-    assert patches[2].empty and patches[0].lines_changed == 2
+        ("popular", ["popular", "crlf", "trailing"]), ("right", ["right"]), ("popular_spaces", ["popular_spaces"]),
+        ("popular_blank", ["popular_blank"]), ("e", ["e"])]
+    assert patches[-1].empty and not any(p.empty for p in patches[:-1]) and patches[0].lines_changed == 2
     assert patch_key("not a diff at all\n") not in ("", patch_key("something else\n"))
     with pytest.raises(ValueError, match="share the id"):
         distinct_patches([candidate("right"), candidate("right")])
 
 
+INDENT_DIFF = """\
+diff --git a/m.py b/m.py
+--- a/m.py
++++ b/m.py
+@@ -1,4 +1,5 @@
+ def f(x, y):
+     if x:
+         y = y + 1
++{added}
+     return 0
+"""
+
+
+def test_patches_differing_in_indentation_or_inner_spaces_run_separately():
+    texts = [INDENT_DIFF.format(added=added) for added in ("        return y", "    return y", "        returny")]
+    patches = distinct_patches([Candidate(id=str(n), patch=text) for n, text in enumerate(texts)])
+    assert [p.members for p in patches] == [["0"], ["1"], ["2"]]
+    assert len({p.key for p in patches}) == 3 and not any(p.empty for p in patches)
+    # They still count as agreeing on the change when reporting support.
+    assert len({agreement_key(text) for text in texts}) == 1
+
+
+@pytest.mark.parametrize("patch", [
+    "diff --git a/old.py b/new.py\nsimilarity index 100%\nrename from old.py\nrename to new.py\n",
+    "diff --git a/run.sh b/run.sh\nold mode 100644\nnew mode 100755\n",
+    "diff --git a/x.bin b/x.bin\nindex e69de29..d00491f 100644\nGIT binary patch\nliteral 1\nIc${NkU;qFB\n\n"
+    "literal 0\nHcmV?d00001\n\n",
+    "diff --git a/m.py b/m.py\n--- a/m.py\n+++ b/m.py\n@@ -1 +1 @@\n-x = 1\n+x  =  1\n",  # whitespace only
+])
+def test_renames_modes_binary_and_whitespace_changes_are_not_empty(patch):
+    (group,) = distinct_patches([Candidate(id="a", patch=patch)])
+    assert group.key and not group.empty
+    assert agreement_key(patch)  # not lumped with the blank patch when reporting either
+
+
 def test_variant_that_applies_takes_over():
-    group = distinct_patches([candidate("unappliable"), candidate("popular")])[0]
+    popular = candidate("popular")
+    # Trailing spaces on a context line: the same key, but git apply would reject this text.
+    unappliable = Candidate(id="unappliable", patch=popular.patch.replace("values):\n", "values):   \n", 1))
+    group = distinct_patches([unappliable, popular])[0]
+    assert group.members == ["unappliable", "popular"]
     assert group.id == "unappliable" and group.promote_next("hunk 1 failed")
     assert group.id == "popular" and group.failed == {"unappliable": "hunk 1 failed"}
     assert not group.promote_next("no")
@@ -120,7 +169,18 @@ def test_parse_selector_replies():
     assert parse_reply("<test>\n```python\nprint(1)\n```\n</test>", labels) == (None, "print(1)\n", None)
     assert "not a candidate label" in parse_reply("<choice>C</choice>", labels)[2]
     assert "neither" in parse_reply("I like A", labels)[2]
-    assert parse_reply("<test>x</test> then <choice>A</choice>", labels)[0] == "A"
+    # A tag inside a test is part of the test, not a second action.
+    assert parse_reply("<test>\nprint('<choice>A</choice>')\n</test>", labels)[1] == "print('<choice>A</choice>')\n"
+
+
+@pytest.mark.parametrize("reply", [
+    "<test>\nprint(1)\n</test>\n<choice>B</choice>",  # a test and a choice: which one was meant?
+    "<choice>A</choice> or maybe <choice>B</choice>",
+    "<test>\na = 1\n</test>\n<test>\nb = 2\n</test>",
+])
+def test_selector_reply_with_several_actions_is_a_format_problem(reply):
+    label, code, problem = parse_reply(reply, ["A", "B"])
+    assert (label, code) == (None, None) and "several actions" in problem and "exactly one" in problem
 
 
 def test_prediction_files_and_patch_dirs(tmp_path):
@@ -163,3 +223,50 @@ def test_selector_sees_original_files_windowed_and_inside_the_repo(tmp_path):
     text = original_files(tmp_path, distinct_patches([Candidate(id="a", patch=diff)]))
     assert "line 2500\n" in text and "line 10\n" not in text and "(lines 1-2459 omitted)" in text
     assert "host secret" not in text
+
+
+def test_selector_is_told_about_several_actions_and_it_costs_a_turn(scripted, model_client, tmp_path):
+    scripted.add("sel", ["<test>\nprint(1)\n</test>\n<choice>B</choice>", "<choice>A</choice>"])
+    finalists = distinct_patches([candidate("popular"), candidate("right")])
+    outcome = asyncio.run(run_selector(model_client, None, executor=None, issue="mean([]) fails", finalists=finalists,
+                                       repo_dir=tmp_path, evidence={}, example_test=None, max_attempts=2, timeout=5))
+    assert outcome.chosen_key == finalists[0].key and outcome.calls == 2 and not outcome.test_runs
+    feedback = scripted.calls("sel")[1][-1]["content"]
+    assert "several actions" in feedback and "last reply" in feedback
+
+
+class StubPool:
+    """One fake sandbox whose command times out under a 10 s limit and passes otherwise."""
+
+    size = 1
+
+    def __init__(self) -> None:
+        self.runs: list[tuple[str, float]] = []
+
+    @contextlib.asynccontextmanager
+    async def lease(self):
+        yield self
+
+    def run(self, command, *, patch=None, files=None, timeout, output_cap):
+        self.runs.append((command, timeout))
+        slow = timeout < 10
+        return ExecResult(command=command, exit_code=None if slow else 0, output="", timed_out=slow,
+                          duration_s=min(timeout, 1.0), output_bytes=0)
+
+
+def test_cached_results_are_reused_only_for_the_same_command_and_time_limit(tmp_path):
+    pool, cache = StubPool(), OutcomeCache(tmp_path)
+
+    def run(timeout: float, command: str = "python repro.py") -> tuple[bool, int]:
+        executor = Executor(pool, cache, "image")
+        job = Job(patch_key="", patch=None, test_key="t", command=command, timeout=timeout)
+        outcome = asyncio.run(executor.run([job]))[("", "t", 0)]
+        return outcome.timed_out, executor.performed
+
+    assert run(5) == (True, 1)
+    assert run(5) == (True, 0)  # same command, same limit: from the cache
+    assert run(60) == (False, 1)  # a timeout at 5 s says nothing about 60 s
+    assert run(60.0) == (False, 0)
+    assert run(60, "python other.py") == (False, 1)
+    assert pool.runs == [("python repro.py", 5), ("python repro.py", 60), ("python other.py", 60)]
+    cache.close()
