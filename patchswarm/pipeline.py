@@ -289,11 +289,7 @@ class Runner:
     def _checkout(self, source: RepoSource) -> Path:
         git_dir = local_git_dir(source)
         sha = resolve_commit(git_dir, source.commit, source.location)
-        dest = self.run_dir / "checkouts" / sha
-        if not (dest / ".complete").exists():
-            checkout_tree(git_dir, sha, dest)
-            (dest / ".complete").write_text("")
-        return dest
+        return checkout_tree(git_dir, sha, self.run_dir / "checkouts" / sha)
 
     def _save(self, result: InstanceResult) -> None:
         data = result.model_dump(mode="json")
@@ -327,15 +323,21 @@ async def _run_all(runner: Runner, tasks: list[Task], workers: int,
     loop = asyncio.get_running_loop()
     # Sandboxes and Docker calls block; give them threads enough not to queue behind each other.
     loop.set_default_executor(ThreadPoolExecutor(max_workers=64, thread_name_prefix="patchswarm"))
-    if executor is not None:
-        return await executor.run_all(runner, tasks, workers)
     slots = asyncio.Semaphore(workers)
 
     async def one(task: Task) -> InstanceResult:
         async with slots:
             return await runner.solve(task)
 
-    return list(await asyncio.gather(*(one(t) for t in tasks)))
+    try:
+        if executor is not None:
+            return await executor.run_all(runner, tasks, workers)
+        return list(await asyncio.gather(*(one(t) for t in tasks)))
+    except BaseException:
+        # Ctrl-C / SIGTERM: remove the containers now. That also ends the sandbox commands that worker
+        # threads are blocked on, which asyncio.run would otherwise wait for before returning.
+        runner.manager.close_all()
+        raise
 
 
 class RunDirInUse(RuntimeError):

@@ -6,8 +6,11 @@ so no later fix can be read from objects, refs or reflogs.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
+import shutil
 import subprocess
+import tempfile
 from pathlib import Path
 
 from pydantic import BaseModel, Field
@@ -48,12 +51,21 @@ def local_git_dir(source: RepoSource, cache_dir: Path = DEFAULT_CACHE) -> Path:
         return path
     cache_dir.mkdir(parents=True, exist_ok=True)
     mirror = cache_dir / (hashlib.sha256(source.location.encode()).hexdigest()[:16] + ".git")
-    if not mirror.exists():
-        done = _git(["clone", "--bare", "--quiet", source.location, str(mirror)])
-        if done.returncode != 0:
-            raise RepoError(f"cannot clone {source.location}: {_last_line(done.stderr)}")
-    elif _git(["cat-file", "-e", f"{source.commit}^{{commit}}"], cwd=mirror).returncode != 0:
-        _git(["fetch", "--quiet", "origin", "+refs/heads/*:refs/heads/*", "+refs/tags/*:refs/tags/*"], cwd=mirror)
+    # Instances of one repository are solved concurrently: one clone or fetch per mirror at a time.
+    with open(mirror.with_suffix(".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not mirror.exists():
+            # Clone beside it and rename, so a crash never leaves a half mirror that looks complete.
+            partial = Path(tempfile.mkdtemp(prefix=mirror.name + ".", dir=cache_dir))
+            done = _git(["clone", "--bare", "--quiet", source.location, str(partial / "repo.git")])
+            if done.returncode != 0:
+                shutil.rmtree(partial, ignore_errors=True)
+                raise RepoError(f"cannot clone {source.location}: {_last_line(done.stderr)}")
+            (partial / "repo.git").rename(mirror)
+            shutil.rmtree(partial, ignore_errors=True)
+        elif _git(["cat-file", "-e", f"{source.commit}^{{commit}}"], cwd=mirror).returncode != 0:
+            _git(["fetch", "--quiet", "origin", "+refs/heads/*:refs/heads/*", "+refs/tags/*:refs/tags/*"],
+                 cwd=mirror)
     return mirror
 
 
@@ -77,7 +89,13 @@ def checkout_tree(git_dir: Path, sha: str, dest: Path) -> Path:
     import io
     import tarfile
 
-    dest.mkdir(parents=True, exist_ok=True)
-    with tarfile.open(fileobj=io.BytesIO(archive_commit(git_dir, sha))) as tar:
-        tar.extractall(dest, filter="tar")
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    with open(dest.parent / f".{dest.name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # two tasks at one commit share the checkout
+        if dest.exists():
+            return dest
+        partial = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", dir=dest.parent))
+        with tarfile.open(fileobj=io.BytesIO(archive_commit(git_dir, sha))) as tar:
+            tar.extractall(partial, filter="tar")
+        partial.rename(dest)  # complete or absent, never half there
     return dest

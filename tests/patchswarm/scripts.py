@@ -178,3 +178,15 @@ class CalcScript:
             return f"The reproduction test tells them apart.\n<test>\n{REPRO_TEST}</test>"
         passing = re.findall(r"### Candidate (\w+): exit 0", text_of(messages[-1]))
         return f"This one returns 0.0.\n<choice>{passing[0] if passing else 'A'}</choice>"
+
+
+class HangingTestScript:
+    """Every reproduction test it writes runs for ten minutes: for interrupting a run mid-execution."""
+
+    def __call__(self, messages: list[dict[str, Any]]) -> str:
+        system = text_of(messages[0])
+        if "<relevant>" in system:
+            return "<relevant>no</relevant><summary>-</summary>"
+        if "<approve/>" in system and len(messages) <= 2:
+            return "<test>\nimport time\ntime.sleep(600)\n</test>"
+        return "<approve/>"

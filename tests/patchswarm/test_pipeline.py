@@ -78,7 +78,7 @@ def solve_command(repo: Path, sha: str, run_dir: Path, *extra: str) -> list[str]
 
 def run_containers(docker_client, run_dir: Path) -> list:
     """Labelled containers of runs in `run_dir` (run ids are `<run dir name>-<start time>`)."""
-    containers = docker_client.containers.list(all=True, filters={"label": "patchswarm.run"})
+    containers = docker_client.containers.list(all=True, filters={"label": "patchswarm.run"}, ignore_removed=True)
     return [c for c in containers if c.labels["patchswarm.run"].startswith(f"{run_dir.name}-")]
 
 
@@ -380,3 +380,28 @@ def test_config_change_invalidates_reuse(tmp_path, base_image, scripted, docker_
         store.close()
     assert len(hashes) == 3
     assert len(skipped) == 1
+
+
+def test_sigterm_during_a_long_sandbox_command_stops_promptly(tmp_path, base_image, docker_client):
+    """The containers go first, which ends the command a worker thread waits on; nothing is left behind."""
+    repo, sha = calc_repo(tmp_path)
+    run_dir = unique_run_dir(tmp_path, "term")
+    hang = [*(o.replace("scripted/calc", "scripted/hang") for o in OVERRIDES), "trajectories.test_timeout_s=900"]
+    command = cli("solve", "--repo", str(repo), "--commit", sha, "--issue", f"@{ISSUE_FILE}", "--run-dir", str(run_dir),
+                  "--scripted", "hang=tests.patchswarm.scripts:HangingTestScript", overrides=hang)
+    process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+    def test_is_running() -> bool:
+        for container in run_containers(docker_client, run_dir):
+            try:
+                if any("repro_test.py" in " ".join(p) for p in container.top(ps_args="-eo pid,args")["Processes"] or []):
+                    return True
+            except Exception:  # noqa: BLE001 - a container may go away while we look
+                continue
+        return False
+
+    wait_for(test_is_running, "the reproduction test running in a sandbox", process)
+    process.send_signal(signal.SIGTERM)
+    process.communicate(timeout=60)  # far less than the command's own 900 s timeout
+    assert process.returncode != 0
+    assert not run_containers(docker_client, run_dir)

@@ -186,7 +186,7 @@ def test_ctrl_c_stops_the_nodes_and_leaves_no_container(tmp_path, ray_head, dock
     assert process.returncode == 130, err
     assert dict(store_rows(run_dir, "SELECT instance_id, status FROM instances")) == {
         "textkit-slugify": "interrupted", "textkit-slugify-again": "interrupted"}
-    containers = docker_client.containers.list(all=True, filters={"label": "patchswarm.run"})
+    containers = docker_client.containers.list(all=True, filters={"label": "patchswarm.run"}, ignore_removed=True)
     assert not [c for c in containers if c.labels["patchswarm.run"].startswith(f"{run_dir.name}-")]
 
 
