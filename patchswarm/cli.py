@@ -392,6 +392,22 @@ def config_show(preset: str = PresetOpt, config_file: Path | None = ConfigOpt, o
     typer.echo(describe(_config(preset, config_file, overrides)))
 
 
+def _run_dir_locked(run_dir: Path) -> bool:
+    """Whether a live process holds the run directory's lock (see pipeline._exclusive)."""
+    import fcntl
+
+    lock = run_dir / ".lock"
+    if not lock.exists():
+        return False
+    with open(lock) as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        fcntl.flock(handle, fcntl.LOCK_UN)
+        return False
+
+
 @app.command()
 def runs(root: Path = typer.Option(Path("runs"), "--root", help="Directory holding run directories.")) -> None:
     """List runs with status, instances and cost."""
@@ -404,7 +420,10 @@ def runs(root: Path = typer.Option(Path("runs"), "--root", help="Directory holdi
         store = RunStore(db.parent)
         try:
             items = store.instances()
-            table.add_row(db.parent.name, str(store.get_meta("status", "?")), str(len(items)),
+            status = str(store.get_meta("status", "?"))
+            if status == "running" and not _run_dir_locked(db.parent):
+                status = "interrupted"  # its process died without saying so (kill -9, power loss)
+            table.add_row(db.parent.name, status, str(len(items)),
                           str(sum(i["status"] == "solved" for i in items)),
                           str(sum(i["status"] == "failed" for i in items)), f"{store.totals()['cost_usd']:.4f}")
         finally:

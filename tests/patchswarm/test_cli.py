@@ -166,3 +166,17 @@ def test_batch_skips_instances_eval_found_env_broken(tmp_path):
     result = invoke("batch", "--tasks", str(tasks), "--skip-env-broken", str(summary),
                     "--run-dir", str(tmp_path / "run"), *SCRIPTED_ROLES)
     assert "no env_broken_ids" in error_line(result)
+
+
+def test_runs_shows_a_run_whose_process_died_as_interrupted(tmp_path):
+    for name in ("dead", "live"):
+        store = RunStore(tmp_path / name)
+        store.set_meta("status", "running")
+        store.close()
+        (tmp_path / name / ".lock").write_text("1")
+    with open(tmp_path / "live" / ".lock") as held:  # what a live run holds
+        fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        result = CliRunner().invoke(app, ["runs", "--root", str(tmp_path)], terminal_width=200)
+    status = {cells[0]: cells[1] for cells in ([c.strip() for c in line.split("│") if c.strip()]
+                                               for line in result.stdout.splitlines()) if len(cells) > 2}
+    assert status["dead"] == "interrupted" and status["live"] == "running"
