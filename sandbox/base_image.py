@@ -7,6 +7,7 @@ step adds the user, the venv and the CA bundle, so both paths give the same sand
 
 from __future__ import annotations
 
+import fcntl
 import io
 import os
 import shutil
@@ -178,7 +179,10 @@ def ensure_base_image(
     client: docker.DockerClient, suite: str = DEFAULT_SUITE, source: str = "auto",
     log_dir: Path | None = None, rebuild: bool = False,
 ) -> str:
-    """Make `patchswarm-base:<suite>` exist; idempotent. `source`: auto (pull, else debootstrap), pull, debootstrap."""
+    """Make `patchswarm-base:<suite>` exist; idempotent and safe to call concurrently (one builder per suite).
+
+    `source`: auto (pull, else debootstrap), pull, debootstrap.
+    """
     if suite not in SUITE_PYTHON:
         raise ImageError(f"unknown Debian suite {suite!r}; choose one of {', '.join(SUITE_PYTHON)}")
     if source not in ("auto", "pull", "debootstrap"):
@@ -188,7 +192,21 @@ def ensure_base_image(
         return tag
     log_dir = log_dir or Path(tempfile.gettempdir()) / "patchswarm-logs"
     log_dir.mkdir(parents=True, exist_ok=True)
-    with open(log_dir / f"base-image-{suite}.log", "wb") as log:
+    # Concurrent workers (whatever their log_dir): one builds, the others wait here, then find the image.
+    # Read-only is enough for flock, so a lock file another user created works too.
+    lock = os.open(Path(tempfile.gettempdir()) / f"patchswarm-base-{suite}.lock", os.O_RDONLY | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if image_exists(client, tag) and not rebuild:
+            return tag
+        _build_base_image(client, suite, source, tag, log_dir / f"base-image-{suite}.log")
+    finally:
+        os.close(lock)
+    return tag
+
+
+def _build_base_image(client: docker.DockerClient, suite: str, source: str, tag: str, log_path: Path) -> None:
+    with open(log_path, "wb") as log:
         rootfs = None
         if source in ("auto", "pull"):
             try:
@@ -200,4 +218,3 @@ def ensure_base_image(
         if rootfs is None:
             rootfs = debootstrap_rootfs_image(client, suite, log)
         finish_base_image(client, rootfs, tag, log)
-    return tag

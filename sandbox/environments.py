@@ -7,10 +7,12 @@ artefacts too and no history of the source repository exists inside.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import hashlib
 import json
 import tempfile
+import threading
 from pathlib import Path
 
 import docker
@@ -23,11 +25,20 @@ from sandbox.manager import owner_labels
 from sandbox.repos import DEFAULT_CACHE, RepoSource, archive_commit, local_git_dir, resolve_commit
 from sandbox.sandbox import REPO_DIR, SANDBOX_USER
 
-BUILD_FORMAT = 1  # bump when the build recipe changes, so old cached images are not reused
+BUILD_FORMAT = 2  # bump when the build recipe changes, so old cached images are not reused
 DEFAULT_EXCLUDES = "__pycache__/\n*.pyc\n.pytest_cache/\n"
 SCRUB_SCRIPT = (
     f"cd {REPO_DIR} && rm -rf .git && git init -q && printf '{DEFAULT_EXCLUDES}' >> .git/info/exclude "
     "&& git add -A -f && git commit -q --no-verify --allow-empty -m base"
+)
+# Run as root after setup: whatever the sandbox user owns outside /repo and its home directory (the venv,
+# what setup left in $HOME or /tmp) becomes root's, so no command can change the environment that later
+# commands run in (e.g. a .pth file in site-packages) and reset() only needs to restore /repo and clear
+# the user's own new files. pip's cache goes first, so tools can still create ~/.cache at test time.
+LOCK_SCRIPT = (
+    'home=$(getent passwd 1000 | cut -d: -f6); home=${home:-/home/sandbox}; '
+    'rm -rf "$home/.cache/pip"; rmdir "$home/.cache" 2>/dev/null; '
+    f'find / -xdev -path {REPO_DIR} -prune -o -user 1000 ! -path "$home" -exec chown -h 0:0 {{}} +'
 )
 
 
@@ -124,26 +135,32 @@ def _build(client, git_dir: Path, sha: str, base: str, tag: str, env: EnvSpec, r
         base, ["sleep", "infinity"], user="0", working_dir="/",
         labels={**owner_labels(run_id), LABEL_KIND: "env-build"},
     )
+    # One deadline for all setup commands together: past it a watchdog kills the build container,
+    # which ends the running command (and frees the per-tag lock the caller holds).
+    expired = threading.Event()
+    watchdog = threading.Timer(env.setup_timeout_s, _expire, (container, expired))
     try:
         container.start()
         with open(log_path, "wb") as log:
-            for command in env.root_setup:
-                log.write(f"(root) $ {command}\n".encode())
-                code = _stream_exec(client, container.id, command, log, "0")
-                if code != 0:
-                    raise ImageBuildError(f"environment root setup command {command!r} failed (exit {code})",
-                                          str(log_path), _tail(log_path))
-            container.put_archive(REPO_DIR, archive_commit(git_dir, sha))
-            container.exec_run(["chown", "-R", "1000:1000", REPO_DIR])
-            for command in env.setup:
-                log.write(f"$ {command}\n".encode())
-                code = _stream_exec(client, container.id, command, log, SANDBOX_USER)
-                if code != 0:
-                    raise ImageBuildError(f"environment setup command {command!r} failed (exit {code})",
-                                          str(log_path), _tail(log_path))
+            watchdog.start()
+            try:
+                _setup(client, container, git_dir, sha, env, log, log_path)
+            except Exception:
+                if not expired.is_set():
+                    raise
+            finally:
+                watchdog.cancel()
+            if expired.is_set():
+                message = f"environment setup timed out after {env.setup_timeout_s:g}s"
+                log.write(f"\n{message}\n".encode())
+                log.flush()
+                raise ImageBuildError(message, str(log_path), _tail(log_path))
             code = _stream_exec(client, container.id, SCRUB_SCRIPT, log, SANDBOX_USER)
             if code != 0:
                 raise ImageBuildError("making the base commit failed", str(log_path), _tail(log_path))
+            code = _stream_exec(client, container.id, LOCK_SCRIPT, log, "0")
+            if code != 0:
+                raise ImageBuildError("making the environment read-only failed", str(log_path), _tail(log_path))
         container.stop(timeout=1)
         repository, _, version = tag.partition(":")
         container.commit(repository=repository, tag=version, changes=[
@@ -151,5 +168,29 @@ def _build(client, git_dir: Path, sha: str, base: str, tag: str, env: EnvSpec, r
             f"LABEL patchswarm.repo_sha={sha}",
         ])
     finally:
+        watchdog.cancel()
         container.remove(force=True)
 
+
+def _expire(container, expired: threading.Event) -> None:
+    expired.set()
+    with contextlib.suppress(Exception):
+        container.kill()
+
+
+def _setup(client, container, git_dir: Path, sha: str, env: EnvSpec, log, log_path: Path) -> None:
+    """Root setup, the repository at /repo, then setup as the sandbox user (network on)."""
+    for command in env.root_setup:
+        log.write(f"(root) $ {command}\n".encode())
+        code = _stream_exec(client, container.id, command, log, "0")
+        if code != 0:
+            raise ImageBuildError(f"environment root setup command {command!r} failed (exit {code})",
+                                  str(log_path), _tail(log_path))
+    container.put_archive(REPO_DIR, archive_commit(git_dir, sha))
+    container.exec_run(["chown", "-R", "1000:1000", REPO_DIR])
+    for command in env.setup:
+        log.write(f"$ {command}\n".encode())
+        code = _stream_exec(client, container.id, command, log, SANDBOX_USER)
+        if code != 0:
+            raise ImageBuildError(f"environment setup command {command!r} failed (exit {code})",
+                                  str(log_path), _tail(log_path))

@@ -54,18 +54,18 @@ class ExecChannel:
         self._stderr = bytearray()
         self._read_message(deadline=time.monotonic() + 30)  # the server says it is ready
 
-    def _read_frames(self, deadline: float) -> None:
+    def _read_frames(self, deadline: float | None) -> None:
         """Read one multiplexed frame (8-byte header: stream, 0, 0, 0, size) into stdout/stderr buffers."""
         header = self._recv_exact(8, deadline)
         stream, size = header[0], struct.unpack(">I", header[4:])[0]
         payload = self._recv_exact(size, deadline)
         (self._stdout if stream == 1 else self._stderr).extend(payload)
 
-    def _recv_exact(self, size: int, deadline: float) -> bytes:
+    def _recv_exact(self, size: int, deadline: float | None) -> bytes:
         data = bytearray()
         while len(data) < size:
-            left = deadline - time.monotonic()
-            if left <= 0:
+            left = None if deadline is None else deadline - time.monotonic()
+            if left is not None and left <= 0:
                 raise ChannelBroken("exec server did not answer in time")
             ready, _, _ = select.select([self._sock], [], [], left)
             if not ready:
@@ -76,7 +76,7 @@ class ExecChannel:
             data.extend(chunk)
         return bytes(data)
 
-    def _read_message(self, deadline: float) -> dict:
+    def _read_message(self, deadline: float | None) -> dict:
         while len(self._stdout) < 11:
             self._read_frames(deadline)
         size = int(self._stdout[:10])
@@ -86,14 +86,15 @@ class ExecChannel:
         del self._stdout[: 11 + size]
         return json.loads(body)
 
-    def run(self, command: str, *, timeout: float, env: dict[str, str] | None, workdir: str | None,
+    def run(self, command: str, *, timeout: float | None, env: dict[str, str] | None, workdir: str | None,
             output_cap: int, kill_strays: bool = False) -> ExecResult:
+        """Run one command; `timeout` None means no limit. Commands of any length work (long ones run from a file)."""
         request = json.dumps({"command": command, "env": env or {}, "workdir": workdir, "timeout": timeout,
                               "cap": output_cap, "kill_strays": kill_strays}).encode()
         try:
             self._sock.sendall(b"%010d\n" % len(request) + request)
             # The server enforces `timeout` itself; the extra margin covers killing the process tree.
-            reply = self._read_message(deadline=time.monotonic() + timeout + 30)
+            reply = self._read_message(deadline=None if timeout is None else time.monotonic() + timeout + 30)
         except OSError as exc:
             raise ChannelBroken(f"exec server connection failed: {exc}") from None
         head = base64.b64decode(reply["head"])

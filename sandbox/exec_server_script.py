@@ -2,8 +2,10 @@
 
 One long-lived process per sandbox saves a `docker exec` round trip (~60 ms) per command. Protocol:
 each request and response is `<10-digit length>\n<json>` on stdin / stdout.
-A request: {"command", "env", "workdir", "timeout", "cap", "kill_strays"}. The response carries the
-exit code, capped output (head and tail, base64), the total byte count and whether it timed out.
+A request: {"command", "env", "workdir", "timeout", "cap", "kill_strays"}; timeout None means no limit.
+The response carries the exit code, capped output (head and tail, base64), the total byte count and
+whether it timed out. A command that cannot start (a NUL byte, a missing workdir) gets exit code 127
+and a one-line reason as its output; the server itself keeps serving.
 """
 
 import base64
@@ -13,9 +15,16 @@ import select
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 
 ME = os.getpid()
+# Linux refuses a single argument over 128 KiB (MAX_ARG_STRLEN); longer commands run from a file.
+ARG_LIMIT = 64 * 1024
+# After the command's main process exits, output is kept until it pauses this long (at most DRAIN_MAX_S).
+DRAIN_S = 0.2
+DRAIN_MAX_S = 1.0
+POLL_S = 0.05
 
 
 def _stat(pid):
@@ -55,6 +64,18 @@ def kill_others():
         time.sleep(0.005)
 
 
+def kill_session(sid):
+    """SIGKILL what is left of one command: the processes of its session (those that called setsid escape)."""
+    for name in os.listdir("/proc"):
+        if name.isdigit() and int(name) != ME:
+            stat = _stat(int(name))
+            if stat is not None and stat[1] == sid and stat[0] != "Z":
+                try:
+                    os.kill(int(name), signal.SIGKILL)
+                except (ProcessLookupError, PermissionError):
+                    pass
+
+
 def reap():
     while True:
         try:
@@ -65,35 +86,68 @@ def reap():
             return
 
 
+def failed(message, started):
+    text = base64.b64encode(message.encode("utf-8", "replace")).decode()
+    return {"exit_code": 127, "head": text, "tail": "", "total": 0, "timed_out": False,
+            "duration": time.monotonic() - started}
+
+
+def start(req):
+    """The command's process and, for a long command, the file it runs from (the caller removes it)."""
+    command = req["command"]
+    if "\0" in command:
+        raise ValueError("the command contains a NUL byte")
+    env = dict(os.environ)
+    env.update(req.get("env") or {})
+    argv, script = ["bash", "-c", command], None
+    if len(command.encode("utf-8", "surrogateescape")) > ARG_LIMIT:
+        fd, script = tempfile.mkstemp(prefix=".ps_cmd_", suffix=".sh")
+        with os.fdopen(fd, "wb") as f:
+            f.write(command.encode("utf-8", "surrogateescape"))
+        argv = ["bash", script]
+    try:
+        return subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                cwd=req.get("workdir") or None, env=env, start_new_session=True), script
+    except BaseException:
+        if script:
+            os.unlink(script)
+        raise
+
+
 def run(req):
     if req.get("kill_strays"):
         kill_others()
-    env = dict(os.environ)
-    env.update(req.get("env") or {})
     cap = max(int(req.get("cap", 65536)) // 2, 1)
     started = time.monotonic()
     try:
-        proc = subprocess.Popen(["bash", "-c", req["command"]], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                stderr=subprocess.STDOUT, cwd=req.get("workdir") or None, env=env,
-                                start_new_session=True)
-    except OSError as exc:
-        return {"exit_code": 127, "head": "", "tail": base64.b64encode(str(exc).encode()).decode(), "total": 0,
-                "timed_out": False, "duration": 0.0}
+        proc, script = start(req)
+    except (OSError, ValueError) as exc:
+        return failed("cannot start the command: {}".format(exc), started)  # noqa: UP032 - Python >= 3.6
     head, tail, total = bytearray(), bytearray(), 0
-    deadline = started + float(req.get("timeout", 60))
-    timed_out = False
+    timeout = req.get("timeout")
+    deadline = None if timeout is None else started + float(timeout)
+    timed_out = held_open = False
+    exited_at = last_data = None  # set once the main process ended while the output is still open
     fd = proc.stdout.fileno()
     while True:
-        left = deadline - time.monotonic()
-        if left <= 0:
+        now = time.monotonic()
+        if deadline is not None and now >= deadline:
             timed_out = True
             break
-        ready, _, _ = select.select([fd], [], [], min(left, 0.5))
+        if exited_at is None and proc.poll() is not None:
+            exited_at = last_data = now
+        if exited_at is not None and (now - last_data >= DRAIN_S or now - exited_at >= DRAIN_MAX_S):
+            held_open = True  # a background child keeps the pipe: the command itself is done
+            break
+        wait = POLL_S if deadline is None else min(deadline - now, POLL_S)
+        ready, _, _ = select.select([fd], [], [], wait)
         if not ready:
             continue
         chunk = os.read(fd, 65536)
         if not chunk:
             break
+        if exited_at is not None:
+            last_data = time.monotonic()  # still talking: keep draining
         total += len(chunk)
         room = cap - len(head)
         if room > 0:
@@ -105,16 +159,23 @@ def run(req):
                 del tail[: len(tail) - cap]
     if timed_out:
         kill_others()
+    elif held_open:
+        kill_session(proc.pid)  # start_new_session: the command's session id is its pid
     else:
         # Output closed: the command ended (or only its background children hold nothing open).
         try:
-            proc.wait(timeout=max(deadline - time.monotonic(), 0.01))
+            proc.wait(timeout=None if deadline is None else max(deadline - time.monotonic(), 0.01))
         except subprocess.TimeoutExpired:
             timed_out = True
             kill_others()
     proc.stdout.close()
     code = proc.wait()
     reap()
+    if script:
+        try:
+            os.unlink(script)
+        except OSError:
+            pass
     tail = bytes(tail[-cap:]) if len(tail) > cap else bytes(tail)
     return {"exit_code": 128 - code if code < 0 else code, "head": base64.b64encode(bytes(head)).decode(),
             "tail": base64.b64encode(tail).decode(), "total": total, "timed_out": timed_out,

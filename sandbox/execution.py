@@ -10,6 +10,9 @@ from docker import APIClient
 from pydantic import BaseModel
 
 DEFAULT_OUTPUT_CAP = 64 * 1024
+# Each command's bash is a session leader (docker exec); it notes its pid, so what it leaves behind
+# holding the output open can be killed by session. Per uid: another user could not overwrite it.
+SESSION_FILE = "/tmp/.ps_exec_sid.$UID"
 
 
 class ExecResult(BaseModel):
@@ -83,16 +86,24 @@ def run_exec(
     container_id: str,
     command: str,
     *,
-    timeout: float,
+    timeout: float | None,
     user: str,
     workdir: str | None = None,
     env: dict[str, str] | None = None,
     output_cap: int = DEFAULT_OUTPUT_CAP,
 ) -> ExecResult:
-    """Run `command` under bash; on timeout kill every process of the sandbox but its init."""
+    """Run `command` under bash; on timeout kill every process of the sandbox but its init.
+
+    `timeout` None means no limit. When the command's main process has exited but a background child
+    still holds the output open, output is drained briefly, the command's session is killed (such a
+    child also stalls the engine's later execs) and the real exit code returned.
+    """
     started = time.monotonic()
+    if "\0" in command or any("\0" in k + v for k, v in (env or {}).items()):
+        return ExecResult(command=command, exit_code=127, output="cannot start the command: it contains a NUL byte",
+                          duration_s=0.0, output_bytes=0)
     exec_id = api.exec_create(
-        container_id, ["bash", "-c", command], stdout=True, stderr=True,
+        container_id, ["bash", "-c", f"echo $$ > {SESSION_FILE} 2>/dev/null; {command}"], stdout=True, stderr=True,
         user=user, workdir=workdir, environment=env or {},
     )["Id"]
     stream = api.exec_start(exec_id, stream=True)
@@ -110,11 +121,16 @@ def run_exec(
 
     reader = threading.Thread(target=pump, daemon=True)
     reader.start()
-    timed_out = not done.wait(timeout)
+    timed_out = not _wait_main_exit(api, exec_id, done, None if timeout is None else started + timeout)
     if timed_out:
         kill_all_processes(api, container_id, user)
         # The stream ends once the killed processes release their pipes.
         if not done.wait(15):
+            stream.close()
+    elif not done.is_set():
+        _drain(collector, done)
+        if not done.is_set():
+            _kill_leftovers(api, container_id, user, done)
             stream.close()
     duration = time.monotonic() - started
     exit_code = _wait_exit_code(api, exec_id)
@@ -123,6 +139,45 @@ def run_exec(
         command=command, exit_code=exit_code, output=output, timed_out=timed_out,
         duration_s=duration, output_bytes=collector.total, truncated_bytes=cut,
     )
+
+
+def _wait_main_exit(api: APIClient, exec_id: str, done: threading.Event, deadline: float | None) -> bool:
+    """Wait until the output ends or the main process exits; False on reaching `deadline`.
+
+    The engine is asked only while the output stays open, less often as time passes.
+    """
+    poll = 0.05
+    while True:
+        left = None if deadline is None else deadline - time.monotonic()
+        if left is not None and left <= 0:
+            return False
+        if done.wait(poll if left is None else min(poll, left)):
+            return True
+        info = api.exec_inspect(exec_id)
+        if not info.get("Running") and info.get("ExitCode") is not None:  # None: not even started yet
+            return True
+        poll = min(poll * 2, 1.0)
+
+
+def _drain(collector: OutputCollector, done: threading.Event, quiet_s: float = 0.2, max_s: float = 1.0) -> None:
+    """Keep reading until the output ends or stays quiet for `quiet_s`, at most `max_s` (below the ~2 s
+    after which the engine closes the output of an exited exec itself, leaving its holders running)."""
+    stop = time.monotonic() + max_s
+    while time.monotonic() < stop:
+        seen = collector.total
+        if done.wait(quiet_s) or collector.total == seen:
+            return
+
+
+def _kill_leftovers(api: APIClient, container_id: str, user: str, done: threading.Event) -> None:
+    """Kill the finished command's session; if something (e.g. a setsid child) still holds the output, all."""
+    script = (f's=$(cat {SESSION_FILE} 2>/dev/null) && [ -n "$s" ] && '
+              '{ pkill -9 -s "$s" 2>/dev/null || kill -9 -- "-$s" 2>/dev/null; }; true')
+    exec_id = api.exec_create(container_id, ["bash", "-c", script], user=user)["Id"]
+    api.exec_start(exec_id)
+    if not done.wait(1):
+        kill_all_processes(api, container_id, user)
+        done.wait(5)
 
 
 def _wait_exit_code(api: APIClient, exec_id: str) -> int | None:

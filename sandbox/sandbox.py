@@ -8,6 +8,7 @@ import re
 import shlex
 import tarfile
 import threading
+import uuid
 
 from docker.errors import APIError, NotFound
 from docker.models.containers import Container
@@ -21,8 +22,9 @@ SANDBOX_USER = "1000:1000"
 # Exit code and marker of the in-container prelude (reset / patch / files) in `Sandbox.run`.
 PRELUDE_FAILED = 125
 PRELUDE_MARKER = "@@patchswarm-prelude-failed@@"
-# Commands travel inside the exec request; beyond this the payload is written in chunks first.
-INLINE_LIMIT = 256 * 1024
+# Linux refuses a single argument over 128 KiB (MAX_ARG_STRLEN), so a longer `bash -c` command is
+# copied into the container and run from a file (the exec server does the same on its side).
+ARG_LIMIT = 64 * 1024
 
 RESET_SCRIPT = "git reset -q --hard HEAD && git clean -qfdx"
 # A temporary index keeps `diff()` from touching the sandbox's own index.
@@ -31,6 +33,29 @@ DIFF_SCRIPT = (
     "git read-tree HEAD && git add -A && git diff --cached --no-color --no-ext-diff HEAD; "
     "rc=$?; rm -f $GIT_INDEX_FILE; exit $rc"
 )
+
+
+def _clean_script(workdir: str) -> str:
+    """Remove what the sandbox user left in scratch places outside the repository; files of others stay
+    (e.g. the root-owned exec server). Never for root: there, those places hold the image's own files."""
+    w = shlex.quote(workdir)
+    return (
+        'u=$(id -u); [ "$u" = 0 ] || for d in /tmp /var/tmp /dev/shm "$HOME"; do '
+        f'case "$d" in ""|/|{w}|{w}/*) continue;; esac; '
+        'if [ -d "$d" ]; then find "$d" -mindepth 1 -maxdepth 1 -user "$u" -exec rm -rf {} + || exit 1; fi; done'
+    )
+
+
+def _script_tar(name: str, script: bytes, user: str) -> bytes:
+    ids = user.split(":")
+    uid = int(ids[0]) if ids[0].isdigit() else 0
+    gid = int(ids[1]) if len(ids) > 1 and ids[1].isdigit() else uid
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        info = tarfile.TarInfo(name)
+        info.size, info.mode, info.uid, info.gid = len(script), 0o644, uid, gid
+        tar.addfile(info, io.BytesIO(script))
+    return buf.getvalue()
 
 
 def _b64(data: str | bytes) -> str:
@@ -111,12 +136,13 @@ class Sandbox:
     # -- commands --------------------------------------------------------------------------------
 
     def exec(
-        self, command: str, timeout: float = 60, env: dict[str, str] | None = None, workdir: str | None = None,
-        output_cap: int = DEFAULT_OUTPUT_CAP, user: str | None = None, kill_strays: bool = False,
+        self, command: str, timeout: float | None = 60, env: dict[str, str] | None = None,
+        workdir: str | None = None, output_cap: int = DEFAULT_OUTPUT_CAP, user: str | None = None,
+        kill_strays: bool = False,
     ) -> ExecResult:
-        """Run a bash command. Only the variables in `env` are added to the image's environment.
+        """Run a bash command of any length. Only the variables in `env` are added to the image's environment.
 
-        `kill_strays` first kills every process left over from earlier commands.
+        `kill_strays` first kills every process left over from earlier commands. `timeout` None: no limit.
         """
         if self.closed:
             raise SandboxError(f"sandbox {self.id[:12]} is closed")
@@ -134,16 +160,28 @@ class Sandbox:
                         self._channel = None
                         return ExecResult(command=command, exit_code=None, output=f"[sandbox exec server lost: {exc}]",
                                           duration_s=0.0, output_bytes=0)
+                user = user or self.user
+                script = self._staged_command(command, user)
                 if kill_strays:
-                    command = f"kill -9 -1 2>/dev/null; {command}"
-                return run_exec(
-                    self._api(), self.id, command, timeout=timeout, user=user or self.user,
-                    workdir=workdir or self.workdir, env=env, output_cap=output_cap,
-                )
+                    script = f"kill -9 -1 2>/dev/null; {script}"
+                result = run_exec(self._api(), self.id, script, timeout=timeout, user=user,
+                                  workdir=workdir or self.workdir, env=env, output_cap=output_cap)
+                result.command = command
+                return result
             except NotFound:
                 raise SandboxBroken(f"sandbox container {self.id[:12]} is gone") from None
             except APIError as exc:
                 raise SandboxBroken(f"sandbox container {self.id[:12]} failed: {exc.explanation}") from None
+
+    def _staged_command(self, command: str, user: str) -> str:
+        """`command` itself when it fits in one argument, else a command running it from a copied file."""
+        raw = command.encode("utf-8", errors="replace")
+        if len(raw) <= ARG_LIMIT or "\0" in command:  # run_exec refuses NUL bytes itself
+            return command
+        name = f".ps_cmd_{uuid.uuid4().hex}.sh"
+        self._api().put_archive(self.id, "/tmp", _script_tar(name, raw, user))
+        # A child bash runs it, so an `exit` in the command still lets the file be removed.
+        return f"bash /tmp/{name}; rc=$?; rm -f /tmp/{name}; exit $rc"
 
     def _ready_channel(self) -> ExecChannel | None:
         if self._channel is False:
@@ -158,21 +196,22 @@ class Sandbox:
 
     def run(
         self, command: str, *, patch: str | None = None, files: dict[str, str | bytes] | None = None,
-        timeout: float = 60, env: dict[str, str] | None = None, reset: bool = True,
+        timeout: float | None = 60, env: dict[str, str] | None = None, reset: bool = True,
         output_cap: int = DEFAULT_OUTPUT_CAP,
     ) -> ExecResult:
         """Reset to base, apply `patch`, write `files`, run `command`: one round trip to the engine.
 
         This is the hot path of trajectories and the test matrix. A patch that does not apply
-        raises `PatchApplyError` and the command does not run.
+        raises `PatchApplyError` and the command does not run. Unlike `reset()`, this keeps the
+        sandbox user's /tmp and $HOME, so reruns in one lease can see each other (flakiness checks).
         """
         steps = [RESET_SCRIPT] if reset else []
         if patch and patch.strip():
             self._refuse_binary(patch)
-            steps.append(self._staged_payload("/tmp/.ps_run.patch", patch))
+            steps.append(_write_file_script("/tmp/.ps_run.patch", patch))
             steps.append(_apply_script("/tmp/.ps_run.patch"))
         for path, data in (files or {}).items():
-            steps.append(self._staged_payload(path, data))
+            steps.append(_write_file_script(path, data))
         prelude = " && ".join(steps) or "true"
         script = (
             f"{{ {prelude}; }} || {{ echo {PRELUDE_MARKER}; echo 'preparing the sandbox failed'; exit {PRELUDE_FAILED}; }}\n"
@@ -189,29 +228,13 @@ class Sandbox:
             )
         return result
 
-    def _staged_payload(self, path: str, data: str | bytes) -> str:
-        """Inline small payloads in the command; write big ones ahead so the request stays small."""
-        if len(data) <= INLINE_LIMIT:
-            return _write_file_script(path, data)
-        self.write_file(path, data)
-        return "true"
-
     # -- files -----------------------------------------------------------------------------------
 
     def write_file(self, path: str, content: str | bytes) -> None:
         """Write a file (relative paths are inside /repo), creating parent directories, as the sandbox user."""
-        raw = content.encode("utf-8") if isinstance(content, str) else content
-        chunk = INLINE_LIMIT
-        first = True
-        for start in range(0, max(len(raw), 1), chunk):
-            part = raw[start : start + chunk]
-            op = ">" if first else ">>"
-            quoted = shlex.quote(path)
-            script = f"mkdir -p \"$(dirname {quoted})\" && printf %s {_b64(part)} | base64 -d {op} {quoted}"
-            result = self.exec(script, timeout=60)
-            if result.exit_code != 0:
-                raise SandboxError(f"cannot write {path} in sandbox: {result.output.strip()[:300]}")
-            first = False
+        result = self.exec(_write_file_script(path, content), timeout=60)
+        if result.exit_code != 0:
+            raise SandboxError(f"cannot write {path} in sandbox: {result.output.strip()[:300]}")
 
     def read_file(self, path: str) -> str:
         """Read a text file (relative paths are inside /repo); invalid UTF-8 is replaced."""
@@ -241,7 +264,7 @@ class Sandbox:
         if not diff.strip():
             return
         self._refuse_binary(diff)
-        script = f"{self._staged_payload('/tmp/.ps_apply.patch', diff)} && {_apply_script('/tmp/.ps_apply.patch')}"
+        script = f"{_write_file_script('/tmp/.ps_apply.patch', diff)} && {_apply_script('/tmp/.ps_apply.patch')}"
         result = self.exec(script, timeout=120)
         if result.exit_code == PRELUDE_FAILED and result.output.startswith(PRELUDE_MARKER):
             detail = result.output[len(PRELUDE_MARKER) :].strip()
@@ -258,8 +281,9 @@ class Sandbox:
         return result.output
 
     def reset(self) -> None:
-        """Back to the exact base state: tracked and untracked files, no stray processes."""
-        result = self.exec(RESET_SCRIPT, timeout=120, kill_strays=True)
+        """Back to the base state: tracked and untracked files, no stray processes, and nothing of the
+        sandbox user's left in /tmp, /var/tmp, /dev/shm or $HOME (the image's own files there stay)."""
+        result = self.exec(f"{RESET_SCRIPT} && {_clean_script(self.workdir)}", timeout=120, kill_strays=True)
         if result.exit_code != 0:
             raise SandboxBroken(f"reset failed in sandbox {self.id[:12]}: {result.output.strip()[:300]}")
         self.dirty = False

@@ -2,6 +2,8 @@ from __future__ import annotations
 
 import time
 
+import pytest
+
 from sandbox.execution import OutputCollector
 
 
@@ -76,3 +78,32 @@ def test_command_that_kills_the_exec_server_is_reported_and_sandbox_recovers(san
     lost = sandbox.exec("kill -9 -1")
     assert lost.exit_code is None and "exec server lost" in lost.output
     assert sandbox.exec("echo back").output.strip() == "back"
+
+
+@pytest.mark.parametrize("exec_server", [True, False], ids=["exec-server", "plain-docker-exec"])
+def test_finished_command_with_background_child_is_not_a_timeout(manager, calc_image, exec_server):
+    sb = manager.create(calc_image, exec_server=exec_server)
+    result = sb.exec("sleep 30 & echo bg; exit 4", timeout=3)
+    assert not result.timed_out
+    assert result.exit_code == 4 and result.output.strip() == "bg"
+    # What the command left holding its output is killed (left alone, it stalls later docker execs).
+    assert sb.exec("ps -eo args --no-headers | grep -c '[s]leep 30' || true").output.strip() == "0"
+    detached = sb.exec("sleep 30 > /dev/null 2>&1 & echo detached", timeout=3)
+    assert detached.exit_code == 0 and not detached.timed_out
+    chatty = sb.exec("yes & echo started", timeout=10, output_cap=1000)  # output never pauses
+    assert chatty.exit_code == 0 and not chatty.timed_out and chatty.output.startswith("started")
+    assert sb.exec("ps -eo args --no-headers | grep -c '^[y]es' || true").output.strip() == "0"
+
+
+@pytest.mark.parametrize("exec_server", [True, False], ids=["exec-server", "plain-docker-exec"])
+def test_nul_byte_and_no_timeout_leave_the_sandbox_usable(manager, calc_image, exec_server):
+    sb = manager.create(calc_image, exec_server=exec_server)
+    parent = sb.exec("echo $PPID").output.strip()  # with the exec server: the server's pid
+    nul = sb.exec("echo a\0b")
+    assert nul.exit_code == 127 and "NUL byte" in nul.output and "\n" not in nul.output.strip()
+    bad_env = sb.exec("echo never", env={"X": "a\0b"})
+    assert bad_env.exit_code == 127 and "never" not in bad_env.output
+    assert sb.exec("echo unlimited", timeout=None).output.strip() == "unlimited"
+    assert sb.run("echo run unlimited", timeout=None).output.strip() == "run unlimited"
+    if exec_server:
+        assert sb.exec("echo $PPID").output.strip() == parent  # the same server, it never died

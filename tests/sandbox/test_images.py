@@ -1,8 +1,13 @@
 from __future__ import annotations
 
+import threading
+import time
+import uuid
+
 import pytest
 
-from sandbox.base_image import suite_for_python
+from sandbox import base_image as base_image_module
+from sandbox.base_image import base_image_tag, ensure_base_image, suite_for_python
 from sandbox.environments import EnvSpec, build_env_image
 from sandbox.errors import ImageBuildError, ImageError
 from sandbox.repos import RepoSource
@@ -57,3 +62,65 @@ def test_build_failure_gives_one_line_error_with_log(docker_client, calc_repo, t
 def test_unknown_image_is_named(manager):
     with pytest.raises(ImageError, match="unknown image no-such-image:1"):
         manager.create("no-such-image:1")
+
+
+def test_setup_timeout_is_enforced(docker_client, calc_repo, tmp_path):
+    path, shas = calc_repo
+    spec = EnvSpec(setup=[f"echo started; sleep 60  # {uuid.uuid4().hex}"], setup_timeout_s=2)
+    with pytest.raises(ImageBuildError) as err:
+        build_env_image(docker_client, RepoSource(location=str(path), commit=shas[0]), spec, log_dir=tmp_path)
+    assert "environment setup timed out after 2s" in str(err.value) and err.value.log_path in str(err.value)
+    assert "started" in err.value.tail
+
+
+def test_concurrent_base_image_calls_return_the_existing_image(docker_client, base_image, tmp_path):
+    results = []
+    threads = [threading.Thread(target=lambda: results.append(ensure_base_image(docker_client, log_dir=tmp_path)))
+               for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert results == [base_image, base_image]
+    assert not (tmp_path / "base-image-bookworm.log").exists()  # nothing was built
+
+
+def test_concurrent_base_image_builds_run_once(monkeypatch, tmp_path):
+    """The build steps are stubbed (a real base image build takes minutes); the lock is what is tested."""
+    built: set[str] = set()
+    builds = []
+    monkeypatch.setattr(base_image_module, "image_exists", lambda client, tag: tag in built)
+    monkeypatch.setattr(base_image_module, "_pull_rootfs_image", lambda client, suite, log: "rootfs")
+
+    def finish(client, rootfs, tag, log):
+        builds.append(tag)
+        time.sleep(0.3)  # long enough for the other worker to arrive while this one builds
+        built.add(tag)
+
+    monkeypatch.setattr(base_image_module, "finish_base_image", finish)
+    suite = "trixie"
+    threads = [threading.Thread(target=ensure_base_image, args=(None, suite), kwargs={"log_dir": tmp_path / str(n)})
+               for n in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert builds == [base_image_tag(suite)]
+
+
+def test_environment_is_read_only_and_reset_clears_scratch(manager, docker_client, calc_repo, tmp_path):
+    path, shas = calc_repo
+    spec = EnvSpec(setup=["touch $VIRTUAL_ENV/setup-marker && mkdir -p $HOME/.config/tool "
+                          "&& echo cfg > $HOME/.config/tool/rc && pip --version > /dev/null"])
+    image = build_env_image(docker_client, RepoSource(location=str(path), commit=shas[0]), spec, log_dir=tmp_path)
+    sb = manager.create(image.tag)
+    site = sb.exec("python3 -c 'import sysconfig; print(sysconfig.get_paths()[\"purelib\"])'").output.strip()
+    assert site.startswith("/opt/venv/")
+    dropped = sb.exec(f"echo 'import os' > {site}/evil.pth")
+    assert dropped.exit_code != 0 and "Permission denied" in dropped.output
+    assert sb.exec("test -e $VIRTUAL_ENV/setup-marker").exit_code == 0  # setup could still write there
+    sb.exec("echo x > $HOME/x && mkdir /tmp/d && echo y > /tmp/d/y && echo z > /dev/shm/z")
+    sb.reset()
+    left = sb.exec(f"ls $HOME/x /tmp/d /dev/shm/z {site}/evil.pth 2>&1; cat $HOME/.config/tool/rc")
+    assert left.output.count("No such file") == 4 and left.output.rstrip().endswith("cfg")
+    assert sb.exec("test -f /tmp/.patchswarm/exec_server.py && echo server-kept").output.strip() == "server-kept"
