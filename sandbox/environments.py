@@ -19,7 +19,7 @@ import docker
 from docker.errors import APIError
 from pydantic import BaseModel, Field
 
-from sandbox.base_image import LABEL_KIND, ensure_base_image, image_exists, suite_for_python
+from sandbox.base_image import LABEL_KIND, VENV, ensure_base_image, image_exists, suite_for_python
 from sandbox.errors import ImageBuildError, ImageError
 from sandbox.manager import owner_labels
 from sandbox.repos import DEFAULT_CACHE, RepoSource, archive_commit, local_git_dir, resolve_commit
@@ -188,6 +188,10 @@ def _setup(client, container, git_dir: Path, sha: str, env: EnvSpec, log, log_pa
                                   str(log_path), _tail(log_path))
     container.put_archive(REPO_DIR, archive_commit(git_dir, sha))
     container.exec_run(["chown", "-R", "1000:1000", REPO_DIR])
+    if env.setup:
+        # A base that is itself an environment image has a read-only venv (LOCK_SCRIPT): setup, which
+        # runs as the sandbox user, may install into it again; LOCK_SCRIPT locks it once more after.
+        container.exec_run(["sh", "-c", f"[ ! -d {VENV} ] || chown -R 1000:1000 {VENV}"])
     for command in env.setup:
         log.write(f"$ {command}\n".encode())
         code = _stream_exec(client, container.id, command, log, SANDBOX_USER)
