@@ -26,34 +26,30 @@ class DatasetError(ValueError):
     """A dataset or predictions file that cannot be used; the message is one clear line."""
 
 
-class SweTask(BaseModel):
+class _PublicFields(BaseModel):
+    """The columns solving may see: the issue and where the code is."""
+
+    instance_id: str
+    repo: str
+    base_commit: str
+    problem_statement: str
+    hints_text: str | None = None
+    version: str
+    environment_setup_commit: str
+    image: str | None = None
+
+
+class SweTask(_PublicFields):
     """What a solving stage may see of an instance: the issue and where the code is. Nothing of the answer."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    instance_id: str
-    repo: str
-    base_commit: str
-    problem_statement: str
-    hints_text: str | None = None
-    version: str
-    environment_setup_commit: str
-    image: str | None = None
 
-
-class SweInstance(BaseModel):
+class SweInstance(_PublicFields):
     """One benchmark row, hidden answers included. Grading code only: solvers get `to_task()`."""
 
     model_config = ConfigDict(extra="allow")
 
-    instance_id: str
-    repo: str
-    base_commit: str
-    problem_statement: str
-    hints_text: str | None = None
-    version: str
-    environment_setup_commit: str
-    image: str | None = None
     created_at: str | None = None
     # Gold: never part of the task.
     patch: str = Field(repr=False)
