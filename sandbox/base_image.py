@@ -8,11 +8,9 @@ step adds the user, the venv and the CA bundle, so both paths give the same sand
 from __future__ import annotations
 
 import fcntl
-import io
 import os
 import shutil
 import subprocess
-import tarfile
 import tempfile
 from pathlib import Path
 
@@ -20,6 +18,7 @@ import docker
 from docker.errors import APIError, ImageNotFound
 
 from sandbox.errors import ImageBuildError, ImageError
+from sandbox.execution import one_file_tar
 from sandbox.manager import owner_labels
 
 SUITE_PYTHON = {"bullseye": "3.9", "bookworm": "3.11", "trixie": "3.13"}
@@ -136,16 +135,6 @@ def _pull_rootfs_image(client: docker.DockerClient, suite: str, log) -> str:
     return ref
 
 
-def _ca_tar(bundle: Path) -> bytes:
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w") as tar:
-        data = bundle.read_bytes()
-        info = tarfile.TarInfo(CA_PATH_IN_IMAGE.lstrip("/"))
-        info.size, info.mode = len(data), 0o644
-        tar.addfile(info, io.BytesIO(data))
-    return buf.getvalue()
-
-
 def finish_base_image(client: docker.DockerClient, rootfs: str, tag: str, log) -> None:
     """User 1000, a venv on PATH, git identity, and the host CA bundle trusted by pip, git and requests."""
     container = client.containers.create(rootfs, ["sleep", "infinity"],
@@ -154,7 +143,7 @@ def finish_base_image(client: docker.DockerClient, rootfs: str, tag: str, log) -
         container.start()
         bundle = host_ca_bundle()
         if bundle:
-            container.put_archive("/", _ca_tar(bundle))
+            container.put_archive("/", one_file_tar(CA_PATH_IN_IMAGE, bundle.read_bytes()))
         exit_code, output = container.exec_run(["bash", "-c", FINISH_SCRIPT])
         log.write(output)
         if exit_code != 0:

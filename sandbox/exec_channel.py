@@ -8,18 +8,16 @@ plain `docker exec` per command.
 from __future__ import annotations
 
 import base64
-import io
 import json
 import select
 import socket
 import struct
-import tarfile
 import time
 from pathlib import Path
 
 from docker import APIClient
 
-from sandbox.execution import ExecResult
+from sandbox.execution import ExecResult, one_file_tar
 
 SERVER_PATH = "/tmp/.patchswarm/exec_server.py"
 _SERVER_SOURCE = (Path(__file__).parent / "exec_server_script.py").read_bytes()
@@ -29,21 +27,12 @@ class ChannelBroken(Exception):
     """The server stopped answering; the caller falls back and may restart it."""
 
 
-def _server_tar() -> bytes:
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w") as tar:
-        info = tarfile.TarInfo(SERVER_PATH.lstrip("/"))
-        info.size, info.mode, info.uid, info.gid = len(_SERVER_SOURCE), 0o755, 0, 0
-        tar.addfile(info, io.BytesIO(_SERVER_SOURCE))
-    return buf.getvalue()
-
-
 class ExecChannel:
     """Length-prefixed JSON requests over the attached stdin/stdout of the server process."""
 
     def __init__(self, api: APIClient, container_id: str, user: str):
         self.api, self.container_id, self.user = api, container_id, user
-        api.put_archive(container_id, "/", _server_tar())
+        api.put_archive(container_id, "/", one_file_tar(SERVER_PATH, _SERVER_SOURCE, mode=0o755))
         exec_id = api.exec_create(container_id, ["python3", "-u", SERVER_PATH], stdin=True, stdout=True,
                                   stderr=True, user=user)["Id"]
         self.exec_id = exec_id

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import io
+import tarfile
 import threading
 import time
 from collections import deque
@@ -197,3 +199,13 @@ def kill_all_processes(api: APIClient, container_id: str, user: str) -> None:
     """
     exec_id = api.exec_create(container_id, ["bash", "-c", "kill -9 -1 2>/dev/null; true"], user=user)["Id"]
     api.exec_start(exec_id)
+
+
+def one_file_tar(path: str, data: bytes, *, mode: int = 0o644, uid: int = 0, gid: int = 0) -> bytes:
+    """A tar holding one file, for `put_archive` (which copies files into a container without a shell)."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        info = tarfile.TarInfo(path.lstrip("/"))
+        info.size, info.mode, info.uid, info.gid = len(data), mode, uid, gid
+        tar.addfile(info, io.BytesIO(data))
+    return buf.getvalue()

@@ -15,7 +15,7 @@ from docker.models.containers import Container
 
 from sandbox.errors import PatchApplyError, SandboxBroken, SandboxError
 from sandbox.exec_channel import ChannelBroken, ExecChannel
-from sandbox.execution import DEFAULT_OUTPUT_CAP, ExecResult, kill_all_processes, run_exec
+from sandbox.execution import DEFAULT_OUTPUT_CAP, ExecResult, kill_all_processes, one_file_tar, run_exec
 
 REPO_DIR = "/repo"
 SANDBOX_USER = "1000:1000"
@@ -46,16 +46,12 @@ def _clean_script(workdir: str) -> str:
     )
 
 
-def _script_tar(name: str, script: bytes, user: str) -> bytes:
+def _owner_ids(user: str) -> tuple[int, int]:
+    """uid and gid of a docker `user` string like '1000:1000' (names count as root)."""
     ids = user.split(":")
     uid = int(ids[0]) if ids[0].isdigit() else 0
     gid = int(ids[1]) if len(ids) > 1 and ids[1].isdigit() else uid
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w") as tar:
-        info = tarfile.TarInfo(name)
-        info.size, info.mode, info.uid, info.gid = len(script), 0o644, uid, gid
-        tar.addfile(info, io.BytesIO(script))
-    return buf.getvalue()
+    return uid, gid
 
 
 def _b64(data: str | bytes) -> str:
@@ -179,7 +175,8 @@ class Sandbox:
         if len(raw) <= ARG_LIMIT or "\0" in command:  # run_exec refuses NUL bytes itself
             return command
         name = f".ps_cmd_{uuid.uuid4().hex}.sh"
-        self._api().put_archive(self.id, "/tmp", _script_tar(name, raw, user))
+        uid, gid = _owner_ids(user)
+        self._api().put_archive(self.id, "/tmp", one_file_tar(name, raw, uid=uid, gid=gid))
         # A child bash runs it, so an `exit` in the command still lets the file be removed.
         return f"bash /tmp/{name}; rc=$?; rm -f /tmp/{name}; exit $rc"
 
