@@ -12,27 +12,19 @@ from pathlib import Path
 
 from agent.trajectory import TrajectoryConfig, run_trajectories
 from patchswarm.config import PatchswarmConfig
-from patchswarm.pipeline import Runner
+from patchswarm.pipeline import InstanceResult, Runner
 from patchswarm.progress import Progress
 from patchswarm.store import NamespacedStateStore, current_instance
 from patchswarm.tasks import Task
-from sandbox import RepoSource
 from selection import Candidate, GeneratedTest, SelectionResult, select_patch, write_predictions
 
 
 async def _select_one(runner: Runner, task: Task, candidates: list[Candidate], generate: bool) -> SelectionResult:
     current_instance.set(task.instance_id)
     runner.progress.event("instance_started", task.instance_id)
-    from patchswarm.pipeline import InstanceResult, RecordingPool
-
     cfg = runner.config
     scratch = InstanceResult(instance_id=task.instance_id, status="failed")
-    source = RepoSource(location=task.repo, commit=task.commit)
-    image_tag, options = await runner._environment(task, source, scratch)
-    repo_dir = await asyncio.to_thread(runner._checkout, source)
-    pool = RecordingPool(runner.manager, image_tag, cfg.sandbox.pool_size, limits=cfg.sandbox.limits,
-                         store=runner.store, progress=runner.progress, instance_id=task.instance_id, **options)
-    budget = runner.budget.child(cfg.budget.max_cost_per_instance_usd, f"instance {task.instance_id}")
+    pool, repo_dir, budget = await runner.prepare_instance(task, scratch)
     states = NamespacedStateStore(runner.store, f"select:{task.instance_id}:{runner.config_hash}")
 
     async def generate_tests() -> list[GeneratedTest]:
@@ -43,10 +35,10 @@ async def _select_one(runner: Runner, task: Task, candidates: list[Candidate], g
         return [GeneratedTest(id=f"generated{r.index}", code=r.testing.test_code, source=f"testing machine {r.index}")
                 for r in results if r.testing and r.testing.test_code]
 
-    sel_cfg = cfg.selection.model_copy(update={"cache_dir": cfg.selection.cache_dir or runner.run_dir / "exec-cache"})
     try:
         result = await select_patch(candidates, pool=pool, repo_dir=repo_dir, issue=task.issue, model=runner.model,
-                                    budget=budget, config=sel_cfg, generate_tests=generate_tests if generate else None)
+                                    budget=budget, config=runner.selection_config(task),
+                                    generate_tests=generate_tests if generate else None)
     finally:
         pool.close()
     runner.store.event("selection", task.instance_id, method=result.method, reason=result.reason,

@@ -33,7 +33,7 @@ from sandbox import EnvSpec, RepoSource, SandboxManager, SandboxPool, build_env_
 from sandbox.engine import docker_client
 from sandbox.errors import SandboxError
 from sandbox.repos import checkout_tree, local_git_dir, resolve_commit
-from selection import Candidate, GeneratedTest, SelectionResult, select_patch
+from selection import Candidate, GeneratedTest, SelectionConfig, SelectionResult, select_patch
 
 Status = Literal["solved", "no_patch", "failed"]
 
@@ -192,17 +192,7 @@ class Runner:
 
     async def _solve_into(self, task: Task, result: InstanceResult, epoch: int) -> SandboxPool:
         cfg = self.config
-        source = RepoSource(location=task.repo, commit=task.commit)
-        image_tag, sandbox_options = await self._environment(task, source, result)
-        repo_dir = await asyncio.to_thread(self._checkout, source)
-        pool = RecordingPool(self.manager, image_tag, cfg.sandbox.pool_size, limits=cfg.sandbox.limits,
-                             store=self.store, progress=self.progress, instance_id=task.instance_id,
-                             **sandbox_options)
-        # What this instance spent before a resume counts against its limit; the run budget already holds
-        # it (charged from the store's totals at start), so charge it before linking to the run budget.
-        budget = Budget(cfg.budget.max_cost_per_instance_usd, f"instance {task.instance_id}")
-        budget.charge(self.store.totals(task.instance_id)["cost_usd"])
-        budget.parent = self.budget
+        pool, repo_dir, budget = await self.prepare_instance(task, result)
         states = NamespacedStateStore(self.store, f"{task.instance_id}:{self.config_hash}:{epoch}")
         warm = min(cfg.sandbox.pool_size, max(cfg.trajectories.num_tests, cfg.trajectories.num_edits))
         async with _warming(pool, warm):
@@ -240,11 +230,7 @@ class Runner:
         candidates = [Candidate(id=f"t{t.index}", patch=t.editing.patch, source=f"trajectory {t.index}")
                       for t in trajectories if t.editing and t.editing.patch]
         tests = self._tests_of(trajectories)
-        sel_cfg = cfg.selection
-        if sel_cfg.cache_dir is None:
-            sel_cfg = sel_cfg.model_copy(update={"cache_dir": self.run_dir / "exec-cache"})
-        if task.test_cmd and not sel_cfg.regression_cmd:
-            sel_cfg = sel_cfg.model_copy(update={"regression_cmd": task.test_cmd})
+        sel_cfg = self.selection_config(task)
         selection = await select_patch(candidates, pool=pool, repo_dir=repo_dir, issue=task.issue, tests=tests,
                                        model=self.model, budget=budget, config=sel_cfg)
         result.selection = selection
@@ -258,6 +244,31 @@ class Runner:
             for t in trajectories)
         result.status = "solved" if result.patch.strip() else "no_patch"
         return pool
+
+    async def prepare_instance(self, task: Task, result: InstanceResult) -> tuple[RecordingPool, Path, Budget]:
+        """An instance's environment image, host checkout of the base tree, sandbox pool and budget."""
+        cfg = self.config
+        source = RepoSource(location=task.repo, commit=task.commit)
+        image_tag, sandbox_options = await self._environment(task, source, result)
+        repo_dir = await asyncio.to_thread(self._checkout, source)
+        pool = RecordingPool(self.manager, image_tag, cfg.sandbox.pool_size, limits=cfg.sandbox.limits,
+                             store=self.store, progress=self.progress, instance_id=task.instance_id,
+                             **sandbox_options)
+        # What this instance spent before a resume counts against its limit; the run budget already holds
+        # it (charged from the store's totals at start), so charge it before linking to the run budget.
+        budget = Budget(cfg.budget.max_cost_per_instance_usd, f"instance {task.instance_id}")
+        budget.charge(self.store.totals(task.instance_id)["cost_usd"])
+        budget.parent = self.budget
+        return pool, repo_dir, budget
+
+    def selection_config(self, task: Task) -> SelectionConfig:
+        """Selection settings for one instance: the run's execution cache, the task's own test command."""
+        sel_cfg = self.config.selection
+        if sel_cfg.cache_dir is None:
+            sel_cfg = sel_cfg.model_copy(update={"cache_dir": self.run_dir / "exec-cache"})
+        if task.test_cmd and not sel_cfg.regression_cmd:
+            sel_cfg = sel_cfg.model_copy(update={"regression_cmd": task.test_cmd})
+        return sel_cfg
 
     async def _environment(self, task: Task, source: RepoSource, result: InstanceResult) -> tuple[str, dict]:
         """The image to run the task in, and how sandboxes of it must be started (user, workdir)."""
