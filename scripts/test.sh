@@ -5,4 +5,5 @@ cd "$(dirname "$0")/.."
 bash scripts/bootstrap.sh
 export LITELLM_LOCAL_MODEL_COST_MAP=True
 ruff check .
+python3 scripts/check_layers.py
 python3 -m pytest -q "$@"
