@@ -10,6 +10,8 @@ from github.Issue import Issue
 from github.IssueComment import IssueComment
 from github.Repository import Repository
 
+from patchswarm.github.redact import Redactor
+
 log = logging.getLogger(__name__)
 
 STATUS_MARKER = "<!-- patchswarm:status -->"
@@ -70,8 +72,9 @@ class IssueThread:
 class GitHubRepo:
     """One repository through one client; every failure becomes an `ApiError` with a readable message."""
 
-    def __init__(self, client: Github, full_name: str) -> None:
+    def __init__(self, client: Github, full_name: str, redactor: Redactor | None = None) -> None:
         self.client = client
+        self.redactor = redactor or Redactor()  # every text written is scrubbed here, at the sink
         try:
             self.repo: Repository = client.get_repo(full_name)
         except GithubException as exc:
@@ -88,12 +91,14 @@ class GitHubRepo:
     def issue(self, number: int) -> tuple[Issue, IssueThread]:
         try:
             issue = self.repo.get_issue(number)
-            thread = IssueThread(number=number, title=issue.title or "", body=issue.body or "",
+            # Scrubbed as read, before anything truncates a secret past recognition (e.g. the PR title).
+            scrub = self.redactor.scrub
+            thread = IssueThread(number=number, title=scrub(issue.title or ""), body=scrub(issue.body or ""),
                                  author=issue.user.login, association=issue.author_association or "NONE",
                                  url=issue.html_url)
             thread.comments = [ThreadComment(id=c.id, login=c.user.login,
                                              association=c.author_association or "NONE",
-                                             body=c.body or "", user_type=c.user.type or "User")
+                                             body=scrub(c.body or ""), user_type=c.user.type or "User")
                                for c in issue.get_comments()]
         except GithubException as exc:
             raise ApiError(f"issue #{number} of {self.repo.full_name} cannot be read ({describe(exc)})",
@@ -133,7 +138,8 @@ class GitHubRepo:
 
     def open_pull(self, *, head_owner: str, branch: str, base: str, title: str, body: str) -> tuple[str, bool]:
         """Open a draft PR, or update the open one from the same head; returns (url, created)."""
-        head = f"{head_owner}:{branch}"
+        head = f"{head_owner}:{self.redactor.scrub_ref(branch)}"
+        title, body = self.redactor.scrub(title), self.redactor.scrub(body)
         try:
             existing = list(self.repo.get_pulls(state="open", head=head))
             if existing:
@@ -161,8 +167,10 @@ class StatusComment:
     the marker is someone else's text and is left alone.
     """
 
-    def __init__(self, issue: Issue, thread: IssueThread, bot_login: str | None) -> None:
+    def __init__(self, issue: Issue, thread: IssueThread, bot_login: str | None,
+                 redactor: Redactor | None = None) -> None:
         self.issue = issue
+        self.redactor = redactor or Redactor()
         self._comment: IssueComment | None = None
         mine = [c.id for c in thread.comments if STATUS_MARKER in c.body and _written_by(c, bot_login)]
         self._existing_id = mine[-1] if mine else None
@@ -178,7 +186,7 @@ class StatusComment:
 
     def update(self, text: str) -> None:
         """Write `text` (the marker is added); errors are logged, never raised: status is best effort."""
-        body = f"{STATUS_MARKER}\n{text}"
+        body = f"{STATUS_MARKER}\n{self.redactor.scrub(text)}"
         try:
             if self._comment is None:
                 self._comment = self._find()

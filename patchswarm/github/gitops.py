@@ -78,7 +78,10 @@ class Git:
 
     def commit_patch(self, dest: Path, branch: str, patch: str, message: str,
                      files: Mapping[str, str] | None = None) -> str:
-        """Branch off the checked-out commit, apply `patch`, add `files`, commit; returns the new SHA."""
+        """Branch off the checked-out commit, apply `patch`, add `files`, commit; returns the new SHA.
+
+        The message and branch name are scrubbed here, the one place they leave for the remote."""
+        branch, message = self.redactor.scrub_ref(branch), self.redactor.scrub(message)
         self.run(["checkout", "--quiet", "-B", branch], dest)
         self.run(["apply", "--index", "--whitespace=nowarn", "-"], dest, input_text=patch)
         for relative, text in (files or {}).items():
@@ -92,4 +95,4 @@ class Git:
 
     def push(self, dest: Path, url: str, branch: str) -> None:
         """Force-push, because a rerun replaces the bot's own branch with its newer answer."""
-        self.run(["push", "--quiet", "--force", "--", url, f"HEAD:refs/heads/{branch}"], dest)
+        self.run(["push", "--quiet", "--force", "--", url, f"HEAD:refs/heads/{self.redactor.scrub_ref(branch)}"], dest)

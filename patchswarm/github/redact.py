@@ -1,8 +1,12 @@
-"""Keep secrets out of everything the bot writes: logs, comments, the PR, files in the run directory.
+"""Keep secrets out of everything the bot writes: logs, comments, the PR, commits, files in the run directory.
 
-`Redactor.scrub` replaces each secret (and the encodings the bot itself derives from it, such as the
-basic-auth header git sends) with `***`. `redacted_logging` puts a filter on every handler of the root
-logger, so records of *any* logger (PyGithub, urllib3, ours) are scrubbed before they are written.
+`Redactor.scrub` replaces each known secret (and the encodings the bot itself derives from it, such as
+the basic-auth header git sends) with `***`, and so does it for anything shaped like a well-known
+credential (GitHub, OpenAI, Anthropic, AWS, Slack, GitLab, Hugging Face tokens, passwords in URLs):
+an issue may quote a token the bot was never given. The sinks (git commits and pushes, every API
+write, the run's files) scrub themselves, so a new call site cannot forget. `redacted_logging` puts
+a filter on every handler of the root logger, so records of *any* logger are scrubbed before they
+are written.
 """
 
 from __future__ import annotations
@@ -10,11 +14,24 @@ from __future__ import annotations
 import base64
 import contextlib
 import logging
+import re
 from collections.abc import Iterable, Iterator
 from typing import Any
 
 MASK = "***"
 MIN_SECRET_LENGTH = 4  # shorter "secrets" would mask ordinary words
+# Credential shapes (prefixes as the providers document them); long enough not to match prose.
+CREDENTIAL_PATTERNS = re.compile("|".join([
+    r"\bgh[pousr]_[A-Za-z0-9]{20,}",          # GitHub classic, OAuth, user-to-server, installation, refresh
+    r"\bgithub_pat_[A-Za-z0-9_]{20,}",        # GitHub fine-grained
+    r"\bsk-[A-Za-z0-9][A-Za-z0-9_-]{19,}",     # OpenAI, Anthropic (sk-ant-…)
+    r"\b(?:AKIA|ASIA)[0-9A-Z]{16}\b",          # AWS access key ids
+    r"\bxox[abprs]-[A-Za-z0-9-]{10,}",         # Slack
+    r"\bglpat-[A-Za-z0-9_-]{20,}",             # GitLab
+    r"\bhf_[A-Za-z0-9]{30,}",                  # Hugging Face
+    r"\bAIza[0-9A-Za-z_-]{35}",                # Google API keys
+]))
+URL_PASSWORD = re.compile(r"(\b[a-z][a-z0-9+.-]*://[^/\s:@]+:)[^@\s/]+@", re.IGNORECASE)
 
 
 def basic_auth(token: str) -> str:
@@ -42,7 +59,12 @@ class Redactor:
     def scrub(self, text: str) -> str:
         for secret in self._secrets:
             text = text.replace(secret, MASK)
-        return text
+        text = CREDENTIAL_PATTERNS.sub(MASK, text)
+        return URL_PASSWORD.sub(rf"\g<1>{MASK}@", text)
+
+    def scrub_ref(self, name: str) -> str:
+        """A branch name without secrets, still a valid ref (the mask's `*` is not allowed in refs)."""
+        return self.scrub(name).replace(MASK, "redacted")
 
     def scrub_data(self, value: Any) -> Any:
         """Scrub every string inside nested dicts, lists and tuples."""

@@ -69,7 +69,7 @@ class _Resolver:
         if not self.token:
             return Outcome(BAD_INPUT, "bad_input", f"no token: set ${opts.token_env} (or pass --token-env NAME)")
         try:
-            repo = GitHubRepo(connect(opts.api_url, self.token, throttle=opts.throttle), opts.repo)
+            repo = GitHubRepo(connect(opts.api_url, self.token, throttle=opts.throttle), opts.repo, self.redactor)
             issue, thread = repo.issue(opts.issue)
         except ApiError as exc:
             return Outcome(BAD_INPUT, "bad_input", self.redactor.scrub(str(exc)))
@@ -81,7 +81,7 @@ class _Resolver:
             return Outcome(OK, "ignored", f"{actor} is {association}; only {', '.join(opts.allowed_associations)} "
                                               f"may trigger patchswarm (--allow-association); nothing posted")
         log.info("%s (%s) triggered patchswarm on %s#%d", actor, association, opts.repo, opts.issue)
-        self.status = StatusComment(issue, thread, repo.authenticated_login())
+        self.status = StatusComment(issue, thread, repo.authenticated_login(), self.redactor)
         try:
             outcome = self._solve(repo, thread, actor)
         except KeyboardInterrupt:
@@ -132,6 +132,8 @@ class _Resolver:
         except Exception as exc:  # noqa: BLE001 - any crash must still end with a comment
             log.exception("the pipeline crashed")
             return self._fail("running the pipeline", f"{type(exc).__name__}: {exc}")
+        # Errors quote model replies and test output: scrubbed before the texts below cut them short.
+        result.errors = [self.redactor.scrub(error) for error in result.errors]
         reason = summary.no_pr_reason(result, opts.min_votes)
         if reason is not None:
             self._say(summary.status_no_pr(result, reason, info))
