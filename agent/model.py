@@ -39,6 +39,8 @@ from agent.prompt_caching import (  # noqa: E402
 )
 from agent.retry_policy import backoff_s, is_retryable, retry_after_s  # noqa: E402
 
+litellm.suppress_debug_info = True  # its "Provider List" / "Give Feedback" banners would go to stdout
+
 __all__ = [
     "Budget",
     "BudgetExceeded",

@@ -1,4 +1,11 @@
-"""The `patchswarm` command line."""
+"""Resolve software issues with many sandboxed LLM trajectories and test-based patch selection.
+
+Quick start (MODEL: any litellm model name; the defaults: `patchswarm config show`):
+
+    patchswarm demo                                   offline, no key needed
+    patchswarm models check -m MODEL                  key set, model answers
+    patchswarm solve --repo . --issue @issue.md -m MODEL --max-cost 5
+"""
 
 from __future__ import annotations
 
@@ -10,6 +17,7 @@ from pathlib import Path  # noqa: E402
 
 import typer  # noqa: E402
 from rich.console import Console  # noqa: E402
+from typer.core import TyperGroup  # noqa: E402
 
 from patchswarm.github import register as register_github  # noqa: E402
 from patchswarm.report import register as register_report  # noqa: E402
@@ -17,7 +25,19 @@ from patchswarm.swebench.cli import register as register_eval  # noqa: E402
 from patchswarm.tasks import TaskError  # noqa: E402
 from sandbox.errors import SandboxError  # noqa: E402
 
-app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
+# The order a user meets the commands in: try it, run it, look at the results, then the rest.
+COMMAND_ORDER = ("demo", "solve", "batch", "eval", "report", "runs", "predictions", "select", "github",
+                 "models", "config", "doctor", "images", "clean")
+
+
+class _UserOrder(TyperGroup):
+    def list_commands(self, ctx) -> list[str]:
+        rank = {name: i for i, name in enumerate(COMMAND_ORDER)}
+        return sorted(super().list_commands(ctx), key=lambda name: rank.get(name, len(rank)))
+
+
+app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__, cls=_UserOrder,
+                  context_settings={"help_option_names": ["-h", "--help"]})
 images_app = typer.Typer(no_args_is_help=True, help="Build and inspect sandbox images.")
 app.add_typer(images_app, name="images")
 register_report(app)
@@ -26,12 +46,33 @@ register_github(app)
 console = Console(stderr=True, soft_wrap=True)  # never wrapped: one message per line in logs and pipes
 
 
-def fail(message: str, code: int = 1) -> None:
-    """One clear line on stderr, then exit."""
+def _print_version(value: bool) -> None:
+    if value:
+        from patchswarm import __version__
+
+        typer.echo(f"patchswarm {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: bool = typer.Option(False, "--version", is_eager=True, callback=_print_version,
+                                 help="Print the version and exit."),
+) -> None:
+    pass
+
+
+def error(message: str) -> None:
+    """One clear line on stderr."""
     from rich.markup import escape
 
     # escaped: brackets in the message (paths, regexes) are text, not markup.
     console.print(f"[bold red]error:[/] {escape(message)}", highlight=False)
+
+
+def fail(message: str, code: int = 1) -> None:
+    """One clear line on stderr, then exit."""
+    error(message)
     raise typer.Exit(code)
 
 
@@ -101,25 +142,42 @@ PresetOpt = typer.Option("default", "--preset", help="Named preset: default (che
 ConfigOpt = typer.Option(None, "--config", "-c", help="YAML config file.")
 SetOpt = typer.Option(None, "--set", "-s", help="Override as dotted key=value, e.g. trajectories.num_edits=4 (repeatable).")
 ScriptedOpt = typer.Option(None, "--scripted", help="Register a scripted model: NAME=FILE.yaml or NAME=module:callable (repeatable).")
+ModelOpt = typer.Option(None, "--model", "-m", help="litellm model name for every role (relevance, primary, selector); "
+                        "--set models.roles.ROLE=... still overrides one role.")
 
 
-def _config(preset: str, path: Path | None, overrides: list[str] | None, extra: list[str] | None = None):
-    from patchswarm.config import ConfigError, load_config
+def _config(preset: str, path: Path | None, overrides: list[str] | None, extra: list[str] | None = None,
+            model: str | None = None):
+    from patchswarm.config import ConfigError, load_config, model_overrides
 
     try:
-        return load_config(preset, path, [*(extra or []), *(overrides or [])])
+        # -m first, so that a per-role --set given with it wins for that role.
+        return load_config(preset, path, [*model_overrides(model), *(extra or []), *(overrides or [])])
     except ConfigError as exc:
         fail(str(exc))
 
 
-def _check_keys(config) -> None:
-    from agent.model import missing_api_key
-
+def _models_by_name(config) -> dict[str, list[str]]:
+    """Each distinct model of the run and the roles it serves."""
+    roles: dict[str, list[str]] = {}
     for role, model in config.models.roles.model_dump().items():
-        missing = missing_api_key(model)
-        if missing:
-            fail(f"model {model} ({role}) needs {missing} in the environment (or pick another model with "
-                 f"--set models.roles.{role}=...)")
+        roles.setdefault(model, []).append(role)
+    return roles
+
+
+def _model_fix(roles: list[str]) -> str:
+    role = roles[0] if len(roles) == 1 else "ROLE"
+    return f"pick another with -m MODEL or --set models.roles.{role}=MODEL"
+
+
+def _check_models(config) -> None:
+    """Before any paid work: every model routes to a provider litellm knows and has its key."""
+    from agent.model_check import model_problem
+
+    for model, roles in _models_by_name(config).items():
+        problem = model_problem(model)
+        if problem:
+            fail(f"model {model} ({', '.join(roles)}) {problem}; {_model_fix(roles)}")
 
 
 def _register_scripted(specs: list[str] | None) -> None:
@@ -163,6 +221,7 @@ def solve(
     test_cmd: str | None = typer.Option(None, "--test-cmd", help="The repository's own test command."),
     run_dir: Path | None = typer.Option(None, "--run-dir", help="Where the run lives (default runs/<task id>)."),
     apply: bool = typer.Option(False, "--apply", help="Write the chosen patch to the local checkout at --repo."),
+    model: str | None = ModelOpt,
     preset: str = PresetOpt, config_file: Path | None = ConfigOpt, overrides: list[str] = SetOpt,
     scripted: list[str] = ScriptedOpt,
     max_cost: float | None = typer.Option(None, "--max-cost", help="USD limit of the run."),
@@ -180,8 +239,8 @@ def solve(
     if not issue.strip():
         fail("the issue text is empty")
     _register_scripted(scripted)
-    config = _config(preset, config_file, overrides, _budget_overrides(max_cost, None, None))
-    _check_keys(config)
+    config = _config(preset, config_file, overrides, _budget_overrides(max_cost, None, None), model)
+    _check_models(config)
     if "://" not in repo and not repo.startswith("git@"):
         repo = str(Path(repo).resolve())
     task = Task(instance_id=task_id_for(repo, commit, issue), repo=repo, commit=commit, issue=issue,
@@ -207,14 +266,17 @@ def _print_result(result, run_dir: Path) -> None:
     if result.patch:
         out.print(Syntax(result.patch, "diff", theme="ansi_dark"))
     out.print(f"instance: {result.instance_id}  status: {result.status}", highlight=False)
-    out.print(f"chosen by: {result.selection_method} ({result.selection_reason})", highlight=False)
+    if result.selection_method:
+        out.print(f"chosen by: {result.selection_method} ({result.selection_reason})", highlight=False, markup=False)
+    else:
+        out.print("chosen by: nothing was chosen (the instance did not reach selection)", highlight=False)
     if result.budget_stopped:
         out.print("budget: stopped by a budget; this is the best candidate found so far", highlight=False)
     unknown = f" + {result.unknown_cost_calls} call(s) of unknown cost" if result.unknown_cost_calls else ""
     out.print(f"cost: ${result.cost_usd:.4f}{unknown}  tokens: {result.input_tokens} in / {result.output_tokens} out",
               highlight=False)
-    for error in result.errors[:5]:
-        out.print(f"error: {error}", highlight=False)
+    for problem in result.errors[:5]:
+        out.print(f"error: {problem}", highlight=False, markup=False)
     out.print(f"run: {run_dir}", highlight=False)
 
 
@@ -247,6 +309,7 @@ def batch(
     filter_: str | None = typer.Option(None, "--filter", help="Regex on instance ids."),
     slice_: str | None = typer.Option(None, "--slice", help="Python-style slice of the (filtered) tasks, e.g. 0:10."),
     shuffle: int | None = typer.Option(None, "--shuffle", help="Shuffle with this seed before slicing."),
+    model: str | None = ModelOpt,
     preset: str = PresetOpt, config_file: Path | None = ConfigOpt, overrides: list[str] = SetOpt,
     scripted: list[str] = ScriptedOpt,
     max_cost: float | None = typer.Option(None, "--max-cost", help="USD limit of the whole run, across workers."),
@@ -263,7 +326,8 @@ def batch(
         fail("give exactly one of --tasks FILE.jsonl or --dataset NAME_OR_FILE")
     _register_scripted(scripted)
     executor = _executor(executor_name, ray_address, scripted)
-    config = _config(preset, config_file, overrides, _budget_overrides(max_cost, max_cost_per_instance, workers))
+    config = _config(preset, config_file, overrides, _budget_overrides(max_cost, max_cost_per_instance, workers),
+                     model)
     try:
         if tasks_file is not None:
             tasks = load_tasks_jsonl(tasks_file)
@@ -283,12 +347,12 @@ def batch(
         fail(str(exc))
     if not tasks:
         fail("no tasks left after --filter/--slice/--skip-env-broken")
-    _check_keys(config)
+    _check_models(config)
     run_dir = run_dir or Path("runs") / name
     results = _run(tasks, config, run_dir, redo, quiet, executor)
     out = Console(soft_wrap=True)  # one record per line, whatever the width
     for r in results:
-        out.print(f"{r.instance_id:40} {r.status:9} {str(r.selection_method):18} ${r.cost_usd:.4f} "
+        out.print(f"{r.instance_id:40} {r.status:9} {r.selection_method or '-':18} ${r.cost_usd:.4f} "
                   f"{(r.errors[0][:80] if r.errors else '')}", highlight=False, markup=False)
     out.print(f"predictions: {run_dir / 'predictions.jsonl'}", highlight=False)
 
@@ -339,6 +403,7 @@ def select_cmd(
     out: Path = typer.Option(Path("selected.jsonl"), "--out", help="The prediction file to write."),
     generate_tests: bool = typer.Option(True, "--generate-tests/--no-generate-tests", help="Write reproduction tests with the testing state machine (off: LLM-free when the selector is off too)."),
     run_dir: Path = typer.Option(Path("runs/select"), "--run-dir", help="Where the selection run lives."),
+    model: str | None = ModelOpt,
     preset: str = PresetOpt, config_file: Path | None = ConfigOpt, overrides: list[str] = SetOpt,
     scripted: list[str] = ScriptedOpt,
     quiet: bool = typer.Option(False, "--quiet", help="Line-oriented output."),
@@ -353,7 +418,7 @@ def select_cmd(
     if not predictions and patch_dir is None:
         fail("give candidates: --predictions FILE (repeatable) and/or --patch-dir DIR")
     _register_scripted(scripted)
-    config = _config(preset, config_file, overrides)
+    config = _config(preset, config_file, overrides, model=model)
     try:
         candidates = load_prediction_files(predictions or [])
         if patch_dir is not None:
@@ -371,7 +436,7 @@ def select_cmd(
     if unknown:
         console.print(f"warning: no task for {len(unknown)} instance(s) with candidates, e.g. {unknown[0]}")
     if config.selection.selector_enabled or generate_tests:
-        _check_keys(config)
+        _check_models(config)
     try:
         results = select_candidates(tasks, candidates, config, run_dir, out, generate_tests=generate_tests,
                                     live=False if quiet else None)
@@ -379,17 +444,53 @@ def select_cmd(
         fail(str(exc))
     view = Console()
     for instance, result in results.items():
-        view.print(f"{instance:40} {result.method:18} {str(result.chosen_id):20} {result.reason[:80]}",
+        view.print(f"{instance:40} {result.method:18} {result.chosen_id or '-':20} {result.reason[:80]}",
                    highlight=False, markup=False)
     view.print(f"predictions: {out}", highlight=False)
 
 
 @config_app.command("show")
-def config_show(preset: str = PresetOpt, config_file: Path | None = ConfigOpt, overrides: list[str] = SetOpt) -> None:
+def config_show(model: str | None = ModelOpt, preset: str = PresetOpt, config_file: Path | None = ConfigOpt,
+                overrides: list[str] = SetOpt) -> None:
     """Print the resolved configuration with every field's description."""
     from patchswarm.config import describe
 
-    typer.echo(describe(_config(preset, config_file, overrides)))
+    typer.echo(describe(_config(preset, config_file, overrides, model=model)))
+
+
+models_app = typer.Typer(no_args_is_help=True, help="Check the models a run would use, before paying for a run.")
+app.add_typer(models_app, name="models")
+
+
+@models_app.command("check")
+def models_check(
+    model: str | None = ModelOpt, preset: str = PresetOpt, config_file: Path | None = ConfigOpt,
+    overrides: list[str] = SetOpt, scripted: list[str] = ScriptedOpt,
+    offline: bool = typer.Option(False, "--offline", help="Only check names and keys; make no call."),
+    timeout: float = typer.Option(30.0, "--timeout", help="Seconds to wait for each model's answer."),
+) -> None:
+    """Each model of the config: a provider litellm knows, its key set, and a one-token call that succeeds."""
+    from agent.model_check import is_priced, model_problem, ping
+
+    _register_scripted(scripted)
+    config = _config(preset, config_file, overrides, model=model)
+    out = Console(soft_wrap=True)
+    failed = 0
+    for name, roles in _models_by_name(config).items():
+        problem = model_problem(name)
+        took = 0.0
+        if problem is None and not offline:
+            problem, took = ping(name, timeout_s=timeout)
+        if problem:
+            failed += 1
+            error(f"model {name} ({', '.join(roles)}) {problem}; {_model_fix(roles)}")
+            continue
+        price = "" if is_priced(name) or name in config.models.price_overrides else \
+            "; litellm has no price for it, so budgets cannot count its calls (set models.price_overrides)"
+        answered = "" if offline else f", answered in {took:.1f}s"
+        out.print(f"ok: {name} ({', '.join(roles)}){answered}{price}", highlight=False, markup=False)
+    if failed:
+        raise typer.Exit(1)
 
 
 def _run_dir_locked(run_dir: Path) -> bool:

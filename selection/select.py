@@ -168,7 +168,7 @@ class _Selection:
             timeout=self.config.test_timeout_s)
         if self.selector.chosen_key is not None:
             chosen = next(p for p in finalists if p.key == self.selector.chosen_key)
-            return "selector", f"{self.selector.reason}: {chosen.id} among {[p.id for p in finalists]}", chosen
+            return "selector", f"{self.selector.reason}: {chosen.id} among {', '.join(p.id for p in finalists)}", chosen
         return "fallback", f"selector failed ({self.selector.reason}); falling back to the vote. {why}", best
 
     def _evidence(self, patch: DistinctPatch) -> str:
@@ -200,7 +200,7 @@ class _Selection:
             text += (f". LLM-free evidence only: {'no generated tests' if not self.tests else 'no generated test could vote'}"
                      f"; ranked by the repository's own tests (regressions), then patch size"
                      f" ({len(self.plan.report.test_files) if self.plan else 0} test file(s)"
-                     f"{', command ' + repr(self.plan.report.command) if self.plan and self.plan.report.command else ''})")
+                     f"{f', command `{self.plan.report.command}`' if self.plan and self.plan.report.command else ''})")
         return text
 
     def _tie_break(self, best: DistinctPatch, other: DistinctPatch) -> str:

@@ -236,10 +236,20 @@ def _instance_context(record: InstanceRecord, resolved: bool | None) -> dict[str
         "heatmap": heatmap(selection) if selection else None,
         "selector_tests": [t for t in tests.values() if t.get("status") == "selector"],
         "transcript": [_message(m) for m in selection.get("selector_transcript") or []],
+        "selector_labels": selector_labels(selection),
         "chosen_lines": diff_lines(result.get("patch") or ""),
         "chart": bar_chart(stage_costs(result)),
         "errors": result.get("errors") or ([record.error] if record.error else []),
     }
+
+
+def selector_labels(selection: dict[str, Any]) -> list[tuple[str, str]]:
+    """The letters the selector saw (A, B, ...) and the candidate ids they stand for, in finalist order."""
+    if not selection.get("selector_transcript"):
+        return []
+    from selection.selector import LABELS
+
+    return list(zip(LABELS, selection.get("finalists") or [], strict=False))
 
 
 def _message(message: dict[str, Any]) -> MessageView:

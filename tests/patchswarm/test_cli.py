@@ -17,6 +17,7 @@ from typer.testing import CliRunner
 
 from agent.call_records import CallRecord, Usage
 from patchswarm.cli import app
+from patchswarm.config import STRONG_MODEL
 from patchswarm.store import RunStore
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -74,13 +75,13 @@ def test_config_show_prints_values_with_descriptions():
     assert "  num_tests: 10" in lines  # from the preset
     assert "    primary: scripted/calc" in lines
     # The roles not overridden keep their defaults.
-    assert "    selector: anthropic/claude-3-5-sonnet-20241022" in lines
+    assert f"    selector: {STRONG_MODEL}" in lines
     assert "# Spending limits that hold across workers." in lines
 
 
 def test_missing_api_key_names_the_environment_variable(tmp_path):
     result = invoke("solve", "--repo", str(tmp_path), "--issue", "something is wrong", "--run-dir",
-                    str(tmp_path / "run"), "--set", "models.roles.primary=anthropic/claude-3-5-sonnet-20241022",
+                    str(tmp_path / "run"), "--set", f"models.roles.primary={STRONG_MODEL}",
                     "--set", "models.roles.relevance=scripted/calc", "--set", "models.roles.selector=scripted/calc",
                     env={"ANTHROPIC_API_KEY": None})
     assert result.exit_code == 1

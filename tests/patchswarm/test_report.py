@@ -276,3 +276,11 @@ def test_policy_blocks_scripts_that_slip_through(browser, report, tmp_path):
     browser.get(tampered.as_uri())
     assert browser.execute_script("return typeof window.pwned") == "undefined"
     assert browser.execute_script("return document.querySelectorAll('main script').length") == 1
+
+
+def test_selector_transcript_maps_letters_to_candidate_ids():
+    from patchswarm.report.build import selector_labels
+
+    selection = {"finalists": ["t3", "t0", "t7"], "selector_transcript": [{"role": "user", "content": "x"}]}
+    assert selector_labels(selection) == [("A", "t3"), ("B", "t0"), ("C", "t7")]
+    assert selector_labels({"finalists": ["t3"], "selector_transcript": []}) == []
