@@ -32,7 +32,8 @@ def resolve(
                                     help=f"Allowed author association (repeatable; default {', '.join(DEFAULT_ASSOCIATIONS)})."),
     fork_owner: str | None = typer.Option(None, "--fork-owner", help="Push to OWNER's fork and open the PR from it."),
     include_test: bool = typer.Option(False, "--include-test", help="Commit the reproduction test to the PR branch."),
-    min_votes: int = typer.Option(1, "--min-votes", help="Reproduction tests the chosen patch must pass to get a PR."),
+    min_votes: int = typer.Option(1, "--min-votes", help="Reproduction tests the chosen patch must pass to get a PR (when the selection reports no confidence)."),
+    min_confidence: float = typer.Option(0.5, "--min-confidence", help="Selection confidence a PR needs, when the selection reports one."),
     report_url: str | None = typer.Option(None, "--report-url", help="Link to where the HTML report is (workflow run)."),
     remove_label: str | None = typer.Option(None, "--remove-label", help="Label to take off the issue at the end."),
     quiet: bool = typer.Option(False, "--quiet", help="Line-oriented progress (automatic when not a TTY)."),
@@ -54,7 +55,7 @@ def resolve(
             config_file=config_file, overrides=overrides or [], max_cost=max_cost, run_dir=run_dir,
             token_env=token_env, api_url=api_url, actor=actor,
             allowed_associations=allow or list(DEFAULT_ASSOCIATIONS), fork_owner=fork_owner,
-            include_test=include_test, min_votes=min_votes, report_url=report_url, remove_label=remove_label,
+            include_test=include_test, min_votes=min_votes, min_confidence=min_confidence, report_url=report_url, remove_label=remove_label,
             live=False if quiet else None)
     except ValidationError as exc:
         first = exc.errors()[0]

@@ -76,13 +76,27 @@ class Git:
             return False
         return True
 
+    def fetch_branch(self, dest: Path, url: str, branch: str) -> str | None:
+        """The tip of `branch` on the remote (fetched into refs/remotes/pushed/), None when it does not exist."""
+        branch = self.redactor.scrub_ref(branch)
+        listed = self.run(["ls-remote", "--heads", "--", url, f"refs/heads/{branch}"], dest).split()
+        if not listed:
+            return None
+        self.run(["fetch", "--quiet", "--", url, f"+refs/heads/{branch}:refs/remotes/pushed/{branch}"], dest)
+        return listed[0]
+
+    def foreign_authors(self, dest: Path, base: str, tip: str) -> list[str]:
+        """Authors of the commits in base..tip that are not the bot (the people a force-push would overwrite)."""
+        emails = self.run(["log", "--format=%ae", f"{base}..{tip}"], dest).split()
+        return sorted({e for e in emails if e != BOT_EMAIL})
+
     def commit_patch(self, dest: Path, branch: str, patch: str, message: str,
-                     files: Mapping[str, str] | None = None) -> str:
+                     files: Mapping[str, str] | None = None, start: str | None = None) -> str:
         """Branch off the checked-out commit, apply `patch`, add `files`, commit; returns the new SHA.
 
         The message and branch name are scrubbed here, the one place they leave for the remote."""
         branch, message = self.redactor.scrub_ref(branch), self.redactor.scrub(message)
-        self.run(["checkout", "--quiet", "-B", branch], dest)
+        self.run(["checkout", "--quiet", "--force", "-B", branch, *([start] if start else [])], dest)
         self.run(["apply", "--index", "--whitespace=nowarn", "-"], dest, input_text=patch)
         for relative, text in (files or {}).items():
             target = dest / relative
@@ -93,6 +107,10 @@ class Git:
                   "--no-verify", "-m", message], dest)
         return self.run(["rev-parse", "HEAD"], dest).strip()
 
-    def push(self, dest: Path, url: str, branch: str) -> None:
-        """Force-push, because a rerun replaces the bot's own branch with its newer answer."""
-        self.run(["push", "--quiet", "--force", "--", url, f"HEAD:refs/heads/{self.redactor.scrub_ref(branch)}"], dest)
+    def push(self, dest: Path, url: str, branch: str, *, replace: str | None = None) -> None:
+        """Push HEAD to `branch`. `replace`: the remote tip the caller checked holds only the bot's commits;
+        the push replaces exactly that tip (a lease), so a commit pushed since by someone else is never lost.
+        Without it the push must fast-forward."""
+        ref = f"refs/heads/{self.redactor.scrub_ref(branch)}"
+        lease = [f"--force-with-lease={ref}:{replace}"] if replace else []
+        self.run(["push", "--quiet", *lease, "--", url, f"HEAD:{ref}"], dest)

@@ -31,7 +31,8 @@ class ResolveOptions(BaseModel):
     allowed_associations: list[str] = Field(default_factory=lambda: list(DEFAULT_ASSOCIATIONS))
     fork_owner: str | None = None
     include_test: bool = False
-    min_votes: int = Field(1, ge=0, description="Votes the chosen patch needs before a PR is opened.")
+    min_votes: int = Field(1, ge=0, description="Votes the chosen patch needs for a PR (when no confidence is given).")
+    min_confidence: float = Field(0.5, ge=0, le=1, description="Selection confidence a PR needs, when reported.")
     report_url: str | None = Field(None, description="Where readers find the HTML report (e.g. the workflow run).")
     remove_label: str | None = Field(None, description="Label taken off the issue when the run ends.")
     live: bool | None = Field(None, description="Live progress display; None = only on a TTY.")

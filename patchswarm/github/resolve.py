@@ -20,6 +20,7 @@ from patchswarm.github import summary
 from patchswarm.github.api import ApiError, GitHubRepo, IssueThread, StatusComment, connect
 from patchswarm.github.gitops import Git, GitError
 from patchswarm.github.options import ResolveOptions, SettingsError, load_repo_settings
+from patchswarm.github.publish import Publisher, answer_issue
 from patchswarm.github.redact import Redactor, redacted_logging
 from patchswarm.pipeline import InstanceResult, run_tasks
 from patchswarm.tasks import Task
@@ -41,6 +42,7 @@ class Outcome:
     comment_url: str | None = None
     status: str | None = None
     cost_usd: float | None = None
+    branch_url: str | None = None
 
 
 def resolve_issue(options: ResolveOptions, env: Mapping[str, str] | None = None) -> Outcome:
@@ -134,12 +136,17 @@ class _Resolver:
             return self._fail("running the pipeline", f"{type(exc).__name__}: {exc}")
         # Errors quote model replies and test output: scrubbed before the texts below cut them short.
         result.errors = [self.redactor.scrub(error) for error in result.errors]
-        reason = summary.no_pr_reason(result, opts.min_votes)
-        if reason is not None:
-            self._say(summary.status_no_pr(result, reason, info))
-            code = BOT_FAILED if result.status == "failed" else OK
-            return Outcome(code, "no_pr", reason, status=result.status, cost_usd=result.cost_usd)
-        return self._publish(repo, git, clone, base, thread, result, info)
+        publisher = Publisher(repo, git, clone, opts.owner, fork_owner=opts.fork_owner, include_test=opts.include_test)
+        return self._answer(publisher, thread, result, info, base, commit)
+
+    def _answer(self, publisher: Publisher, thread: IssueThread, result: InstanceResult, info: summary.RunInfo,
+                base: str, commit: str) -> Outcome:
+        opts = self.options
+        answer = answer_issue(publisher, self.status, opts.issue, thread.title, result, info, base, commit,
+                              min_votes=opts.min_votes, min_confidence=opts.min_confidence)
+        code = BOT_FAILED if answer.kind == "failed" else OK
+        return Outcome(code, answer.kind, answer.message, pr_url=answer.pr_url, status=result.status,
+                       cost_usd=result.cost_usd, branch_url=answer.attempt_url)
 
     def _task(self, thread: IssueThread, clone: Path, commit: str) -> tuple[Task, PatchswarmConfig]:
         opts = self.options
@@ -157,40 +164,8 @@ class _Resolver:
                     commit=commit, issue=text, setup=setup, test_cmd=test_cmd)
         return task, config
 
-    def _publish(self, repo: GitHubRepo, git: Git, clone: Path, base: str, thread: IssueThread,
-                 result: InstanceResult, info: summary.RunInfo) -> Outcome:
-        opts = self.options
-        files, test_path = {}, None
-        found = summary.repro_test(result) if opts.include_test else None
-        if found is not None:
-            test_path = f"tests/patchswarm_repro_issue_{opts.issue}.py"
-            files[test_path] = _repro_file(opts.issue, found[1])
-        title = summary.pr_title(opts.issue, thread.title)
-        message = f"{title}\n\nChosen by patchswarm ({result.selection_method}, {result.votes or 0} vote(s))."
-        try:
-            git.commit_patch(clone, opts.branch, result.patch, message, files)
-            push_url = repo.fork(opts.fork_owner).clone_url if opts.fork_owner else repo.clone_url
-            git.push(clone, push_url, opts.branch)
-        except (GitError, ApiError) as exc:
-            return self._fail("pushing the branch", str(exc), result)
-        body = self.redactor.scrub(summary.pr_body(result, info, test_path))
-        try:
-            url, created = repo.open_pull(head_owner=opts.fork_owner or opts.owner, branch=opts.branch, base=base,
-                                          title=self.redactor.scrub(title), body=body)
-        except ApiError as exc:
-            return self._fail("opening the pull request", str(exc), result)
-        self._say(summary.status_pr(result, url, created))
-        return Outcome(OK, "pr", f"{'opened' if created else 'updated'} {url}", pr_url=url, status=result.status,
-                       cost_usd=result.cost_usd)
-
     def _save(self, outcome: Outcome) -> None:
         path = self.run_dir / "github-outcome.json"
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(self.redactor.scrub_data(asdict(outcome)), indent=2))
 
-
-def _repro_file(issue: int, code: str) -> str:
-    header = (f"# Reproduction test for issue #{issue}, written by patchswarm.\n"
-              f"# Run it from the repository root: python tests/patchswarm_repro_issue_{issue}.py\n"
-              "# Exit codes: 2 = the issue is present, 0 = fixed, 1 = something else went wrong.\n")
-    return header + code if code.endswith("\n") else header + code + "\n"

@@ -242,8 +242,8 @@ def status_pr(result: InstanceResult, pr_url: str, created: bool) -> str:
             + f"\n- Cost: {cost_line(result)}")
 
 
-def status_no_pr(result: InstanceResult, reason: str, info: RunInfo) -> str:
-    """One comment saying what was tried, why it stopped and what it cost."""
+def status_no_pr(result: InstanceResult, reason: str, info: RunInfo, attempt_url: str | None = None) -> str:
+    """One comment saying what was tried, why it stopped, where the best attempt is and what it cost."""
     written = {code for t in result.trajectories
                for code in (t.testing.test_code if t.testing else None, t.editing.test_code if t.editing else None)
                if code}
@@ -264,6 +264,8 @@ def status_no_pr(result: InstanceResult, reason: str, info: RunInfo) -> str:
         lines.append("- ⚠️ A budget stopped work early.")
     if result.errors:
         lines += ["", "**Errors:**", *[f"- {error[:300]}" for error in result.errors[:3]]]
+    if attempt_url:
+        lines += ["", f"**Best attempt:** pushed to {attempt_url} for a maintainer to pick up or build on."]
     lines += ["", f"**Cost:** {cost_line(result)}", "", info.report_line()]
     return _cap("\n".join(lines))
 

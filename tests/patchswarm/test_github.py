@@ -222,10 +222,10 @@ def test_failing_setup_is_a_bot_failure_with_one_comment(stub, remote, tmp_path,
 
     outcome = resolve_issue(options(stub, tmp_path / "run", setup=["echo setting up; exit 3"]))
 
-    assert outcome.exit_code == 1 and outcome.action == "no_pr" and outcome.status == "failed"
+    assert outcome.exit_code == 1 and outcome.action == "failed" and outcome.status == "failed"
     assert stub.repos[REPO].pulls == {}
     (status,) = bot_comments(stub)
-    assert "the pipeline failed" in status["body"] and "**Errors:**" in status["body"]
+    assert "failed while solving the issue: ImageBuildError" in status["body"] and "HTML report" in status["body"]
 
 
 def test_pipeline_crash_ends_with_a_scrubbed_comment(stub, remote, tmp_path, token_env, monkeypatch, caplog):
