@@ -255,7 +255,9 @@ def solve(
         if done.returncode != 0:
             fail(f"--apply: the patch does not apply to {repo}: {done.stderr.strip().splitlines()[0]}")
         console.print(f"applied the patch to {repo}")
-    if result.status == "failed":
+    if result.status in ("error", "failed"):
+        error(f"instance {result.instance_id} ended in {result.status}: it is not final; "
+              f"rerun the same command to retry it")
         raise typer.Exit(1)
 
 
@@ -319,7 +321,10 @@ def batch(
     executor_name: str = typer.Option("local", "--executor", help="Where instances run: local (this machine) or ray (a Ray cluster whose nodes each have a Docker engine)."),
     ray_address: str | None = typer.Option(None, "--ray-address", help="Ray cluster to join, e.g. HOST:6379 (default: RAY_ADDRESS, else a cluster on this machine, else a new local one)."),
 ) -> None:
-    """Solve many issues; writes predictions.jsonl (SWE-bench format) and one result JSON per instance."""
+    """Solve many issues; writes predictions.jsonl (SWE-bench format) and one result JSON per instance.
+
+    Exit code: 0 every instance has a result, 1 none has, 3 some ended in error (rerun to retry them).
+    """
     from patchswarm.tasks import TaskError, load_tasks_jsonl, select_tasks
 
     if (tasks_file is None) == (dataset is None):
@@ -355,6 +360,20 @@ def batch(
         out.print(f"{r.instance_id:40} {r.status:9} {r.selection_method or '-':18} ${r.cost_usd:.4f} "
                   f"{(r.errors[0][:80] if r.errors else '')}", highlight=False, markup=False)
     out.print(f"predictions: {run_dir / 'predictions.jsonl'}", highlight=False)
+    _exit_for_errors([r.status for r in results])
+
+
+def _exit_for_errors(statuses: list[str]) -> None:
+    """Non-zero when instances ended in error (1: all of them, 3: some), with one line saying how many."""
+    from patchswarm.pipeline import exit_code_of
+
+    code = exit_code_of(statuses)
+    if code:
+        counts = {s: statuses.count(s) for s in ("error", "failed") if s in statuses}
+        detail = ", ".join(f"{n} {s}" for s, n in counts.items())
+        error(f"{sum(counts.values())} of {len(statuses)} instance(s) ended in error ({detail}); they are not "
+              "final: rerun the same command to retry them")
+        raise typer.Exit(code)
 
 
 def _env_broken_ids(summaries: list[Path]) -> set[str]:
@@ -516,7 +535,7 @@ def runs(root: Path = typer.Option(Path("runs"), "--root", help="Directory holdi
 
     from patchswarm.store import RunStore
 
-    table = Table("run", "status", "instances", "solved", "failed", "cost (USD)")
+    table = Table("run", "status", "instances", "solved", "errors", "cost (USD)")
     for db in sorted(root.glob("*/run.sqlite")):
         store = RunStore(db.parent)
         try:
@@ -526,7 +545,7 @@ def runs(root: Path = typer.Option(Path("runs"), "--root", help="Directory holdi
                 status = "interrupted"  # its process died without saying so (kill -9, power loss)
             table.add_row(db.parent.name, status, str(len(items)),
                           str(sum(i["status"] == "solved" for i in items)),
-                          str(sum(i["status"] == "failed" for i in items)), f"{store.totals()['cost_usd']:.4f}")
+                          str(sum(i["status"] in ("error", "failed") for i in items)), f"{store.totals()['cost_usd']:.4f}")
         finally:
             store.close()
     Console().print(table)

@@ -35,7 +35,18 @@ from sandbox.errors import SandboxError
 from sandbox.repos import checkout_tree, local_git_dir, resolve_commit
 from selection import Candidate, GeneratedTest, SelectionConfig, SelectionResult, select_patch
 
-Status = Literal["solved", "no_patch", "failed"]
+# solved / no_patch are results (final). error: the model calls failed (unknown model, bad key, provider
+# down); failed: the instance crashed (environment, sandbox). Neither is final: rerunning retries them.
+Status = Literal["solved", "no_patch", "error", "failed"]
+FINAL_STATUSES = ("solved", "no_patch")
+ERROR_STATUSES = ("error", "failed")
+# Exit codes of solve/batch: 0 every instance has a result; 1 none has (or bad input); 3 some ended in error.
+EXIT_ALL_ERRORS, EXIT_SOME_ERRORS = 1, 3
+
+
+def exit_code_of(statuses: list[str]) -> int:
+    errors = sum(status in ERROR_STATUSES for status in statuses)
+    return 0 if not errors else EXIT_ALL_ERRORS if errors == len(statuses) else EXIT_SOME_ERRORS
 
 
 class InstanceResult(BaseModel):
@@ -144,7 +155,7 @@ class Runner:
         """The stored result when `task` is done and need not run again (also used by other executors)."""
         prior = self.store.instance_status(task.instance_id, self.config_hash)
         # A budget-stopped instance is not final: rerunning (e.g. with a larger --max-cost) continues it.
-        if prior and prior[0] in ("solved", "no_patch") and prior[1] and not prior[1].get("budget_stopped") \
+        if prior and prior[0] in FINAL_STATUSES and prior[1] and not prior[1].get("budget_stopped") \
                 and not self.redo:
             return InstanceResult.model_validate(prior[1])
         return None
@@ -164,6 +175,7 @@ class Runner:
         started = time.monotonic()
         self.store.mark_instance(task.instance_id, self.config_hash, "running")
         self.progress.event("instance_started", task.instance_id)
+        attempt_started = time.time()
         result = InstanceResult(instance_id=task.instance_id, status="failed", issue=task.issue)
         pool = None
         try:
@@ -183,12 +195,33 @@ class Runner:
         result.cost_usd, result.unknown_cost_calls = totals["cost_usd"], totals["unknown_cost_calls"]
         result.input_tokens, result.output_tokens = totals["input_tokens"], totals["output_tokens"]
         result.cost_by_role = self.store.cost_by_role(task.instance_id)
+        if result.status != "failed":
+            self._mark_model_failure(result, attempt_started)
         self.progress.add_cost(result.cost_usd)
         self._save(result)
-        kind = "instance_failed" if result.status == "failed" else "instance_done"
+        kind = "instance_failed" if result.status in ERROR_STATUSES else "instance_done"
         self.progress.event(kind, task.instance_id, status=result.status, method=result.selection_method,
                             cost=round(result.cost_usd, 4), error=result.errors[0] if result.errors else None)
         return result
+
+    def _mark_model_failure(self, result: InstanceResult, since: float) -> None:
+        """An instance whose trajectories' model calls all failed (or every call did) is an error, not a result:
+        no_patch would claim the model tried and found nothing, and make the rerun skip it."""
+        outcomes = self.store.call_outcomes(result.instance_id, since)
+        calls = sum(c for c, _, _ in outcomes.values())
+        failed = sum(f for _, f, _ in outcomes.values())
+        primary_calls, primary_failed, primary_error = outcomes.get("primary", (0, 0, None))
+        if primary_calls and primary_failed == primary_calls:
+            model, error = self.config.models.model_for("primary"), primary_error
+            what = f"all {primary_calls} primary call(s) failed"
+        elif calls and failed == calls:
+            role = next(r for r, (c, f, _) in outcomes.items() if f)
+            model, error = self.config.models.model_for(role), outcomes[role][2]  # type: ignore[arg-type]
+            what = f"all {calls} model call(s) failed"
+        else:
+            return
+        result.status = "error"
+        result.errors.insert(0, f"{what} (model {model}): {(error or '').splitlines()[0][:300]}")
 
     async def _solve_into(self, task: Task, result: InstanceResult, epoch: int) -> SandboxPool:
         cfg = self.config
@@ -315,7 +348,7 @@ def write_predictions(run_dir: Path, results: list[InstanceResult], model_name: 
     import json
 
     lines = [json.dumps({"instance_id": r.instance_id, "model_name_or_path": model_name, "model_patch": r.patch})
-             for r in results if r.status != "failed"]
+             for r in results if r.status not in ERROR_STATUSES]
     path = Path(run_dir) / "predictions.jsonl"
     tmp = path.with_suffix(".tmp")
     tmp.write_text("".join(line + "\n" for line in lines))

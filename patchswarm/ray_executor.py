@@ -15,7 +15,7 @@ import socket
 from pathlib import Path
 from typing import Any
 
-from patchswarm.pipeline import InstanceResult, Runner
+from patchswarm.pipeline import ERROR_STATUSES, InstanceResult, Runner
 from patchswarm.ray_node import SHIP_EVERY_S, BudgetTally, NodeJob, ray, solve_on_node  # ray: guarded there
 from patchswarm.store import RunStore
 from patchswarm.tasks import Task
@@ -93,7 +93,7 @@ class RayExecutor:
             result = _failed(store, task, error)
         progress.add_cost(result.cost_usd)
         runner._save(result)  # result files and the instances row, exactly as a local run writes them
-        kind = "instance_failed" if result.status == "failed" else "instance_done"
+        kind = "instance_failed" if result.status in ERROR_STATUSES else "instance_done"
         progress.event(kind, instance_id, status=result.status, method=result.selection_method,
                        cost=round(result.cost_usd, 4), error=result.errors[0] if result.errors else None)
         return result

@@ -155,6 +155,16 @@ class RunStore:
         return {"calls": calls, "cost_usd": cost, "input_tokens": tokens_in, "output_tokens": tokens_out,
                 "unknown_cost_calls": unknown or 0}
 
+    def call_outcomes(self, instance_id: str, since: float) -> dict[str, tuple[int, int, str | None]]:
+        """Per role, the billed calls of `instance_id` logged since `since`: (calls, failed, first error)."""
+        rows = self._exec(
+            "SELECT role, COUNT(*), SUM(CASE WHEN error IS NULL THEN 0 ELSE 1 END), "
+            "(SELECT error FROM call_log AS e WHERE e.instance_id = c.instance_id AND e.role = c.role "
+            " AND e.created_at >= ? AND e.error IS NOT NULL ORDER BY id LIMIT 1) "
+            "FROM call_log AS c WHERE instance_id = ? AND reused = 0 AND created_at >= ? GROUP BY role",
+            (since, instance_id, since))
+        return {role: (calls, failed or 0, first) for role, calls, failed, first in rows}
+
     def cost_by_role(self, instance_id: str | None = None) -> dict[str, float]:
         sql = "SELECT role, COALESCE(SUM(cost_usd), 0) FROM call_log WHERE reused = 0"
         params: tuple = ()

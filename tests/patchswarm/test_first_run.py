@@ -1,0 +1,65 @@
+"""What a first real run needs to read right: failed model calls are errors (not no_patch), not final, and
+the exit code says so; predictions hold every attempted instance, merged across commands into one run dir.
+
+Real Docker, git and SQLite; the scripted model (down for chosen instances) stands in for the provider.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+from tests.patchswarm.test_pipeline import (
+    ISSUE,
+    OVERRIDES,
+    calc_repo,
+    result_json,
+    run_cli,
+    run_containers,
+    unique_run_dir,
+)
+
+ROOT = Path(__file__).resolve().parents[2]
+SCRIPT = "calc=tests.patchswarm.failing_scripts:DownFor"
+DOWN = "Seen by the outage tenant."
+
+
+def batch_command(tasks: Path, run_dir: Path, *extra: str) -> list[str]:
+    sets = [item for o in OVERRIDES for item in ("--set", o)]
+    return [sys.executable, "-m", "patchswarm.cli", "batch", "--tasks", str(tasks), "--run-dir", str(run_dir),
+            "--scripted", SCRIPT, *sets, "--quiet", *extra]
+
+
+def write_tasks(tmp_path: Path, sha: str) -> Path:
+    rows = [{"instance_id": "calc-ok", "repo": "pipeline_calc", "commit": sha, "issue": ISSUE},
+            {"instance_id": "calc-down", "repo": "pipeline_calc", "commit": sha, "issue": ISSUE + "\n" + DOWN + "\n"}]
+    tasks = tmp_path / "tasks.jsonl"
+    tasks.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return tasks
+
+
+def test_failed_model_calls_are_an_error_that_a_rerun_retries(tmp_path, base_image, docker_client):
+    calc_repo(tmp_path)
+    tasks = write_tasks(tmp_path, "main")
+    run_dir = unique_run_dir(tmp_path, "down")
+    done = run_cli(batch_command(tasks, run_dir), PATCHSWARM_TEST_DOWN_FOR=DOWN)
+    assert done.returncode == 3, done.stderr  # some instances ended in error
+    assert done.stderr.strip().splitlines()[-1] == (
+        "error: 1 of 2 instance(s) ended in error (1 error); they are not final: rerun the same command to "
+        "retry them")
+    down = result_json(run_dir, "calc-down")
+    assert down["status"] == "error" and down["patch"] == ""
+    assert down["errors"][0].startswith("all ") and "primary call(s) failed (model scripted/calc)" in down["errors"][0]
+    assert "scripted outage" in down["errors"][0]
+    assert result_json(run_dir, "calc-ok")["status"] == "solved"
+    row = next(line for line in done.stdout.splitlines() if line.startswith("calc-down"))
+    assert " error " in row and "None" not in row
+    assert not done.stdout.startswith("\x1b") and "Provider List" not in done.stdout + done.stderr
+
+    # The provider is back: the same command (no --redo) retries the errored instance, keeps the solved one.
+    again = run_cli(batch_command(tasks, run_dir))
+    assert again.returncode == 0, again.stderr
+    assert "skipped calc-ok" in again.stderr and "started calc-down" in again.stderr
+    assert result_json(run_dir, "calc-down")["status"] == "solved"
+    assert not run_containers(docker_client, run_dir)
