@@ -5,10 +5,8 @@ from __future__ import annotations
 
 import os
 import re
-import statistics
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import litellm
@@ -117,13 +115,12 @@ def test_top_level_help_teaches_in_the_order_a_user_meets_the_commands():
     assert result.exit_code == 0 and re.fullmatch(r"patchswarm \d+\.\d+\.\d+\n", result.stdout)
 
 
-def test_help_starts_fast_without_importing_litellm():
+def test_help_imports_no_model_library():
+    """What keeps `patchswarm --help` fast (scripts/bench_cli.py measures it): litellm is imported lazily."""
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    code = "import sys; from patchswarm.cli import app; sys.argv[1:] = ['--help']\ntry: app()\nexcept SystemExit: pass\n" \
-           "assert 'litellm' not in sys.modules, 'litellm imported for --help'"
-    times = []
-    for _ in range(3):
-        started = time.monotonic()
-        subprocess.run([sys.executable, "-c", code], env=env, check=True, capture_output=True, timeout=60)
-        times.append(time.monotonic() - started)
-    assert statistics.median(times) < 1.5, times  # target 0.5 s on an idle machine; loose for a shared one
+    code = ("import sys; from patchswarm.cli import app; sys.argv[1:] = ['--help']\ntry: app()\n"
+            "except SystemExit: pass\nprint(sorted(m for m in ('litellm', 'agent.model', 'patchswarm.pipeline') "
+            "if m in sys.modules))")
+    done = subprocess.run([sys.executable, "-c", code], env=env, check=True, capture_output=True, text=True,
+                          timeout=120)
+    assert done.stdout.strip().splitlines()[-1] == "[]"
