@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 
-from github import Auth, Github, GithubException
+from github import Auth, Github, GithubException, GithubRetry
 from github.Issue import Issue
 from github.IssueComment import IssueComment
 from github.Repository import Repository
@@ -33,9 +33,13 @@ def describe(exc: GithubException) -> str:
 
 
 def connect(api_url: str, token: str, *, throttle: bool = True) -> Github:
-    """A client for github.com or GitHub Enterprise (`https://HOST/api/v3`)."""
+    """A client for github.com or GitHub Enterprise (`https://HOST/api/v3`).
+
+    Rate limits slow it down: GithubRetry waits for `retry-after` or `x-ratelimit-reset` on a 403; 429 is
+    added to the retried statuses (urllib3 honours its `retry-after`)."""
     pauses = {} if throttle else {"seconds_between_requests": None, "seconds_between_writes": None}
-    return Github(base_url=api_url.rstrip("/"), auth=Auth.Token(token), retry=3, timeout=30, **pauses)
+    retry = GithubRetry(total=5, status_forcelist=[429, *range(500, 600)], max_rate_limit_wait=3600)
+    return Github(base_url=api_url.rstrip("/"), auth=Auth.Token(token), retry=retry, timeout=30, **pauses)
 
 
 @dataclass

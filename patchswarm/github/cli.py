@@ -68,3 +68,83 @@ def resolve(
     if outcome.pr_url:
         typer.echo(outcome.pr_url)
     raise typer.Exit(outcome.exit_code)
+
+
+def _options_error(exc: Exception) -> None:
+    from pydantic import ValidationError
+
+    if isinstance(exc, ValidationError):
+        first = exc.errors()[0]
+        where = ".".join(map(str, first["loc"]))
+        typer.echo(f"error: {where}: {first['msg'].removeprefix('Value error, ')}", err=True)
+    else:
+        typer.echo(f"error: {exc}", err=True)
+    raise typer.Exit(2)
+
+
+@github_app.command("batch")
+def batch(
+    repo: str = typer.Option(..., "--repo", help="OWNER/NAME of the repository."),
+    label: str | None = typer.Option(None, "--label", help="Only issues with this label (default: .patchswarm.yml's label, else all)."),
+    query: str | None = typer.Option(None, "--query", help="Search qualifiers, e.g. 'is:open label:bug' (the search API)."),
+    since: str | None = typer.Option(None, "--since", help="Only issues updated since DATE (YYYY-MM-DD or ISO 8601)."),
+    limit: int | None = typer.Option(None, "--limit", help="At most N issues (oldest first)."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Post nothing; say what would be posted."),
+    open_prs: bool = typer.Option(False, "--open-prs", help="One draft PR per confident patch and a status comment per issue."),
+    commit: str | None = typer.Option(None, "--commit", help="Commit or branch to solve at (default: the default branch's head)."),
+    setup: list[str] = typer.Option(None, "--setup", help="Setup command (repeatable); default: .patchswarm.yml's."),
+    test_cmd: str | None = typer.Option(None, "--test-cmd", help="The repository's test command; default: .patchswarm.yml's."),
+    preset: str | None = typer.Option(None, "--preset", help="Config preset (default: .patchswarm.yml's, else default)."),
+    config_file: Path | None = typer.Option(None, "--config", "-c", help="YAML config file."),
+    overrides: list[str] = typer.Option(None, "--set", "-s", help="Config override key=value (repeatable)."),
+    scripted: list[str] = typer.Option(None, "--scripted", help="Register a scripted model NAME=SPEC (tests, demos)."),
+    max_cost: float | None = typer.Option(None, "--max-cost", help="USD limit of the whole batch, across workers."),
+    max_cost_per_instance: float | None = typer.Option(None, "--max-cost-per-instance", help="USD limit per issue."),
+    workers: int | None = typer.Option(None, "--workers", help="Issues solved concurrently."),
+    run_dir: Path | None = typer.Option(None, "--run-dir", help="Run directory (default runs/github/OWNER__NAME/batch)."),
+    redo: bool = typer.Option(False, "--redo", help="Recompute even finished issues."),
+    executor_name: str = typer.Option("local", "--executor", help="local or ray (as `patchswarm batch`)."),
+    ray_address: str | None = typer.Option(None, "--ray-address", help="Ray cluster to join (with --executor ray)."),
+    token_env: str = typer.Option("GITHUB_TOKEN", "--token-env", help="Environment variable holding the token."),
+    api_url: str = typer.Option("https://api.github.com", "--api-url", help="REST API root (GHE: https://HOST/api/v3)."),
+    fork_owner: str | None = typer.Option(None, "--fork-owner", help="Push to OWNER's fork and open the PRs from it."),
+    include_test: bool = typer.Option(False, "--include-test", help="Commit the reproduction test to each PR branch."),
+    min_votes: int = typer.Option(1, "--min-votes", help="Votes a PR needs when the selection reports no confidence."),
+    min_confidence: float = typer.Option(0.5, "--min-confidence", help="Selection confidence a PR needs, when reported."),
+    report_url: str | None = typer.Option(None, "--report-url", help="Link to where the HTML report is."),
+    quiet: bool = typer.Option(False, "--quiet", help="Line-oriented progress (automatic when not a TTY)."),
+) -> None:
+    """Solve a repository's issues as one resumable batch; with --open-prs answer each as `resolve` does."""
+    from patchswarm.cli import _executor, fail
+    from patchswarm.github.batch import BatchOptions, run_batch
+    from patchswarm.pipeline import RunDirInUse
+    from patchswarm.scripted_cli import register_scripted_specs
+    from sandbox.errors import SandboxError
+
+    if not logging.getLogger().handlers:
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        logging.getLogger("LiteLLM").setLevel(logging.WARNING)
+    try:
+        register_scripted_specs(scripted or [])
+        options = BatchOptions(
+            repo=repo, label=label, query=query, since=since, limit=limit, dry_run=dry_run, open_prs=open_prs,
+            commit=commit, setup=setup or None, test_cmd=test_cmd, preset=preset, config_file=config_file,
+            overrides=overrides or [], max_cost=max_cost, max_cost_per_instance=max_cost_per_instance,
+            workers=workers, run_dir=run_dir, redo=redo, token_env=token_env, api_url=api_url,
+            fork_owner=fork_owner, include_test=include_test, min_votes=min_votes, min_confidence=min_confidence,
+            report_url=report_url, live=False if quiet else None)
+    except ValueError as exc:  # pydantic's ValidationError is one
+        _options_error(exc)
+    executor = _executor(executor_name, ray_address, scripted)
+    try:
+        outcome = run_batch(options, executor=executor)
+    except (SandboxError, RunDirInUse, ConnectionError) as exc:
+        fail(str(exc))
+    except KeyboardInterrupt:
+        typer.echo(f"interrupted; rerun the same command to resume ({options.default_run_dir()})", err=True)
+        raise typer.Exit(130) from None
+    if outcome.exit_code == 2:
+        typer.echo(f"error: {outcome.message}", err=True)
+    else:
+        typer.echo(outcome.message)
+    raise typer.Exit(outcome.exit_code)

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 from pathlib import Path
 from typing import Any
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from patchswarm.tasks import Task
 
 DEFAULT_ASSOCIATIONS = ("OWNER", "MEMBER", "COLLABORATOR")
 REPO_SETTINGS_FILE = ".patchswarm.yml"
@@ -68,13 +72,27 @@ class ResolveOptions(BaseModel):
 
 
 class RepoSettings(BaseModel):
-    """`.patchswarm.yml` at the root of the solved commit."""
+    """`.patchswarm.yml` at the root of the solved commit (command-line values win over it)."""
 
     model_config = ConfigDict(extra="forbid")
     setup: list[str] = Field(default_factory=list)
     test_cmd: str | None = None
     preset: str | None = None
+    model: str | None = Field(None, description="litellm model for every role (relevance, primary, selector).")
+    max_cost: float | None = Field(None, gt=0, description="USD limit of one run (a batch: of the whole batch).")
+    max_cost_per_instance: float | None = Field(None, gt=0, description="USD limit per issue.")
+    label: str | None = Field(None, description="The label that selects issues (`github batch` without --label).")
     overrides: list[str] = Field(default_factory=list, description="key=value strings or a nested mapping.")
+
+    def config_overrides(self) -> list[str]:
+        """The settings as config overrides, in the order they apply (the explicit overrides last)."""
+        extra = [f"models.roles.{role}={self.model}" for role in ("relevance", "primary", "selector")] \
+            if self.model else []
+        if self.max_cost is not None:
+            extra.append(f"budget.max_cost_usd={self.max_cost}")
+        if self.max_cost_per_instance is not None:
+            extra.append(f"budget.max_cost_per_instance_usd={self.max_cost_per_instance}")
+        return [*extra, *self.overrides]
 
     @field_validator("setup", mode="before")
     @classmethod
@@ -125,3 +143,12 @@ def load_repo_settings(checkout: Path) -> RepoSettings:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"])
         raise SettingsError(f"{REPO_SETTINGS_FILE}: {where}: {first['msg']}") from None
+
+
+def issue_task(repo_name: str, number: int, text: str, clone: Path, commit: str, setup: list[str],
+               test_cmd: str | None) -> Task:
+    """One issue as a pipeline task. A new comment or commit is a new question (a new id); the same
+    ones resume the earlier run."""
+    digest = hashlib.sha256(json.dumps([commit, text, setup, test_cmd]).encode()).hexdigest()[:8]
+    return Task(instance_id=f"{repo_name}-issue-{number}-{digest}", repo=str(Path(clone).resolve()),
+                commit=commit, issue=text, setup=setup, test_cmd=test_cmd)

@@ -86,6 +86,7 @@ class Publisher:
     include_test: bool = False
     dry_run: bool = False
     plan: Plan = field(default_factory=Plan)
+    said: dict[int, list[str]] = field(default_factory=dict)  # issue -> texts posted (or that would be)
 
     @property
     def push_url(self) -> str:
@@ -96,6 +97,7 @@ class Publisher:
         return self.fork_owner or self.owner
 
     def say(self, status: StatusComment | None, issue: int, text: str) -> None:
+        self.said.setdefault(issue, []).append(text)
         if self.dry_run:
             self.plan.lines.append(f"would comment on #{issue}: {text.splitlines()[0]}")
         elif status is not None:
@@ -138,6 +140,7 @@ class Publisher:
         branch, replace = self.free_branch(f"patchswarm/issue-{issue}", start)
         test_path = self.commit(issue, title, result, branch, start, replace)
         body = summary.pr_body(result, info, test_path)
+        self.said.setdefault(issue, []).append(f"## {title}\n\n{body}")
         if self.dry_run:
             self.plan.lines.append(f"would open a draft PR {self.head_owner}:{branch} -> {base_branch}: {title}")
             return f"(dry run) {branch}", True

@@ -7,7 +7,6 @@ push, PR); 2 = bad input before anything was posted (no token, repository or iss
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -19,7 +18,7 @@ from patchswarm.config import ConfigError, PatchswarmConfig, load_config
 from patchswarm.github import summary
 from patchswarm.github.api import ApiError, GitHubRepo, IssueThread, StatusComment, connect
 from patchswarm.github.gitops import Git, GitError
-from patchswarm.github.options import ResolveOptions, SettingsError, load_repo_settings
+from patchswarm.github.options import ResolveOptions, SettingsError, issue_task, load_repo_settings
 from patchswarm.github.publish import Publisher, answer_issue
 from patchswarm.github.redact import Redactor, redacted_logging
 from patchswarm.pipeline import InstanceResult, run_tasks
@@ -152,16 +151,12 @@ class _Resolver:
         opts = self.options
         settings = load_repo_settings(clone)
         budget = [f"budget.max_cost_usd={opts.max_cost}"] if opts.max_cost is not None else []
-        # Precedence: preset → --config → the repository's overrides → --set → --max-cost.
+        # Precedence: preset → --config → the repository's settings → --set → --max-cost.
         config = load_config(opts.preset or settings.preset or "default", opts.config_file,
-                             [*settings.overrides, *opts.overrides, *budget])
-        text = self.redactor.scrub(thread.as_task_text())
+                             [*settings.config_overrides(), *opts.overrides, *budget])
         setup = opts.setup if opts.setup is not None else settings.setup
-        test_cmd = opts.test_cmd or settings.test_cmd
-        # A new comment or a new commit is a new question; the same ones resume the earlier run.
-        digest = hashlib.sha256(json.dumps([commit, text, setup, test_cmd]).encode()).hexdigest()[:8]
-        task = Task(instance_id=f"{opts.name}-issue-{opts.issue}-{digest}", repo=str(clone.resolve()),
-                    commit=commit, issue=text, setup=setup, test_cmd=test_cmd)
+        task = issue_task(opts.name, opts.issue, self.redactor.scrub(thread.as_task_text()), clone, commit, setup,
+                          opts.test_cmd or settings.test_cmd)
         return task, config
 
     def _save(self, outcome: Outcome) -> None:

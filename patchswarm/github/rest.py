@@ -98,6 +98,7 @@ class RestClient:
         for attempt in range(MAX_RETRIES + 1):
             if self._blocked_until > self._clock():
                 self._wait(self._blocked_until - self._clock(), "no requests left in this window")
+            self._blocked_until = 0.0  # waited for (or past) the reset
             headers = {}
             cached = self._cache.get(key) if conditional else None
             if cached:
@@ -115,6 +116,7 @@ class RestClient:
                 wait = self._limit_wait(response, attempt)
                 if wait is not None:
                     self._wait(wait, f"HTTP {response.status_code} on {method} {_path(url)}")
+                    self._blocked_until = 0.0  # this wait covered the window's reset
                     continue
             if response.status_code == 304 and cached:
                 self.stats.not_modified += 1

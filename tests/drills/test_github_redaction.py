@@ -15,7 +15,7 @@ from agent.scripted import Script
 from patchswarm.demo.script import DemoScript
 from patchswarm.github.redact import Redactor, basic_auth
 from patchswarm.github.resolve import resolve_issue
-from tests.patchswarm.test_github import (  # noqa: F401 - fixtures
+from tests.patchswarm.github_helpers import (  # noqa: F401 - fixtures
     ISSUE,
     REPO,
     TOKEN,

@@ -11,6 +11,7 @@ exercised the way `--api-url https://HOST/api/v3` would use it. Requests are rec
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import json
 import re
@@ -18,7 +19,7 @@ import threading
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-from urllib.parse import parse_qs, unquote, urlparse
+from urllib.parse import parse_qs, unquote, urlencode, urlparse
 
 PREFIX = "/api/v3"
 
@@ -29,6 +30,16 @@ class Recorded:
     path: str
     body: Any
     authorization: str | None
+    if_none_match: str | None = None
+    query: str = ""
+
+
+@dataclass
+class Page:
+    """A listing the HTTP layer cuts into pages (`per_page`, `page`, `Link` headers)."""
+
+    items: list[Any]
+    wrap: str | None = None  # the search API wraps items: {"total_count": n, "items": [...]}
 
 
 @dataclass
@@ -51,6 +62,11 @@ class GitHubStub:
         self.comments: dict[int, dict[str, Any]] = {}
         self.comment_edits: dict[int, int] = {}
         self.requests: list[Recorded] = []
+        self.page_size = 100  # the listings' largest page, whatever per_page asks (to force pagination)
+        # Responses served before any route: (status, headers, body), one per request, e.g. rate limits.
+        self.injected: list[tuple[int, dict[str, str], Any]] = []
+        self.rate_remaining: int | None = None  # when set: x-ratelimit-remaining counts down per request
+        self.rate_reset = 0  # epoch seconds sent as x-ratelimit-reset
         self._ids = itertools.count(1000)
         self._lock = threading.Lock()
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
@@ -89,6 +105,17 @@ class GitHubStub:
                  "state": "open", "comments": 0}
         self.repos[full_name].issues[number] = issue
         return issue
+
+    def add_pull(self, full_name: str, *, branch: str, title: str, body: str = "", author: str = "someone",
+                 base: str = "main") -> dict[str, Any]:
+        repo = self.repos[full_name]
+        owner = full_name.split("/")[0]
+        number = max([*repo.pulls, *repo.issues, 0]) + 1
+        pull = {"number": number, "title": title, "body": body, "draft": False, "state": "open",
+                "head": {"ref": branch, "label": f"{owner}:{branch}", "repo": {"full_name": full_name}},
+                "base": {"ref": base}, "user": _user(author)}
+        repo.pulls[number] = pull
+        return pull
 
     def add_comment(self, full_name: str, number: int, *, body: str, author: str, association: str = "NONE",
                     user_type: str = "User") -> dict[str, Any]:
@@ -131,12 +158,27 @@ class GitHubStub:
         return {**pull, "id": pull["number"], "url": f"{self.api_url}/repos/{repo.full_name}/pulls/{pull['number']}",
                 "html_url": f"{self.root}/{repo.full_name}/pull/{pull['number']}"}
 
+    def paginated(self, url, listing: Page) -> tuple[Any, dict[str, str]]:
+        query = {k: v[0] for k, v in parse_qs(url.query).items()}
+        size = min(int(query.get("per_page", 30)), self.page_size)
+        page = int(query.get("page", 1))
+        items = listing.items[(page - 1) * size: page * size]
+        headers = {}
+        if page * size < len(listing.items):
+            nxt = f"{self.root}{url.path}?{urlencode({**query, 'page': page + 1})}"
+            headers["Link"] = f'<{nxt}>; rel="next"'
+        if listing.wrap:
+            return {"total_count": len(listing.items), listing.wrap: items}, headers
+        return items, headers
+
     # -- routing ---------------------------------------------------------------------------------
 
     def handle(self, method: str, path: str, query: dict[str, list[str]], body: Any) -> tuple[int, Any]:
         routes = [
             ("GET", r"/user", self._get_user),
             ("GET", r"/repos/([^/]+/[^/]+)", self._get_repo),
+            ("GET", r"/search/issues", self._search_issues),
+            ("GET", r"/repos/([^/]+/[^/]+)/issues", self._list_issues),
             ("GET", r"/repos/([^/]+/[^/]+)/issues/(\d+)", self._get_issue),
             ("GET", r"/repos/([^/]+/[^/]+)/issues/(\d+)/comments", self._list_comments),
             ("POST", r"/repos/([^/]+/[^/]+)/issues/(\d+)/comments", self._create_comment),
@@ -164,6 +206,44 @@ class GitHubStub:
 
     def _get_repo(self, full_name, *, query, body):
         return 200, self._repo_json(self.repos[full_name])
+
+    def _issue_items(self, repo: RepoState) -> list[dict[str, Any]]:
+        """Issues and pulls as the issues API lists them (a PR is an issue with `pull_request`)."""
+        items = [self._issue_json(repo, i) for i in repo.issues.values()]
+        items += [{**self._issue_json(repo, self._pull_as_issue(p)), "pull_request": {"url": self._pull_json(repo, p)["url"]}}
+                  for p in repo.pulls.values()]
+        return sorted(items, key=lambda i: i["number"])
+
+    def _pull_as_issue(self, pull: dict[str, Any]) -> dict[str, Any]:
+        return {"number": pull["number"], "title": pull["title"], "body": pull["body"], "user": pull["user"],
+                "author_association": pull.get("author_association", "NONE"), "labels": pull.get("labels", []),
+                "state": pull["state"], "comments": 0}
+
+    def _list_issues(self, full_name, *, query, body):
+        state = query.get("state", ["open"])[0]
+        labels = [x for x in query.get("labels", [""])[0].split(",") if x]
+        since = query.get("since", [None])[0]
+        items = [i for i in self._issue_items(self.repos[full_name])
+                 if (state == "all" or i["state"] == state)
+                 and all(label in [x["name"] for x in i["labels"]] for label in labels)
+                 and (since is None or i.get("updated_at", "2025-01-01T00:00:00Z") >= since)]
+        return 200, Page(items)
+
+    def _search_issues(self, *, query, body):
+        terms = re.findall(r'(\w+):"([^"]*)"|(\w+):(\S+)|(\S+)', query.get("q", [""])[0])
+        pairs = [(a or c, b or d) for a, b, c, d, _ in terms if a or c]
+        repo = self.repos.get(next((v for k, v in pairs if k == "repo"), ""))
+        if repo is None:
+            return 422, {"message": "Validation Failed"}
+        items = self._issue_items(repo)
+        for key, value in pairs:
+            if key == "is" and value in ("open", "closed"):
+                items = [i for i in items if i["state"] == value]
+            elif key == "is" and value == "issue":
+                items = [i for i in items if "pull_request" not in i]
+            elif key == "label":
+                items = [i for i in items if value in [x["name"] for x in i["labels"]]]
+        return 200, Page(items, wrap="items")
 
     def _issue(self, full_name: str, number: str) -> dict[str, Any] | None:
         return self.repos[full_name].issues.get(int(number))
@@ -222,7 +302,7 @@ class GitHubStub:
         head, state = query.get("head", [None])[0], query.get("state", ["open"])[0]
         pulls = [p for p in repo.pulls.values() if (head is None or p["head"]["label"] == head)
                  and (state == "all" or p["state"] == state)]
-        return 200, [self._pull_json(repo, p) for p in pulls]
+        return 200, Page([self._pull_json(repo, p) for p in pulls])
 
     def _create_pull(self, full_name, *, query, body):
         repo = self.repos[full_name]
@@ -259,18 +339,35 @@ class GitHubStub:
                 body = json.loads(raw) if raw else None
                 auth = self.headers.get("Authorization")
                 with stub._lock:
-                    stub.requests.append(Recorded(self.command, url.path, body, auth))
-                    if auth not in (f"token {stub.token}", f"Bearer {stub.token}"):
+                    stub.requests.append(Recorded(self.command, url.path, body, auth,
+                                                  self.headers.get("If-None-Match"), url.query))
+                    headers: dict[str, str] = {}
+                    if stub.injected:
+                        status, headers, payload = stub.injected.pop(0)
+                    elif auth not in (f"token {stub.token}", f"Bearer {stub.token}"):
                         status, payload = 401, {"message": "Bad credentials"}
                     elif not url.path.startswith(PREFIX):
                         status, payload = 404, {"message": "Not Found"}
                     else:
                         status, payload = stub.handle(self.command, url.path[len(PREFIX):] or "/",
                                                       parse_qs(url.query), body)
+                        if isinstance(payload, Page):
+                            payload, headers = stub.paginated(url, payload)
+                    if stub.rate_remaining is not None:
+                        stub.rate_remaining = max(0, stub.rate_remaining - 1)
+                        headers.setdefault("x-ratelimit-remaining", str(stub.rate_remaining))
+                        headers.setdefault("x-ratelimit-reset", str(stub.rate_reset))
                 data = json.dumps(payload).encode()
+                if self.command == "GET" and status == 200:
+                    etag = '"' + hashlib.sha256(data).hexdigest()[:16] + '"'
+                    headers["ETag"] = etag
+                    if self.headers.get("If-None-Match") == etag:
+                        status, data = 304, b""
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json; charset=utf-8")
                 self.send_header("Content-Length", str(len(data)))
+                for name, value in headers.items():
+                    self.send_header(name, value)
                 self.end_headers()
                 self.wfile.write(data)
 
