@@ -142,6 +142,7 @@ PresetOpt = typer.Option("default", "--preset", help="Named preset: default (che
 ConfigOpt = typer.Option(None, "--config", "-c", help="YAML config file.")
 SetOpt = typer.Option(None, "--set", "-s", help="Override as dotted key=value, e.g. trajectories.num_edits=4 (repeatable).")
 ScriptedOpt = typer.Option(None, "--scripted", help="Register a scripted model: NAME=FILE.yaml or NAME=module:callable (repeatable).")
+ModelNameOpt = typer.Option(None, "--model-name", help="model_name_or_path in predictions.jsonl (default: the primary model).")
 ModelOpt = typer.Option(None, "--model", "-m", help="litellm model name for every role (relevance, primary, selector); "
                         "--set models.roles.ROLE=... still overrides one role.")
 
@@ -200,11 +201,12 @@ def _budget_overrides(max_cost: float | None, max_cost_per_instance: float | Non
     return extra
 
 
-def _run(tasks, config, run_dir: Path, redo: bool, quiet: bool, executor=None):
+def _run(tasks, config, run_dir: Path, redo: bool, quiet: bool, executor=None, model_name: str | None = None):
     from patchswarm.pipeline import RunDirInUse, run_tasks
 
     try:
-        return run_tasks(tasks, config, run_dir, redo=redo, live=False if quiet else None, executor=executor)
+        return run_tasks(tasks, config, run_dir, redo=redo, live=False if quiet else None, executor=executor,
+                         model_name=model_name)
     except (SandboxError, RunDirInUse, ConnectionError) as exc:
         fail(str(exc))
     except KeyboardInterrupt:
@@ -221,7 +223,7 @@ def solve(
     test_cmd: str | None = typer.Option(None, "--test-cmd", help="The repository's own test command."),
     run_dir: Path | None = typer.Option(None, "--run-dir", help="Where the run lives (default runs/<task id>)."),
     apply: bool = typer.Option(False, "--apply", help="Write the chosen patch to the local checkout at --repo."),
-    model: str | None = ModelOpt,
+    model: str | None = ModelOpt, model_name: str | None = ModelNameOpt,
     preset: str = PresetOpt, config_file: Path | None = ConfigOpt, overrides: list[str] = SetOpt,
     scripted: list[str] = ScriptedOpt,
     max_cost: float | None = typer.Option(None, "--max-cost", help="USD limit of the run."),
@@ -246,7 +248,7 @@ def solve(
     task = Task(instance_id=task_id_for(repo, commit, issue), repo=repo, commit=commit, issue=issue,
                 setup=setup or [], test_cmd=test_cmd)
     run_dir = run_dir or Path("runs") / task.instance_id
-    (result,) = _run([task], config, run_dir, redo, quiet)
+    (result,) = _run([task], config, run_dir, redo, quiet, model_name=model_name)
     _print_result(result, run_dir)
     if apply and result.patch:
         import subprocess
@@ -311,7 +313,7 @@ def batch(
     filter_: str | None = typer.Option(None, "--filter", help="Regex on instance ids."),
     slice_: str | None = typer.Option(None, "--slice", help="Python-style slice of the (filtered) tasks, e.g. 0:10."),
     shuffle: int | None = typer.Option(None, "--shuffle", help="Shuffle with this seed before slicing."),
-    model: str | None = ModelOpt,
+    model: str | None = ModelOpt, model_name: str | None = ModelNameOpt,
     preset: str = PresetOpt, config_file: Path | None = ConfigOpt, overrides: list[str] = SetOpt,
     scripted: list[str] = ScriptedOpt,
     max_cost: float | None = typer.Option(None, "--max-cost", help="USD limit of the whole run, across workers."),
@@ -354,7 +356,7 @@ def batch(
         fail("no tasks left after --filter/--slice/--skip-env-broken")
     _check_models(config)
     run_dir = run_dir or Path("runs") / name
-    results = _run(tasks, config, run_dir, redo, quiet, executor)
+    results = _run(tasks, config, run_dir, redo, quiet, executor, model_name)
     out = Console(soft_wrap=True)  # one record per line, whatever the width
     for r in results:
         out.print(f"{r.instance_id:40} {r.status:9} {r.selection_method or '-':18} ${r.cost_usd:.4f} "
@@ -466,6 +468,27 @@ def select_cmd(
         view.print(f"{instance:40} {result.method:18} {result.chosen_id or '-':20} {result.reason[:80]}",
                    highlight=False, markup=False)
     view.print(f"predictions: {out}", highlight=False)
+
+
+predictions_app = typer.Typer(no_args_is_help=True, help="Combine prediction files (SWE-bench format).")
+app.add_typer(predictions_app, name="predictions")
+
+
+@predictions_app.command("merge")
+def predictions_merge(
+    files: list[Path] = typer.Argument(..., metavar="FILE_OR_RUN_DIR...", help="predictions.jsonl files or run directories; later ones win for an instance in several."),
+    out: Path = typer.Option(..., "--out", "-o", help="The merged file to write."),
+) -> None:
+    """Merge prediction files from several machines or runs into one, one line per instance."""
+    from patchswarm import predictions
+
+    paths = [path / predictions.FILE_NAME if path.is_dir() else path for path in files]
+    try:
+        written, repeated = predictions.merge(paths, out)
+    except predictions.PredictionsError as exc:
+        fail(str(exc))
+    more = f" ({repeated} in more than one file: the later file's line kept)" if repeated else ""
+    typer.echo(f"{out}: {written} instance(s){more}")
 
 
 @config_app.command("show")

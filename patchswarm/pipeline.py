@@ -25,6 +25,7 @@ from agent.context import build_context
 from agent.model import ModelClient
 from agent.trajectory import TrajectoryResult, run_trajectories
 from agent.types import ContextBundle
+from patchswarm import predictions
 from patchswarm.config import PatchswarmConfig
 from patchswarm.progress import Progress
 from patchswarm.store import NamespacedStateStore, RunCallStore, RunStore, current_epoch, current_instance
@@ -122,8 +123,11 @@ async def _warming(pool: SandboxPool, count: int):
 class Runner:
     """Shared by every instance of a run: config, store, sandboxes, model client, budgets, progress."""
 
-    def __init__(self, config: PatchswarmConfig, run_dir: Path, progress: Progress, *, redo: bool = False):
+    def __init__(self, config: PatchswarmConfig, run_dir: Path, progress: Progress, *, redo: bool = False,
+                 model_name: str | None = None):
         self.config, self.run_dir, self.progress, self.redo = config, Path(run_dir), progress, redo
+        # model_name_or_path of the predictions: what a leaderboard shows; the primary model unless named.
+        self.model_name = model_name or config.models.roles.primary
         self.docker = docker_client()  # first: without an engine, fail before opening the store
         self.store = RunStore(self.run_dir)
         self.config_hash = config.result_hash()
@@ -341,19 +345,11 @@ class Runner:
         self.store.write_file(f"instances/{result.instance_id}/patch.diff", result.patch)
         self.store.mark_instance(result.instance_id, self.config_hash, result.status, result=data,
                                  error="; ".join(result.errors) or None, cost_usd=result.cost_usd)
+        # As each instance finishes, so an interrupted batch or a later slice keeps what was done.
+        predictions.append(self.run_dir / predictions.FILE_NAME, [self.prediction(result)])
 
-
-def write_predictions(run_dir: Path, results: list[InstanceResult], model_name: str = "patchswarm") -> Path:
-    """predictions.jsonl in the SWE-bench prediction format."""
-    import json
-
-    lines = [json.dumps({"instance_id": r.instance_id, "model_name_or_path": model_name, "model_patch": r.patch})
-             for r in results if r.status not in ERROR_STATUSES]
-    path = Path(run_dir) / "predictions.jsonl"
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text("".join(line + "\n" for line in lines))
-    tmp.replace(path)
-    return path
+    def prediction(self, result: InstanceResult) -> dict[str, str]:
+        return predictions.prediction(result.instance_id, result.patch, self.model_name)
 
 
 class Executor(Protocol):
@@ -407,7 +403,8 @@ def _exclusive(run_dir: Path):
 
 
 def run_tasks(tasks: list[Task], config: PatchswarmConfig, run_dir: Path, *, redo: bool = False,
-              live: bool | None = None, executor: Executor | None = None) -> list[InstanceResult]:
+              live: bool | None = None, executor: Executor | None = None,
+              model_name: str | None = None) -> list[InstanceResult]:
     """Solve `tasks` into `run_dir` (resuming what is there). Ctrl-C leaves no container behind.
 
     `executor` None solves on this machine; another executor (e.g. Ray) solves elsewhere into the same store.
@@ -415,11 +412,12 @@ def run_tasks(tasks: list[Task], config: PatchswarmConfig, run_dir: Path, *, red
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     with _exclusive(run_dir), Progress(len(tasks), run_dir / "events.jsonl", live=live, max_cost_usd=config.budget.max_cost_usd) as progress:
-        runner = Runner(config, run_dir, progress, redo=redo)
+        runner = Runner(config, run_dir, progress, redo=redo, model_name=model_name)
         runner.store.set_meta("status", "running")
         try:
             results = asyncio.run(_run_all(runner, tasks, config.workers, executor))
-            write_predictions(run_dir, results)
+            # One line per instance: earlier slices and reruns, then this command's results (skipped ones too).
+            predictions.compact(run_dir / predictions.FILE_NAME, [runner.prediction(r) for r in results])
             runner.store.set_meta("status", "finished")
             return results
         except BaseException:

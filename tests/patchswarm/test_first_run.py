@@ -57,9 +57,21 @@ def test_failed_model_calls_are_an_error_that_a_rerun_retries(tmp_path, base_ima
     assert " error " in row and "None" not in row
     assert not done.stdout.startswith("\x1b") and "Provider List" not in done.stdout + done.stderr
 
-    # The provider is back: the same command (no --redo) retries the errored instance, keeps the solved one.
-    again = run_cli(batch_command(tasks, run_dir))
+    lines = [json.loads(line) for line in (run_dir / "predictions.jsonl").read_text().splitlines()]
+    assert sorted(p["instance_id"] for p in lines) == ["calc-down", "calc-ok"]  # every attempted instance
+    by_id = {p["instance_id"]: p for p in lines}
+    assert by_id["calc-down"]["model_patch"] == "" and by_id["calc-ok"]["model_patch"].strip()
+    assert {p["model_name_or_path"] for p in lines} == {"scripted/calc"}  # the primary model by default
+
+    # The provider is back: another slice of the same run dir, no --redo, retries the errored instance;
+    # the predictions file keeps the first command's line and holds the newest result of the retried one.
+    again = run_cli(batch_command(tasks, run_dir, "--slice", "1:2", "--model-name", "patchswarm-first-run"))
     assert again.returncode == 0, again.stderr
-    assert "skipped calc-ok" in again.stderr and "started calc-down" in again.stderr
+    assert "started calc-down" in again.stderr
     assert result_json(run_dir, "calc-down")["status"] == "solved"
+    lines = [json.loads(line) for line in (run_dir / "predictions.jsonl").read_text().splitlines()]
+    by_id = {p["instance_id"]: p for p in lines}
+    assert len(lines) == 2 and set(by_id) == {"calc-down", "calc-ok"}
+    assert by_id["calc-down"]["model_patch"].strip() and by_id["calc-down"]["model_name_or_path"] == "patchswarm-first-run"
+    assert by_id["calc-ok"]["model_name_or_path"] == "scripted/calc"
     assert not run_containers(docker_client, run_dir)

@@ -194,8 +194,12 @@ def test_batch_goes_on_past_a_failing_task(tmp_path, base_image, docker_client):
     assert "error: 1 of 3 instance(s) ended in error (1 failed)" in done.stderr
 
     predictions = [json.loads(line) for line in (run_dir / "predictions.jsonl").read_text().splitlines()]
-    assert sorted(p["instance_id"] for p in predictions) == ["calc-empty", "calc-empty-main"]
+    # Every attempted instance is present; one that failed has an empty patch.
+    assert sorted(p["instance_id"] for p in predictions) == ["calc-empty", "calc-empty-main", "calc-missing-commit"]
     for prediction in predictions:
+        if prediction["instance_id"] == "calc-missing-commit":
+            assert prediction["model_patch"] == ""
+            continue
         assert set(prediction) == {"instance_id", "model_name_or_path", "model_patch"}
         check = subprocess.run(["git", "apply", "--check", "-"], input=prediction["model_patch"], text=True,
                                cwd=repo, capture_output=True)
