@@ -24,9 +24,10 @@ from agent.budget import Budget
 from agent.edits import EditError, apply_edit_text
 from agent.model import ModelClient
 from agent.prompts import editing_prefix, editing_report, editing_seed, patch_failed, user
-from agent.testing import DEFAULT_OUTPUT_CAP, ReproRun, SandboxLeaser, TestingResult, in_sandbox, run_test
+from agent.testing import DEFAULT_OUTPUT_CAP, ReproRun, TestingResult, in_sandbox, run_test
 from agent.types import ContextBundle, StateStore
 from sandbox.errors import PatchApplyError
+from sandbox.port import PoolPort, SandboxPort
 
 EditingOutcome = Literal["finished", "attempts_exhausted", "budget_exhausted", "model_error", "no_edit", "crashed"]
 
@@ -64,7 +65,7 @@ class EditingMachine(ConversationMachine[EditingState]):
     })
 
     def __init__(
-        self, client: ModelClient, pool: SandboxLeaser, *, issue: str, context: ContextBundle | str,
+        self, client: ModelClient, pool: PoolPort, *, issue: str, context: ContextBundle | str,
         repo_dir: Path, seed: TestingResult | None, store: StateStore, key: str, index: int = 0,
         budget: Budget | None = None, max_attempts: int = 8, test_timeout_s: float = 60,
         temperature: float | None = None, output_cap: int = DEFAULT_OUTPUT_CAP, max_tokens: int | None = None,
@@ -105,7 +106,7 @@ class EditingMachine(ConversationMachine[EditingState]):
         test, candidate = state.test_code, state.candidate
         runs: dict[str, ReproRun] = {"original": state.original} if state.original else {}
 
-        def work(sandbox: Any) -> None:
+        def work(sandbox: SandboxPort) -> None:
             # Both runs share one lease; each `run` resets the sandbox to the base state first.
             if test is not None and "original" not in runs:
                 runs["original"] = self._run(sandbox, test, None)
@@ -129,7 +130,7 @@ class EditingMachine(ConversationMachine[EditingState]):
         ))
         state.candidate, state.phase = None, "ask"
 
-    def _run(self, sandbox: Any, test: str, patch: str | None) -> ReproRun:
+    def _run(self, sandbox: SandboxPort, test: str, patch: str | None) -> ReproRun:
         return run_test(sandbox, test, patch=patch, timeout_s=self.test_timeout_s, output_cap=self.output_cap)
 
     def result(self) -> EditingResult:

@@ -13,9 +13,8 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from contextlib import AbstractAsyncContextManager
 from types import MappingProxyType
-from typing import Any, Literal, Protocol, TypeVar
+from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, Field
 
@@ -25,18 +24,14 @@ from agent.model import ModelClient
 from agent.prompts import NO_TEST_TO_APPROVE, describe_run, reproduction_prefix, reproduction_report
 from agent.types import REPRO_TEST_PATH, StateStore, repro_command
 from sandbox.errors import SandboxBroken
+from sandbox.execution import ExecResult
+from sandbox.port import PoolPort, SandboxPort
 
 DEFAULT_OUTPUT_CAP = 8 * 1024  # bytes of test output shown to the model (head and tail kept)
 
 TestingOutcome = Literal["approved", "attempts_exhausted", "budget_exhausted", "model_error", "empty_issue", "crashed"]
 
 T = TypeVar("T")
-
-
-class SandboxLeaser(Protocol):
-    """What the machines need of a `sandbox.SandboxPool`: an async lease of a sandbox at the base state."""
-
-    def lease(self) -> AbstractAsyncContextManager[Any]: ...
 
 
 class ReproRun(BaseModel):
@@ -48,8 +43,7 @@ class ReproRun(BaseModel):
     duration_s: float = 0.0
 
     @classmethod
-    def of(cls, result: Any) -> ReproRun:
-        """From a `sandbox.ExecResult`."""
+    def of(cls, result: ExecResult) -> ReproRun:
         return cls(exit_code=result.exit_code, output=result.output, timed_out=result.timed_out,
                    duration_s=result.duration_s)
 
@@ -57,7 +51,7 @@ class ReproRun(BaseModel):
         return describe_run(self.exit_code, self.output, self.timed_out, self.duration_s)
 
 
-async def in_sandbox(pool: SandboxLeaser, work: Callable[[Any], T]) -> T:
+async def in_sandbox(pool: PoolPort, work: Callable[[SandboxPort], T]) -> T:
     """Run blocking sandbox work in a thread, holding a leased sandbox only for that long (not during model calls).
 
     A sandbox whose container died is discarded by the pool; the work is tried once more on a fresh one.
@@ -71,7 +65,7 @@ async def in_sandbox(pool: SandboxLeaser, work: Callable[[Any], T]) -> T:
         return await asyncio.to_thread(work, sandbox)
 
 
-def run_test(sandbox: Any, test_code: str, *, patch: str | None = None, timeout_s: float,
+def run_test(sandbox: SandboxPort, test_code: str, *, patch: str | None = None, timeout_s: float,
              output_cap: int = DEFAULT_OUTPUT_CAP) -> ReproRun:
     """Reset, apply `patch`, write the test outside the repository (so it never enters a diff) and run it."""
     result = sandbox.run(repro_command(), patch=patch, files={REPRO_TEST_PATH: test_code}, timeout=timeout_s,
@@ -113,7 +107,7 @@ class TestingMachine(ConversationMachine[TestingState]):
     accepts = MappingProxyType({"test": "<test>…</test> holding the complete script", "done": "<approve/>"})
 
     def __init__(
-        self, client: ModelClient, pool: SandboxLeaser, *, issue: str, store: StateStore, key: str,
+        self, client: ModelClient, pool: PoolPort, *, issue: str, store: StateStore, key: str,
         index: int = 0, budget: Budget | None = None, max_attempts: int = 4, test_timeout_s: float = 60,
         temperature: float | None = None, output_cap: int = DEFAULT_OUTPUT_CAP, max_tokens: int | None = None,
     ) -> None:

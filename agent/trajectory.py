@@ -22,8 +22,9 @@ from agent.actions import ConversationMachine
 from agent.budget import Budget
 from agent.editing import EditingMachine, EditingResult
 from agent.model import ModelClient, warm_then_fan_out
-from agent.testing import DEFAULT_OUTPUT_CAP, SandboxLeaser, TestingMachine, TestingResult
+from agent.testing import DEFAULT_OUTPUT_CAP, TestingMachine, TestingResult
 from agent.types import EXIT_ISSUE_PRESENT, ContextBundle, StateStore
+from sandbox.port import PoolPort
 
 
 class TrajectoryConfig(BaseModel):
@@ -83,7 +84,7 @@ def _failure(result: TestingResult | EditingResult | BaseException | None, phase
 
 
 async def run_trajectories(
-    client: ModelClient, pool: SandboxLeaser, *, issue: str,
+    client: ModelClient, pool: PoolPort, *, issue: str,
     context: ContextBundle | str | Awaitable[ContextBundle | str], repo_dir: Path,
     store: StateStore, key: str, config: TrajectoryConfig | None = None, budget: Budget | None = None,
 ) -> list[TrajectoryResult]:

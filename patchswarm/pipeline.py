@@ -33,6 +33,8 @@ from patchswarm.tasks import Task
 from sandbox import EnvSpec, RepoSource, SandboxManager, SandboxPool, build_env_image
 from sandbox.engine import docker_client
 from sandbox.errors import SandboxError
+from sandbox.execution import ExecResult
+from sandbox.port import SandboxPort
 from sandbox.repos import checkout_tree, local_git_dir, resolve_commit
 from selection import Candidate, GeneratedTest, SelectionConfig, SelectionResult, select_patch
 
@@ -89,13 +91,12 @@ class RecordingPool(SandboxPool):
 
 
 class _RecordingSandbox:
-    def __init__(self, sandbox, pool: RecordingPool):
+    """A leased sandbox whose every run is counted and logged as an `execution` event."""
+
+    def __init__(self, sandbox: SandboxPort, pool: RecordingPool):
         self._sandbox, self._pool = sandbox, pool
 
-    def __getattr__(self, name):
-        return getattr(self._sandbox, name)
-
-    def run(self, command: str, **kwargs):
+    def run(self, command: str, **kwargs: Any) -> ExecResult:
         result = self._sandbox.run(command, **kwargs)
         self._pool.progress.executions += 1
         self._pool.store.event("execution", self._pool.instance_id, command=command[:500],

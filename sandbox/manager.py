@@ -237,6 +237,13 @@ class SandboxPool:
             with self._returned_after_use(await asyncio.to_thread(self._take)) as sandbox:
                 yield sandbox
 
+    def image_id(self) -> str:
+        """The image's content id; the tag alone may be rebuilt with other content."""
+        try:
+            return self.manager.client.images.get(self.image).id
+        except Exception:  # noqa: BLE001 - an unreachable engine shows up later as sandbox failures
+            return self.image
+
     def close(self) -> None:
         with self._lock:
             idle, self._idle = self._idle, []

@@ -11,8 +11,7 @@ from dataclasses import dataclass, field
 from agent.types import REPRO_TEST_PATH, repro_command
 from sandbox.errors import PatchApplyError, SandboxError
 from sandbox.execution import DEFAULT_OUTPUT_CAP, ExecResult
-from sandbox.manager import SandboxPool
-from sandbox.sandbox import Sandbox
+from sandbox.port import PoolPort, SandboxPort
 from selection.cache import CellKey, OutcomeCache
 from selection.candidates import DistinctPatch, DistinctTest, canonical_test, sha256
 from selection.models import Outcome
@@ -63,7 +62,7 @@ def _stored_output(text: str) -> str:
 class Executor:
     """Executes jobs under the pool's concurrency; counts what ran and what came from the cache."""
 
-    def __init__(self, pool: SandboxPool, cache: OutcomeCache, image_id: str) -> None:
+    def __init__(self, pool: PoolPort, cache: OutcomeCache, image_id: str) -> None:
         self.pool, self.cache, self.image_id = pool, cache, image_id
         self.performed = 0
         self.cached = 0
@@ -159,7 +158,7 @@ class Executor:
                     outcomes = done.setdefault(index, [])
                     outcomes += [Outcome(error=f"sandbox failure: {exc}")] * (len(runs) - len(outcomes))
 
-    async def _run_once(self, sandbox: Sandbox, job: Job, run: int) -> Outcome:
+    async def _run_once(self, sandbox: SandboxPort, job: Job, run: int) -> Outcome:
         # Another job may have found meanwhile that this text does not apply: no point running it.
         failed = self._apply_failure(job.text_key)
         if failed is not None:
@@ -175,7 +174,7 @@ class Executor:
         return outcome
 
     @staticmethod
-    def _run_in_thread(sandbox: Sandbox, job: Job) -> Outcome:
+    def _run_in_thread(sandbox: SandboxPort, job: Job) -> Outcome:
         started = time.monotonic()
         try:
             result = sandbox.run(job.command, patch=job.patch, files=job.files, timeout=job.timeout,

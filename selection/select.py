@@ -8,7 +8,7 @@ from pathlib import Path
 
 from agent.budget import Budget
 from agent.model import ModelClient
-from sandbox.manager import SandboxPool
+from sandbox.port import PoolPort
 from selection.cache import OutcomeCache
 from selection.candidates import DistinctPatch, DistinctTest, distinct_patches, distinct_tests
 from selection.matrix import Executor, run_test_matrix
@@ -29,15 +29,7 @@ GenerateTests = Callable[[], Awaitable[Sequence[GeneratedTest]]]
 STABLE = ("voting", "passes_on_original", "timed_out")  # original outcome is known and repeatable
 
 
-def image_id(pool: SandboxPool) -> str:
-    """The image's content id; the tag alone may be rebuilt with other content."""
-    try:
-        return pool.manager.client.images.get(pool.image).id
-    except Exception:  # noqa: BLE001 - an unreachable engine shows up later as sandbox failures
-        return pool.image
-
-
-async def select_patch(candidates: Sequence[Candidate], *, pool: SandboxPool, repo_dir: Path, issue: str = "",
+async def select_patch(candidates: Sequence[Candidate], *, pool: PoolPort, repo_dir: Path, issue: str = "",
                        tests: Sequence[GeneratedTest] | None = None, generate_tests: GenerateTests | None = None,
                        model: ModelClient | None = None, budget: Budget | None = None,
                        config: SelectionConfig | None = None) -> SelectionResult:
@@ -53,7 +45,7 @@ async def select_patch(candidates: Sequence[Candidate], *, pool: SandboxPool, re
         return SelectionResult(chosen_id=None, method="nothing_to_select", reason="no candidates were given")
     cache = OutcomeCache(config.cache_dir)
     try:
-        executor = Executor(pool, cache, await asyncio.to_thread(image_id, pool))
+        executor = Executor(pool, cache, await asyncio.to_thread(pool.image_id))
         run = _Selection(list(candidates), executor, Path(repo_dir), issue, model, budget, config)
         return await run.select(tests, generate_tests)
     finally:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -16,6 +17,13 @@ FIXTURES = Path(__file__).parent / "fixtures"
 
 from agent.model import ModelClient, ModelSettings, PriceOverride, RoleModels  # noqa: E402
 from agent.scripted import ScriptedLLM, register_scripted_provider  # noqa: E402
+
+
+def pytest_collection_modifyitems(items):
+    """Tests that reach the Docker engine carry the `docker` mark, so `-m "not docker"` runs the rest alone."""
+    for item in items:
+        if "docker_client" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.docker)
 
 
 @pytest.fixture(scope="session")
@@ -43,6 +51,14 @@ def manager(docker_client):
 
     with SandboxManager(docker_client, handle_signals=False) as mgr:
         yield mgr
+
+
+@pytest.fixture(scope="session")
+def bare_venv(tmp_path_factory) -> Path:
+    """bin/ of a venv without packages: `LocalPool`'s stand-in for the image's /opt/venv (no host pytest)."""
+    venv = tmp_path_factory.mktemp("venv") / "bare"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+    return venv / "bin"
 
 
 def make_git_repo(path: Path, commits: list[dict[str, str | None]]) -> list[str]:

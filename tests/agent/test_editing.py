@@ -1,4 +1,4 @@
-"""Editing state machine against real sandboxes and the scripted model."""
+"""Editing state machine with the scripted model, on in-process sandboxes (and end to end on Docker)."""
 
 from __future__ import annotations
 
@@ -27,7 +27,7 @@ SEED = TestingResult(test_code=REPRO, approved=True, original_exit_code=2, origi
                      outcome="approved", messages=[])
 
 # Fixtures shared by the agent tests (a conftest.py of their own is not ours to add).
-minicalc, pool = shared.minicalc, shared.pool
+minicalc, pool, docker_pool, either_pool = shared.minicalc, shared.pool, shared.docker_pool, shared.either_pool
 
 
 def edit(search: str, replace: str, path: str = "minicalc/stats.py") -> str:
@@ -62,9 +62,9 @@ class KillingStore(InMemoryStateStore):
         super().save(key, state)
 
 
-def test_bug_fixed_in_three_turns(scripted, model_client, pool, minicalc):
+def test_bug_fixed_in_three_turns(scripted, model_client, either_pool, minicalc):
     scripted.add("main", [WRONG_FIX, RIGHT_FIX, "The test passes now. <finish/>"])
-    counting = CountingPool(pool)
+    counting = CountingPool(either_pool)
     result = asyncio.run(make_editor(model_client, counting, minicalc[0]).run())
     assert result.outcome == "finished" and result.attempts == 3
     assert "+    return total(values) / len(values)" in result.patch and "len(values) - 1" not in result.patch

@@ -1,5 +1,5 @@
-"""Testing state machine against real sandboxes and the scripted model; also the shared fixtures of the
-agent trajectory tests (imported by test_editing and test_trajectory)."""
+"""Testing state machine with the scripted model, on in-process sandboxes (and end to end on Docker);
+also the shared fixtures of the agent trajectory tests (imported by test_editing and test_trajectory)."""
 
 from __future__ import annotations
 
@@ -21,6 +21,7 @@ from agent.testing import TestingMachine
 from agent.types import InMemoryStateStore
 from sandbox.environments import EnvSpec, build_env_image
 from sandbox.errors import SandboxBroken
+from sandbox.local import LocalPool
 from sandbox.manager import SandboxManager, SandboxPool
 from sandbox.repos import RepoSource
 from tests.conftest import FIXTURES, scripted_settings
@@ -52,21 +53,35 @@ def _git_repo(source: Path, dest: Path) -> str:
 
 
 @pytest.fixture(scope="session")
-def minicalc(docker_client, base_image, tmp_path_factory) -> tuple[Path, str]:
-    """(pristine host checkout, env image) of tests/fixtures/minicalc."""
+def minicalc(tmp_path_factory) -> tuple[Path, str]:
+    """(pristine host checkout, commit) of tests/fixtures/minicalc."""
     repo = tmp_path_factory.mktemp("agent") / "minicalc"
-    sha = _git_repo(FIXTURES / "minicalc", repo)
-    image = build_env_image(docker_client, RepoSource(location=str(repo), commit=sha), EnvSpec()).tag
-    return repo, image
+    return repo, _git_repo(FIXTURES / "minicalc", repo)
 
 
 @pytest.fixture(scope="module")
-def pool(docker_client, minicalc):
-    """Two warm sandboxes shared by a module's tests (the machine has 2 cores, shared with others)."""
+def pool(minicalc, bare_venv):
+    """In-process sandboxes (the port's fake): the machines' logic, tested without Docker."""
+    sandboxes = LocalPool(minicalc[0], size=2, bin_dir=bare_venv)
+    yield sandboxes
+    sandboxes.close()
+
+
+@pytest.fixture(scope="module")
+def docker_pool(docker_client, base_image, minicalc):
+    """Two warm Docker sandboxes shared by a module's tests (the machine has 2 cores, shared with others)."""
+    repo, sha = minicalc
+    image = build_env_image(docker_client, RepoSource(location=str(repo), commit=sha), EnvSpec()).tag
     with SandboxManager(docker_client, handle_signals=False) as manager:
-        sandboxes = SandboxPool(manager, minicalc[1], size=2)
+        sandboxes = SandboxPool(manager, image, size=2)
         yield sandboxes
         sandboxes.close()
+
+
+@pytest.fixture(params=["local", pytest.param("docker", marks=pytest.mark.docker)])
+def either_pool(request):
+    """End to end on real Docker sandboxes as well as on the fake."""
+    return request.getfixturevalue("pool" if request.param == "local" else "docker_pool")
 
 
 class CountingPool:
@@ -134,11 +149,11 @@ def test_empty_issue_makes_no_call(scripted, model_client):
     assert scripted.calls("main") == []
 
 
-# -- with sandboxes --------------------------------------------------------------------------------
+# -- with sandboxes (the in-process fake unless named) --------------------------------------------------------------------------------
 
-def test_writes_runs_and_approves(scripted, model_client, pool):
+def test_writes_runs_and_approves(scripted, model_client, either_pool):
     scripted.add("main", [reply_with_test(), "The output shows the bug. <approve/>"])
-    result = asyncio.run(make_tester(model_client, pool).run())
+    result = asyncio.run(make_tester(model_client, either_pool).run())
     assert result.outcome == "approved" and result.approved
     assert result.test_code == REPRO and result.original_exit_code == 2
     assert "mean([2, 4]) = 2.0" in result.original_output

@@ -1,4 +1,4 @@
-"""Parallel trajectories: fan-out, seeding, failure isolation and resume, with real sandboxes."""
+"""Parallel trajectories: fan-out, seeding, failure isolation and resume, on in-process sandboxes."""
 
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ from tests.agent.test_testing import (
 )
 
 # Fixtures shared by the agent tests (a conftest.py of their own is not ours to add).
-minicalc, pool = shared.minicalc, shared.pool
+minicalc, pool, docker_pool, either_pool = shared.minicalc, shared.pool, shared.docker_pool, shared.either_pool
 
 
 def text_of(message: dict) -> str:

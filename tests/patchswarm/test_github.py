@@ -51,6 +51,7 @@ def shared_run_dir(tmp_path_factory) -> Path:
 
 # -- the whole flow -------------------------------------------------------------------------------
 
+@pytest.mark.docker  # the pipeline runs in sandboxes
 def test_labelled_issue_becomes_a_draft_pr(stub, remote, token_env, scripted, shared_run_dir, caplog, capsys):
     scripted.add("demo", Script(DemoScript()))
     add_issue(stub, remote)
@@ -84,6 +85,7 @@ def test_labelled_issue_becomes_a_draft_pr(stub, remote, token_env, scripted, sh
     assert (shared_run_dir / "github-outcome.json").exists()
 
 
+@pytest.mark.docker  # the pipeline runs in sandboxes
 def test_fork_owner_pushes_to_the_fork(stub, remote, tmp_path, token_env, scripted, shared_run_dir):
     scripted.add("demo", Script(DemoScript()))  # the shared run resumes; no call is expected
     add_issue(stub, remote)
@@ -99,6 +101,7 @@ def test_fork_owner_pushes_to_the_fork(stub, remote, tmp_path, token_env, script
     assert pull["head"]["label"] == "forker:patchswarm/issue-7"
 
 
+@pytest.mark.docker  # the pipeline runs in sandboxes
 def test_push_refused_is_a_failure_with_one_comment(stub, remote, token_env, scripted, shared_run_dir):
     scripted.add("demo", Script(DemoScript()))
     add_issue(stub, remote)
@@ -114,6 +117,7 @@ def test_push_refused_is_a_failure_with_one_comment(stub, remote, token_env, scr
     assert "failed while pushing the branch" in status["body"] and "Cost so far" in status["body"]
 
 
+@pytest.mark.docker  # the pipeline runs in sandboxes
 def test_no_confident_patch_means_one_comment_and_no_pr(stub, remote, tmp_path, token_env, scripted, caplog, capsys):
     scripted.add("nofix", Script(NoFixScript()))
     add_issue(stub, remote)
@@ -136,6 +140,7 @@ def test_no_confident_patch_means_one_comment_and_no_pr(stub, remote, tmp_path, 
     assert_no_token(stub, [caplog.text, captured.out, captured.err], run_dir)
 
 
+@pytest.mark.docker  # the pipeline runs in sandboxes
 def test_failing_setup_is_a_bot_failure_with_one_comment(stub, remote, tmp_path, token_env, scripted):
     scripted.add("demo", Script(DemoScript()))
     add_issue(stub, remote)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from typer.testing import CliRunner
 
 from patchswarm.cli import app
@@ -25,6 +27,7 @@ def _patch(repo, fix: str) -> str:
     return diff
 
 
+@pytest.mark.docker  # the CLI runs the matrix in sandboxes
 def test_select_prefers_the_candidate_generated_tests_support(tmp_path, scripted):
     task = demo_task(tmp_path / "demo")
     from pathlib import Path

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from sandbox.environments import EnvSpec, build_env_image
+from sandbox.local import LocalPool
 from sandbox.manager import SandboxPool
 from sandbox.repos import RepoSource
 from selection import Candidate, GeneratedTest
@@ -27,11 +28,25 @@ def stats_image(docker_client, base_image, stats_repo) -> str:
 
 
 @pytest.fixture
-def pool(manager, stats_image):
+def pool(stats_repo, bare_venv):
+    """In-process sandboxes (the port's fake): selection's logic, tested without Docker."""
+    pool = LocalPool(stats_repo[0], size=2, bin_dir=bare_venv)
+    yield pool
+    pool.close()
+
+
+@pytest.fixture
+def docker_pool(manager, stats_image):
     """Two sandboxes at most: other developers run Docker tests on the same two cores."""
     pool = SandboxPool(manager, stats_image, size=2)
     yield pool
     pool.close()
+
+
+@pytest.fixture(params=["local", pytest.param("docker", marks=pytest.mark.docker)])
+def either_pool(request):
+    """End to end on real Docker sandboxes as well as on the fake."""
+    return request.getfixturevalue("pool" if request.param == "local" else "docker_pool")
 
 
 @pytest.fixture(scope="session")

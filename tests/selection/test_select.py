@@ -1,4 +1,4 @@
-"""Selection end to end in real sandboxes; the scripted model is the only fake."""
+"""Selection end to end with the scripted model, on in-process sandboxes (the vote also on Docker)."""
 
 from __future__ import annotations
 
@@ -55,7 +55,8 @@ def select(pool, repo, issue, candidates, tests=None, model=None, budget=None, *
                                     budget=budget, config=SelectionConfig(**config)))
 
 
-def test_votes_regressions_and_cache(pool, stats_repo, issue, tmp_path):
+def test_votes_regressions_and_cache(either_pool, stats_repo, issue, tmp_path):
+    pool = either_pool
     repo, _ = stats_repo
     cache = {"cache_dir": tmp_path / "cache", **NO_SELECTOR}
     result = select(pool, repo, issue, everything(), all_tests(), **cache)
