@@ -11,6 +11,8 @@ from __future__ import annotations
 import logging
 import subprocess
 
+import pytest
+
 from agent.scripted import Script
 from patchswarm.demo.script import DemoScript
 from patchswarm.github.redact import Redactor, basic_auth
@@ -30,6 +32,7 @@ from tests.patchswarm.github_helpers import (  # noqa: F401 - fixtures
 FOREIGN = "ghp_" + "A1b2C3d4E5f6G7h8I9j0K1l2M3n4O5p6Q7r8"  # shaped like a classic personal token
 
 
+@pytest.mark.docker  # the pipeline runs in sandboxes
 def test_tokens_in_the_issue_title_reach_no_text_the_bot_writes(stub, remote, token_env, scripted,  # noqa: F811
                                                                  tmp_path, caplog, capsys):
     """item 10"""
