@@ -49,6 +49,9 @@ class EditingResult(BaseModel):
     original_exit_code: int | None
     edited_output: str | None = None
     original_output: str | None = None
+    # A timed-out run proves nothing; kept beside the exit code so no reader takes a kill for a result.
+    edited_timed_out: bool = False
+    original_timed_out: bool = False
     messages: list[dict[str, Any]]
     error: str | None = None
     attempts: int = 0
@@ -142,6 +145,8 @@ class EditingMachine(ConversationMachine[EditingState]):
             original_exit_code=state.original.exit_code if state.original else None,
             edited_output=edited.output if edited else None,
             original_output=state.original.output if state.original else None,
+            edited_timed_out=bool(edited and edited.timed_out),
+            original_timed_out=bool(state.original and state.original.timed_out),
             messages=self.messages, error=state.error, attempts=state.attempts, cost_usd=state.cost_usd,
             unknown_cost_calls=state.unknown_cost_calls,
         )

@@ -37,12 +37,18 @@ def _stat(pid):
         return None
 
 
-def kill_others():
+def kill_others(reaped):
     """SIGKILL every live process outside init's session except this server.
 
     Commands run in sessions of their own, so this reaches them and whatever they spawned, also
     children that called setsid; init (and the `sleep` it waits on) share init's session and stay.
+    One kill(-1) first: the kernel signals every process in one pass that a fork bomb cannot outrun
+    (a pass over /proc can, and it starves under the bomb); the loop below catches stragglers.
     """
+    try:
+        os.kill(-1, signal.SIGKILL)  # never init, never this process
+    except OSError:
+        pass
     init = _stat(1)
     init_session = init[1] if init else -1
     for _ in range(50):
@@ -58,7 +64,7 @@ def kill_others():
                 alive += 1
             except (ProcessLookupError, PermissionError):
                 pass
-        reap()
+        reap(reaped)
         if not alive:
             return
         time.sleep(0.005)
@@ -76,14 +82,27 @@ def kill_session(sid):
                     pass
 
 
-def reap():
+def reap(reaped):
+    """Collect exited children into `reaped` (pid -> wait status). The command's own status must be kept:
+    once reaped here, Popen.wait() would find no child and report exit code 0 for a killed command."""
     while True:
         try:
-            pid, _ = os.waitpid(-1, os.WNOHANG)
+            pid, status = os.waitpid(-1, os.WNOHANG)
         except ChildProcessError:
             return
         if pid == 0:
             return
+        reaped[pid] = status
+
+
+def exit_code(proc, reaped):
+    """The command's exit code, 128+N when signal N killed it."""
+    status = reaped.pop(proc.pid, None)
+    if status is not None:
+        code = -os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status)
+    else:
+        code = proc.wait()
+    return 128 - code if code < 0 else code
 
 
 def failed(message, started):
@@ -115,8 +134,9 @@ def start(req):
 
 
 def run(req):
+    reaped = {}
     if req.get("kill_strays"):
-        kill_others()
+        kill_others(reaped)
     cap = max(int(req.get("cap", 65536)) // 2, 1)
     started = time.monotonic()
     try:
@@ -158,7 +178,7 @@ def run(req):
             if len(tail) > 2 * cap:
                 del tail[: len(tail) - cap]
     if timed_out:
-        kill_others()
+        kill_others(reaped)
     elif held_open:
         kill_session(proc.pid)  # start_new_session: the command's session id is its pid
     else:
@@ -167,17 +187,19 @@ def run(req):
             proc.wait(timeout=None if deadline is None else max(deadline - time.monotonic(), 0.01))
         except subprocess.TimeoutExpired:
             timed_out = True
-            kill_others()
+            kill_others(reaped)
     proc.stdout.close()
-    code = proc.wait()
-    reap()
+    code = exit_code(proc, reaped)
+    if timed_out and code == 0:
+        code = 128 + signal.SIGKILL  # what it was killed with; a timeout never reads as success
+    reap({})
     if script:
         try:
             os.unlink(script)
         except OSError:
             pass
     tail = bytes(tail[-cap:]) if len(tail) > cap else bytes(tail)
-    return {"exit_code": 128 - code if code < 0 else code, "head": base64.b64encode(bytes(head)).decode(),
+    return {"exit_code": code, "head": base64.b64encode(bytes(head)).decode(),
             "tail": base64.b64encode(tail).decode(), "total": total, "timed_out": timed_out,
             "duration": time.monotonic() - started}
 

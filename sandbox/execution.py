@@ -9,12 +9,13 @@ import time
 from collections import deque
 
 from docker import APIClient
-from pydantic import BaseModel
+from pydantic import BaseModel, model_validator
 
 DEFAULT_OUTPUT_CAP = 64 * 1024
 # Each command's bash is a session leader (docker exec); it notes its pid, so what it leaves behind
 # holding the output open can be killed by session. Per uid: another user could not overwrite it.
 SESSION_FILE = "/tmp/.ps_exec_sid.$UID"
+KILLED_EXIT_CODE = 137  # 128 + SIGKILL: how a command killed at its timeout ends
 
 
 class ExecResult(BaseModel):
@@ -27,6 +28,13 @@ class ExecResult(BaseModel):
     duration_s: float
     output_bytes: int  # bytes the command printed in total
     truncated_bytes: int = 0  # bytes cut from the middle of `output`
+
+    @model_validator(mode="after")
+    def _timeout_is_never_success(self) -> ExecResult:
+        # A timed-out command was killed with SIGKILL; whatever path reported it, 0 would read as "fixed".
+        if self.timed_out and self.exit_code == 0:
+            self.exit_code = KILLED_EXIT_CODE
+        return self
 
     @property
     def ok(self) -> bool:

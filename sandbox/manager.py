@@ -29,8 +29,21 @@ LABEL_PID = "patchswarm.pid"
 LABEL_PID_START = "patchswarm.pid_start"
 LABEL_HOST = "patchswarm.host"
 # PID 1 of every sandbox: reaps orphans (so killed process trees do not pile up as zombies) and is
-# the one process `kill -9 -1` cannot reach, so timeouts never stop the container itself.
-INIT_COMMAND = ["sh", "-c", "trap 'exit 0' TERM; while :; do sleep 2 & wait; done"]
+# the one process `kill -9 -1` cannot reach, so timeouts never stop the container itself. It must never
+# fork: under a fork bomb every pid is taken and a shell init dies of "Cannot fork", taking the sandbox
+# (and the timeout) with it. So python3 reaps with wait() when the image has it; the shell loop is the
+# fallback for images without python.
+_PYTHON_INIT = (
+    "import os, signal, time\n"
+    "signal.signal(signal.SIGTERM, lambda *_: os._exit(0))\n"
+    "while True:\n"
+    "    try:\n"
+    "        os.wait()\n"
+    "    except ChildProcessError:\n"
+    "        time.sleep(0.5)\n"
+)
+INIT_COMMAND = ["sh", "-c", 'command -v python3 >/dev/null 2>&1 && exec python3 -c "$0"; '
+                "trap 'exit 0' TERM; while :; do sleep 2 & wait; done", _PYTHON_INIT]
 
 
 class Limits(BaseModel):
