@@ -20,6 +20,7 @@ from rich.console import Console  # noqa: E402
 from typer.core import TyperGroup  # noqa: E402
 
 from patchswarm.github import register as register_github  # noqa: E402
+from patchswarm.paths import safe_name  # noqa: E402
 from patchswarm.report import register as register_report  # noqa: E402
 from patchswarm.swebench.cli import register as register_eval  # noqa: E402
 from patchswarm.tasks import TaskError  # noqa: E402
@@ -247,7 +248,7 @@ def solve(
         repo = str(Path(repo).resolve())
     task = Task(instance_id=task_id_for(repo, commit, issue), repo=repo, commit=commit, issue=issue,
                 setup=setup or [], test_cmd=test_cmd)
-    run_dir = run_dir or Path("runs") / task.instance_id
+    run_dir = run_dir or Path("runs") / safe_name(task.instance_id)
     (result,) = _run([task], config, run_dir, redo, quiet, model_name=model_name)
     _print_result(result, run_dir)
     if apply and result.patch:
@@ -355,7 +356,7 @@ def batch(
     if not tasks:
         fail("no tasks left after --filter/--slice/--skip-env-broken")
     _check_models(config)
-    run_dir = run_dir or Path("runs") / name
+    run_dir = run_dir or Path("runs") / safe_name(name)
     results = _run(tasks, config, run_dir, redo, quiet, executor, model_name)
     out = Console(soft_wrap=True)  # one record per line, whatever the width
     for r in results:

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from agent.trajectory import TrajectoryConfig, run_trajectories
 from patchswarm.config import PatchswarmConfig
+from patchswarm.paths import safe_name
 from patchswarm.pipeline import InstanceResult, Runner
 from patchswarm.progress import Progress
 from patchswarm.store import NamespacedStateStore, current_instance
@@ -43,7 +44,7 @@ async def _select_one(runner: Runner, task: Task, candidates: list[Candidate], g
         pool.close()
     runner.store.event("selection", task.instance_id, method=result.method, reason=result.reason,
                        chosen=result.chosen_id)
-    runner.store.write_file(f"selection/{task.instance_id}.json", result.model_dump_json(indent=2))
+    runner.store.write_file(f"selection/{safe_name(task.instance_id)}.json", result.model_dump_json(indent=2))
     runner.progress.event("instance_done", task.instance_id, method=result.method, chosen=result.chosen_id)
     return result
 

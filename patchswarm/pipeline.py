@@ -27,6 +27,7 @@ from agent.trajectory import TrajectoryResult, run_trajectories
 from agent.types import ContextBundle
 from patchswarm import predictions
 from patchswarm.config import PatchswarmConfig
+from patchswarm.paths import safe_name
 from patchswarm.progress import Progress
 from patchswarm.store import NamespacedStateStore, RunCallStore, RunStore, current_epoch, current_instance
 from patchswarm.tasks import Task
@@ -342,8 +343,9 @@ class Runner:
 
     def _save(self, result: InstanceResult) -> None:
         data = result.model_dump(mode="json")
-        self.store.write_file(f"instances/{result.instance_id}/result.json", result.model_dump_json(indent=2))
-        self.store.write_file(f"instances/{result.instance_id}/patch.diff", result.patch)
+        folder = f"instances/{safe_name(result.instance_id)}"
+        self.store.write_file(f"{folder}/result.json", result.model_dump_json(indent=2))
+        self.store.write_file(f"{folder}/patch.diff", result.patch)
         self.store.mark_instance(result.instance_id, self.config_hash, result.status, result=data,
                                  error="; ".join(result.errors) or None, cost_usd=result.cost_usd)
         # As each instance finishes, so an interrupted batch or a later slice keeps what was done.

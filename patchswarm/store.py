@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from agent.call_records import CallRecord
+from patchswarm.paths import inside
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -232,7 +233,8 @@ class RunStore:
     # -- files -----------------------------------------------------------------------------------
 
     def write_file(self, relative: str, text: str) -> Path:
-        path = self.run_dir / relative
+        """Write `text` atomically at `relative` below the run directory, never outside it."""
+        path = inside(self.run_dir, relative)
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(path.suffix + ".tmp")
         tmp.write_text(text)

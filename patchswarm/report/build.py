@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import re
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -18,6 +17,7 @@ from typing import Any
 from jinja2 import Environment, PackageLoader, StrictUndefined
 from markupsafe import Markup
 
+from patchswarm.paths import safe_name
 from patchswarm.report.evidence import (
     STAGE_OF_ROLE,
     bar_chart,
@@ -144,13 +144,7 @@ def _assets() -> dict[str, Any]:
 
 def _page_names(instance_ids: list[str]) -> dict[str, str]:
     """A file name per instance: the id where it is safe, else a cleaned id plus a hash (no collisions)."""
-    names = {}
-    for instance_id in instance_ids:
-        clean = re.sub(r"[^A-Za-z0-9._-]", "_", instance_id)[:100].lstrip(".") or "instance"
-        if clean != instance_id:
-            clean += "-" + hashlib.sha1(instance_id.encode()).hexdigest()[:8]
-        names[instance_id] = clean + ".html"
-    return names
+    return {instance_id: safe_name(instance_id) + ".html" for instance_id in instance_ids}
 
 
 def _usd(value: float | None) -> str:
@@ -269,10 +263,12 @@ def _trajectory(data: dict[str, Any]) -> TrajectoryView:
     if editing:
         view = _machine("editing", editing)
         if editing.get("original_output") is not None or editing.get("original_exit_code") is not None:
-            view.runs.append(TestRun("test on the original repository", editing.get("original_exit_code"), False,
+            view.runs.append(TestRun("test on the original repository", editing.get("original_exit_code"),
+                                     bool(editing.get("original_timed_out")),
                                      editing.get("original_output") or ""))
         if editing.get("edited_output") is not None or editing.get("edited_exit_code") is not None:
-            view.runs.append(TestRun("test on the edited repository", editing.get("edited_exit_code"), False,
+            view.runs.append(TestRun("test on the edited repository", editing.get("edited_exit_code"),
+                                     bool(editing.get("edited_timed_out")),
                                      editing.get("edited_output") or ""))
         machines.append(view)
     return TrajectoryView(index=data.get("index", 0), seed_test_index=data.get("seed_test_index"),

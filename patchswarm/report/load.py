@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from patchswarm.paths import safe_name
 from patchswarm.store import RunStore
 
 
@@ -82,7 +83,7 @@ def _pick_instances(run_dir: Path, rows: list[dict[str, Any]], config_hash: str 
 
 
 def _result_file(run_dir: Path, instance_id: str) -> dict[str, Any] | None:
-    path = run_dir / "instances" / instance_id / "result.json"
+    path = run_dir / "instances" / safe_name(instance_id) / "result.json"
     try:
         return json.loads(path.read_text())
     except (OSError, ValueError):

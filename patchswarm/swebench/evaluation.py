@@ -22,6 +22,7 @@ from typing import Literal
 import docker
 from pydantic import BaseModel, Field
 
+from patchswarm.paths import safe_name
 from patchswarm.swebench.dataset import Prediction, SweInstance
 from patchswarm.swebench.environments import DEFAULT_REPO_URL, resolve_instance_image
 from patchswarm.swebench.grading import InstanceReport, blank_report, grade_instance, mark_validation
@@ -116,7 +117,7 @@ def evaluate(
 ) -> EvalRun:
     """Grade every instance that has a prediction (or, in gold/empty mode, every instance)."""
     run_id = run_id or new_run_id()
-    run_dir = report_dir / run_id
+    run_dir = report_dir / safe_name(run_id)
     by_id = {p.instance_id: p for p in predictions or []}
     if mode == "predictions":
         work = [(i, by_id[i.instance_id].model_patch, by_id[i.instance_id].model_name_or_path)
@@ -129,7 +130,7 @@ def evaluate(
 
     def one(item: tuple[SweInstance, str | None, str]) -> InstanceReport:
         instance, patch, name = item
-        log_dir = run_dir / name.replace("/", "__") / instance.instance_id
+        log_dir = run_dir / safe_name(name.replace("/", "__")) / safe_name(instance.instance_id)
         stage = "no image"
         try:
             with guard:

@@ -33,6 +33,7 @@ from swebench.harness.constants import (
 from swebench.harness.grading import get_eval_report
 from swebench.types import TestSpec
 
+from patchswarm.paths import safe_name
 from patchswarm.swebench.dataset import SweInstance
 from patchswarm.swebench.environments import InstanceImage
 from patchswarm.swebench.scripts import adapt_for_local_image, make_eval_script
@@ -126,7 +127,7 @@ def grade_instance(
     """Apply `model_patch` (unless `skip_patch`) in a fresh no-network sandbox of `image`, run the eval script,
     and grade the log. Nothing raises for a bad patch or failing tests; both are outcomes."""
     started = time.monotonic()
-    log_dir = log_dir or Path("logs") / "patchswarm-eval" / model_name / instance.instance_id
+    log_dir = log_dir or Path("logs") / "patchswarm-eval" / safe_name(model_name) / safe_name(instance.instance_id)
     log_dir.mkdir(parents=True, exist_ok=True)
     result = InstanceReport(
         instance_id=instance.instance_id, repo=instance.repo, model_name_or_path=model_name, status="error",
