@@ -38,6 +38,7 @@ from agent.prompt_caching import (  # noqa: E402
     warm_then_fan_out,
 )
 from agent.retry_policy import backoff_s, is_retryable, retry_after_s  # noqa: E402
+from agent.text import storable, storable_data  # noqa: E402
 
 litellm.suppress_debug_info = True  # its "Provider List" / "Give Feedback" banners would go to stdout
 
@@ -214,7 +215,7 @@ def _total_cost(costs: list[float | None]) -> float | None:
 
 
 def _error_text(exc: BaseException) -> str:
-    return f"{type(exc).__name__}: {exc}"[:2000]
+    return storable(f"{type(exc).__name__}: {exc}"[:2000])
 
 
 class ModelClient:
@@ -317,7 +318,7 @@ class ModelClient:
         model = self.settings.model_for(role)
         request: dict[str, Any] = {
             "model": model,
-            "messages": messages,
+            "messages": storable_data(messages),  # a prompt holding a lone surrogate could not be sent
             "temperature": self.settings.temperature_for(role) if temperature is None else temperature,
             "timeout": self.settings.request_timeout_s,
             "num_retries": 0,  # retries are ours, so every attempt is counted and charged
@@ -372,15 +373,17 @@ class ModelClient:
     ) -> Completion:
         record.usage = usage_from_response(response)
         cost = self.cost_usd(record.model, response, record.usage)
-        if budget is not None:
-            budget.charge(cost)
         costs.append(cost)
         record.cost_usd = _total_cost(costs)
-        record.response_text = _response_text(response)
-        if self.recorder is not None:
-            self.recorder.record(record)
+        # Whatever the model sent must be storable (agent.text), and the paid call is stored before
+        # anything else can fail, so no resume pays for it again.
+        record.response_text = storable(_response_text(response))
         if self.store is not None and record.key is not None:
             self.store.put(record)
+        if self.recorder is not None:
+            self.recorder.record(record)
+        if budget is not None:
+            budget.charge(cost)
         return Completion(text=record.response_text, record=record)
 
     def _finish_failed(self, record: CallRecord, costs: list[float | None], exc: BaseException) -> None:

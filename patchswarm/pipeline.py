@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import fcntl
 import importlib.metadata
+import json
 import os
 import time
 import uuid
@@ -23,6 +24,7 @@ from pydantic import BaseModel, Field
 from agent.budget import Budget, BudgetExceeded
 from agent.context import build_context
 from agent.model import ModelClient
+from agent.text import storable_data
 from agent.trajectory import TrajectoryResult, run_trajectories
 from agent.types import ContextBundle
 from patchswarm import predictions
@@ -344,7 +346,7 @@ class Runner:
     def _save(self, result: InstanceResult) -> None:
         data = result.model_dump(mode="json")
         folder = f"instances/{safe_name(result.instance_id)}"
-        self.store.write_file(f"{folder}/result.json", result.model_dump_json(indent=2))
+        self.store.write_file(f"{folder}/result.json", json.dumps(storable_data(data), indent=2))
         self.store.write_file(f"{folder}/patch.diff", result.patch)
         self.store.mark_instance(result.instance_id, self.config_hash, result.status, result=data,
                                  error="; ".join(result.errors) or None, cost_usd=result.cost_usd)

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from agent.call_records import CallRecord
+from agent.text import storable, storable_data
 from patchswarm.paths import inside
 
 SCHEMA = """
@@ -55,13 +56,14 @@ class RunStore:
             self._db.close()
 
     def _exec(self, sql: str, params: tuple = ()) -> list[tuple]:
+        params = tuple(storable(p) if isinstance(p, str) else p for p in params)  # any text is storable
         with self._lock:
             return self._db.execute(sql, params).fetchall()
 
     # -- meta ------------------------------------------------------------------------------------
 
     def set_meta(self, key: str, value: Any) -> None:
-        self._exec("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, json.dumps(value)))
+        self._exec("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, _json(value)))
 
     def get_meta(self, key: str, default: Any = None) -> Any:
         rows = self._exec("SELECT value FROM meta WHERE key = ?", (key,))
@@ -86,7 +88,7 @@ class RunStore:
                  cost_usd = COALESCE(excluded.cost_usd, instances.cost_usd),
                  result = COALESCE(excluded.result, instances.result), error = excluded.error,
                  finished_at = excluded.finished_at""",
-            (instance_id, config_hash, status, cost_usd, json.dumps(result) if result is not None else None, error,
+            (instance_id, config_hash, status, cost_usd, _json(result) if result is not None else None, error,
              now, now if status not in ("running", "pending") else None),
         )
 
@@ -108,7 +110,7 @@ class RunStore:
         return json.loads(rows[0][0]) if rows else None
 
     def save(self, key: str, state: dict[str, Any]) -> None:
-        self._exec("INSERT OR REPLACE INTO states VALUES (?, ?, ?)", (key, json.dumps(state), time.time()))
+        self._exec("INSERT OR REPLACE INTO states VALUES (?, ?, ?)", (key, _json(state), time.time()))
 
     def forget_states(self, prefix: str) -> int:
         """For --redo: drop saved states whose key starts with `prefix`."""
@@ -120,7 +122,7 @@ class RunStore:
 
     def event(self, kind: str, instance_id: str | None = None, **data: Any) -> None:
         self._exec("INSERT INTO events (instance_id, kind, data, created_at) VALUES (?, ?, ?, ?)",
-                   (instance_id, kind, json.dumps(data, default=str), time.time()))
+                   (instance_id, kind, _json(data), time.time()))
 
     def events(self, instance_id: str | None = None, kind: str | None = None) -> list[dict[str, Any]]:
         sql, params = "SELECT instance_id, kind, data, created_at FROM events WHERE 1=1", []
@@ -181,7 +183,7 @@ class RunStore:
         self._exec(
             "INSERT OR REPLACE INTO calls VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (record.key, record.call_id, instance_id, record.role, record.model, record.cost_usd,
-             record.usage.input_tokens, record.usage.output_tokens, record.model_dump_json(), time.time()),
+             record.usage.input_tokens, record.usage.output_tokens, _json(record.model_dump(mode="json")), time.time()),
         )
 
     def count_calls(self) -> int:
@@ -237,9 +239,14 @@ class RunStore:
         path = inside(self.run_dir, relative)
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(path.suffix + ".tmp")
-        tmp.write_text(text)
+        tmp.write_text(storable(text), encoding="utf-8")
         tmp.replace(path)  # atomic: a crash never leaves half a file
         return path
+
+
+def _json(value: Any) -> str:
+    """JSON that SQLite and pydantic read back: no unpaired surrogate survives (see agent.text)."""
+    return json.dumps(storable_data(value), default=str)
 
 
 TABLES = ("meta", "instances", "states", "calls", "call_log", "events")

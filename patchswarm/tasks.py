@@ -10,6 +10,8 @@ from pathlib import Path
 
 from pydantic import BaseModel, Field, ValidationError, field_validator
 
+from agent.text import storable, storable_data
+
 
 class TaskError(ValueError):
     """A task source is unreadable; the message names the file and line."""
@@ -36,6 +38,11 @@ class Task(BaseModel):
     python: str | None = Field(None, description="Wanted Python version.")
     base_image: str | None = Field(None, description="Image to build the environment from (default: patchswarm base).")
     swebench: SweBenchEnvironment | None = Field(None, description="Set for SWE-bench instances: environment from the spec table or official image.")
+
+    @field_validator("instance_id", "issue", mode="after")
+    @classmethod
+    def _storable(cls, value: str) -> str:
+        return storable(value)  # JSON may carry "\udce9": it could be neither sent nor stored
 
     @field_validator("setup", mode="before")
     @classmethod
@@ -69,7 +76,7 @@ def load_tasks_jsonl(path: Path) -> list[Task]:
             raise TaskError(f"{path} line {number}: not valid JSON ({exc.msg})") from None
         if not isinstance(row, dict):
             raise TaskError(f"{path} line {number}: expected a JSON object")
-        row = dict(row)
+        row = storable_data(row)  # JSON may carry "\udce9": it could be neither sent to a model nor stored
         if "issue" not in row and "problem_statement" in row:
             row["issue"] = row.pop("problem_statement")
         if "commit" not in row and "base_commit" in row:

@@ -1,0 +1,28 @@
+"""Text that can always be stored: model replies, repository files and test output may hold unpaired
+surrogates (`\\udce9`, from JSON escapes or bytes decoded with surrogateescape), which UTF-8, SQLite and
+pydantic's JSON refuse. Replacing them once at the boundary keeps every later write from failing."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def storable(text: str) -> str:
+    """`text` with each unpaired surrogate replaced by U+FFFD (a valid pair becomes its character)."""
+    if text.isascii() or not _SURROGATE.search(text):
+        return text
+    return text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+
+
+def storable_data(value: Any) -> Any:
+    """`storable` applied to every string (keys included) of JSON-like data."""
+    if isinstance(value, str):
+        return storable(value)
+    if isinstance(value, dict):
+        return {storable_data(k): storable_data(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [storable_data(v) for v in value]
+    return value
