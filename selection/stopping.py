@@ -1,0 +1,124 @@
+"""When to stop sampling: a stopping rule over a summary of the selection evidence so far.
+
+Sequential sampling (`trajectories.adaptive`, and the real-pool simulation of `scripts/bench_adaptive.py`)
+draws candidates one at a time; after each it summarises the selection's evidence (`summarize`) and asks
+`decide` whether the choice is already decisive. Pure functions over plain models: no sandbox, no model.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+from selection.candidates import agreement_key
+from selection.models import Candidate, SelectionResult
+
+StopReason = Literal["decisive", "max_samples", "budget"]
+Hardness = Literal["decided", "no_candidate", "no_passing", "split", "leaning"]
+
+
+class StoppingRule(BaseModel):
+    """When the evidence counts as decisive; thresholds are config (`trajectories.adaptive.stopping`)."""
+
+    rule: Literal["margin", "confidence"] = Field(
+        "margin", description="'margin': votes (or, with no voting test, agreement) lead by a margin and the "
+                              "leader breaks no existing test; 'confidence': the selection's confidence reaches "
+                              "the threshold (falls back to 'margin' when the evidence has none).")
+    min_samples: int = Field(2, ge=1, description="Never stop on fewer samples than this.")
+    max_samples: int = Field(8, ge=1, description="Always stop at this many samples.")
+    min_votes: int = Field(1, ge=0, description="Voting tests the leading group must pass.")
+    vote_margin: int = Field(1, ge=0, description="Votes by which the leading group beats every other behaviour group.")
+    min_agreement: int = Field(2, ge=1, description="Without voting tests: samples proposing the leader's change.")
+    agreement_margin: int = Field(1, ge=0, description="Without voting tests: the leader's agreement minus the next change's.")
+    confidence_threshold: float = Field(0.8, ge=0, le=1, description="The 'confidence' rule's threshold.")
+
+
+class Option(BaseModel):
+    """One distinct change among the samples (candidates that agree up to whitespace and context)."""
+
+    id: str = Field(description="Its best-ranked candidate.")
+    support: int = Field(description="Samples proposing this change.")
+    votes: int = 0
+    regressions: int | None = Field(None, description="Existing tests it breaks; None: not checked.")
+    group: str | None = Field(None, description="Behaviour group of its best-ranked candidate.")
+
+
+class EvidenceSummary(BaseModel):
+    """What the stopping rule reads: the ranked options (first = the current choice) and their support."""
+
+    samples: int = Field(description="Samples drawn so far (every candidate, also empty or broken ones).")
+    voting_tests: int = 0
+    options: list[Option] = Field(default_factory=list, description="Best first, as selection ranked them.")
+    confidence: float | None = None
+
+
+class StopDecision(BaseModel):
+    stop: bool
+    reason: StopReason | None = Field(None, description="Why sampling stopped; None while it goes on.")
+    hardness: Hardness
+    detail: str
+
+
+def summarize(result: SelectionResult, candidates: Sequence[Candidate], *, samples: int | None = None,
+              confidence: float | None = None) -> EvidenceSummary:
+    """The summary of one selection over `candidates` (the samples so far)."""
+    patches = {c.id: c.patch for c in candidates}
+    reports = {r.id: r for r in result.candidates}
+    ranked = sorted((r for r in result.candidates if r.rank is not None), key=lambda r: r.rank or 0)
+    key_of = {r.id: agreement_key(patches.get(r.id, "")) for r in result.candidates if r.status == "ok"}
+    options: dict[str, Option] = {}
+    for report in ranked:
+        key = key_of.get(report.id)
+        if key is None or key in options:
+            continue
+        members = [reports[i] for i, k in key_of.items() if k == key]
+        checked = [len(m.regressions) for m in members if m.regression_checked]
+        options[key] = Option(id=report.id, support=report.support, votes=max(m.votes for m in members),
+                              regressions=min(checked) if checked else None, group=report.group)
+    voting = sum(1 for t in result.tests if t.status == "voting")
+    return EvidenceSummary(samples=len(candidates) if samples is None else samples, voting_tests=voting,
+                           options=list(options.values()), confidence=confidence)
+
+
+def hardness(summary: EvidenceSummary, rule: StoppingRule) -> tuple[Hardness, str]:
+    """How far the evidence is from a decision, with the reason in words."""
+    if not summary.options:
+        return "no_candidate", "no candidate that applies yet"
+    leader, others = summary.options[0], summary.options[1:]
+    if leader.regressions:
+        return "no_passing", f"the leader {leader.id} breaks {leader.regressions} existing test(s)"
+    if rule.rule == "confidence" and summary.confidence is not None:
+        if summary.confidence >= rule.confidence_threshold:
+            return "decided", f"confidence {summary.confidence:.2f} >= {rule.confidence_threshold:.2f}"
+        return "leaning", f"confidence {summary.confidence:.2f} < {rule.confidence_threshold:.2f}"
+    if summary.voting_tests:
+        if leader.votes < max(rule.min_votes, 1):
+            return "no_passing", f"no candidate passes a voting test yet (of {summary.voting_tests})"
+        rival = max((o.votes for o in others if o.group != leader.group), default=0)
+        if leader.votes - rival < rule.vote_margin:
+            return "split", f"split votes: {leader.id} {leader.votes} vs {rival} of {summary.voting_tests}"
+        return "decided", (f"{leader.id} passes {leader.votes} of {summary.voting_tests} voting tests, "
+                           f"{leader.votes - rival} more than any other behaviour")
+    rival = max((o.support for o in others), default=0)
+    if leader.support < rule.min_agreement:
+        return ("leaning" if not others else "split"), (
+            f"no voting test; {leader.id} proposed by {leader.support} sample(s), {rule.min_agreement} needed")
+    if leader.support - rival < rule.agreement_margin:
+        return "split", f"no voting test; agreement {leader.support} vs {rival}"
+    return "decided", f"no voting test; {leader.support} samples agree on {leader.id}, next change {rival}"
+
+
+def decide(summary: EvidenceSummary, rule: StoppingRule, *, affordable: bool = True) -> StopDecision:
+    """Stop when decisive (after `min_samples`), at `max_samples`, or when another sample is not affordable."""
+    level, detail = hardness(summary, rule)
+    if level == "decided" and summary.samples >= rule.min_samples:
+        return StopDecision(stop=True, reason="decisive", hardness=level, detail=detail)
+    if summary.samples >= rule.max_samples:
+        return StopDecision(stop=True, reason="max_samples", hardness=level,
+                            detail=f"{summary.samples} samples drawn (the maximum); {detail}")
+    if not affordable:
+        return StopDecision(stop=True, reason="budget", hardness=level,
+                            detail=f"the budget cannot pay another sample; {detail}")
+    return StopDecision(stop=False, hardness=level, detail=detail)

@@ -1,0 +1,88 @@
+"""The stopping rule of sequential sampling over evidence summaries (pure: no sandbox, no model)."""
+
+from __future__ import annotations
+
+from selection.models import Candidate, CandidateReport, ReproTestReport, SelectionResult
+from selection.stopping import EvidenceSummary, Option, StoppingRule, decide, hardness, summarize
+
+RULE = StoppingRule(min_samples=2, max_samples=6, vote_margin=1, min_agreement=2, agreement_margin=1)
+
+
+def summary(samples: int, *options: Option, voting: int = 2, confidence: float | None = None) -> EvidenceSummary:
+    return EvidenceSummary(samples=samples, voting_tests=voting, options=list(options), confidence=confidence)
+
+
+def test_a_passing_group_with_a_margin_and_no_regression_is_decisive():
+    decision = decide(summary(3, Option(id="a", support=2, votes=2, regressions=0, group="g1"),
+                              Option(id="b", support=1, votes=0, group="g2")), RULE)
+    assert decision.stop and decision.reason == "decisive" and decision.hardness == "decided"
+
+
+def test_not_before_min_samples():
+    decision = decide(summary(1, Option(id="a", support=1, votes=2, regressions=0, group="g1")), RULE)
+    assert not decision.stop and decision.hardness == "decided"
+
+
+def test_split_votes_and_no_passing_candidate_go_on():
+    split = decide(summary(3, Option(id="a", support=1, votes=2, group="g1"),
+                           Option(id="b", support=1, votes=2, group="g2")), RULE)
+    assert not split.stop and split.hardness == "split" and "split votes" in split.detail
+    # Two changes in one behaviour group are no rivals: their votes do not split the decision.
+    same = decide(summary(3, Option(id="a", support=1, votes=2, group="g1"),
+                          Option(id="b", support=1, votes=2, group="g1")), RULE)
+    assert same.stop and same.reason == "decisive"
+    none = decide(summary(3, Option(id="a", support=3, votes=0, group="g1")), RULE)
+    assert not none.stop and none.hardness == "no_passing"
+
+
+def test_a_leader_that_breaks_existing_tests_is_not_decisive():
+    decision = decide(summary(4, Option(id="a", support=3, votes=2, regressions=1, group="g1")), RULE)
+    assert not decision.stop and decision.hardness == "no_passing"
+
+
+def test_without_voting_tests_agreement_decides():
+    agree = summary(3, Option(id="a", support=2, group="g1"), Option(id="b", support=1, group="g1"), voting=0)
+    assert decide(agree, RULE).reason == "decisive"
+    tie = summary(4, Option(id="a", support=2, group="g1"), Option(id="b", support=2, group="g1"), voting=0)
+    assert decide(tie, RULE).hardness == "split"
+    alone = summary(2, Option(id="a", support=1), Option(id="b", support=1), voting=0)
+    assert not decide(alone, RULE).stop
+
+
+def test_maximum_and_budget_stop_and_say_so():
+    hard = summary(6, Option(id="a", support=1, votes=0, group="g1"))
+    decision = decide(hard, RULE)
+    assert decision.stop and decision.reason == "max_samples" and "no candidate passes" in decision.detail
+    poor = decide(summary(3, Option(id="a", support=1, votes=0, group="g1")), RULE, affordable=False)
+    assert poor.stop and poor.reason == "budget"
+    # Decisive beats the budget: a finished decision is reported as such.
+    done = decide(summary(2, Option(id="a", support=2, votes=1, regressions=0, group="g1")), RULE, affordable=False)
+    assert done.reason == "decisive"
+
+
+def test_confidence_rule_uses_the_threshold_and_falls_back_to_margin():
+    rule = RULE.model_copy(update={"rule": "confidence", "confidence_threshold": 0.9})
+    options = (Option(id="a", support=1, votes=1, group="g1"), Option(id="b", support=1, votes=1, group="g2"))
+    assert decide(summary(3, *options, confidence=0.95), rule).reason == "decisive"
+    assert not decide(summary(3, *options, confidence=0.5), rule).stop
+    assert hardness(summary(3, *options), rule)[0] == "split"  # no confidence: margin
+
+
+def test_summarize_merges_agreeing_candidates_and_counts_voting_tests():
+    patch = "--- a/x.py\n+++ b/x.py\n@@ -1,1 +1,1 @@\n-a = 1\n+a = 2\n"
+    other = "--- a/x.py\n+++ b/x.py\n@@ -1,1 +1,1 @@\n-a = 1\n+a = 3\n"
+    candidates = [Candidate(id="t0", patch=patch), Candidate(id="t1", patch=patch + "\n"),
+                  Candidate(id="t2", patch=other), Candidate(id="t3", patch="")]
+    result = SelectionResult(chosen_id="t0", method="vote", reason="-", candidates=[
+        CandidateReport(id="t0", status="ok", support=2, votes=1, regression_checked=True, group="g1", rank=1),
+        CandidateReport(id="t1", status="ok", support=2, votes=1, duplicate_of="t0", group="g1"),
+        CandidateReport(id="t2", status="ok", support=1, votes=0, regression_checked=True,
+                        regressions=["test_x"], group="g2", rank=2),
+        CandidateReport(id="t3", status="empty", support=1),
+    ], tests=[ReproTestReport(id="x", status="voting", reason="-"),
+              ReproTestReport(id="y", status="passes_on_original", reason="-")])
+    got = summarize(result, candidates)
+    assert got.samples == 4 and got.voting_tests == 1
+    assert [(o.id, o.support, o.votes, o.regressions, o.group) for o in got.options] == [
+        ("t0", 2, 1, 0, "g1"), ("t2", 1, 0, 1, "g2")]
+    assert decide(got, RULE).reason == "decisive"
