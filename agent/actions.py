@@ -184,6 +184,9 @@ class ConversationMachine(Generic[StateT]):
             if state is not None and state.prefix_sha == digest:
                 if state.outcome in RESUMABLE_OUTCOMES:
                     state.outcome = state.error = None
+                # More attempts than it ran out of (an extended trajectory): the conversation goes on.
+                if state.outcome == "attempts_exhausted" and state.attempts < self.max_attempts:
+                    state.outcome = None
                 return state
         state = self.fresh_state()
         state.prefix_sha = digest

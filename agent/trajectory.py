@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Mapping
 from pathlib import Path
 
 from pydantic import BaseModel, Field
@@ -87,6 +87,7 @@ async def run_trajectories(
     client: ModelClient, pool: PoolPort, *, issue: str,
     context: ContextBundle | str | Awaitable[ContextBundle | str], repo_dir: Path,
     store: StateStore, key: str, config: TrajectoryConfig | None = None, budget: Budget | None = None,
+    extra_attempts: Mapping[int, int] | None = None,
 ) -> list[TrajectoryResult]:
     """Run the trajectories of one instance; one result per index, in index order.
 
@@ -94,6 +95,8 @@ async def run_trajectories(
     `pool` leases sandboxes of the instance's image; `key` names the instance in `store`;
     `budget` is the instance's budget, of which each trajectory gets a child. `context` may still be
     in the making (an awaitable): testing machines never see code, so they run while it is built.
+    `extra_attempts` gives editing machine i that many attempts more (adaptive sampling extends one
+    trajectory that ran out of attempts: it continues its conversation).
     """
     config = config or TrajectoryConfig()
     count = max(config.num_tests, config.num_edits)
@@ -113,7 +116,7 @@ async def run_trajectories(
     editors = [
         EditingMachine(client, pool, issue=issue, context=context, repo_dir=repo_dir, seed=seeds[i], store=store,
                        key=f"{key}/editing/{i}", index=i, budget=budgets[i],
-                       max_attempts=config.max_attempts_editing, **shared)
+                       max_attempts=config.max_attempts_editing + (extra_attempts or {}).get(i, 0), **shared)
         for i in range(config.num_edits)
     ]
     edited = await _fan_out(editors, warm)

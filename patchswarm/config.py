@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from agent.context import ContextConfig
 from agent.model import ModelSettings, RoleModels
 from agent.trajectory import TrajectoryConfig
+from patchswarm.adaptive import AdaptiveConfig
 from sandbox.manager import Limits
 from selection import SelectionConfig
 
@@ -31,6 +32,12 @@ class BudgetConfig(BaseModel):
     max_cost_usd: float | None = Field(None, description="Stop starting model calls once the whole run has spent this (USD).")
     max_cost_per_instance_usd: float | None = Field(None, description="Per-instance spending limit (USD).")
     max_cost_per_trajectory_usd: float | None = Field(None, description="Per-trajectory spending limit (USD).")
+
+
+class PipelineTrajectoryConfig(TrajectoryConfig):
+    """The trajectories' settings plus how many to run: a fixed number, or adaptively."""
+
+    adaptive: AdaptiveConfig = Field(default_factory=AdaptiveConfig, description="Sequential sampling: trajectories until the evidence is decisive (num_tests/num_edits are ignored when enabled).")
 
 
 class SandboxConfig(BaseModel):
@@ -63,7 +70,7 @@ class PatchswarmConfig(BaseModel):
         default_factory=lambda: ModelSettings(roles=RoleModels(**DEFAULT_ROLES)),
         description="litellm model names per role, concurrency, retries, prices.")
     context: ContextConfig = Field(default_factory=ContextConfig, description="Context stage (file choice under a token budget).")
-    trajectories: TrajectoryConfig = Field(default_factory=TrajectoryConfig, description="Testing and editing state machines.")
+    trajectories: PipelineTrajectoryConfig = Field(default_factory=PipelineTrajectoryConfig, description="Testing and editing state machines.")
     selection: SelectionConfig = Field(default_factory=SelectionConfig, description="Test matrix, voting and selector.")
     sandbox: SandboxConfig = Field(default_factory=SandboxConfig, description="Sandbox pool and limits.")
     budget: BudgetConfig = Field(default_factory=BudgetConfig, description="Spending limits that hold across workers.")
@@ -76,6 +83,8 @@ class PatchswarmConfig(BaseModel):
                          "request_timeout_s", "warm_prefix_cache"):
             relevant["models"].pop(volatile, None)
         relevant["selection"].pop("cache_dir", None)
+        if not self.trajectories.adaptive.enabled:  # off: the keys of fixed-N runs stay what they were
+            relevant["trajectories"].pop("adaptive", None)
         return hashlib.sha256(json.dumps(relevant, sort_keys=True).encode()).hexdigest()[:16]
 
 

@@ -21,6 +21,7 @@ from typing import Any, Literal, Protocol
 
 from pydantic import BaseModel, Field
 
+from agent.allocation import SharePool, Shares
 from agent.budget import Budget, BudgetExceeded
 from agent.context import build_context
 from agent.model import ModelClient
@@ -28,6 +29,7 @@ from agent.text import storable_data
 from agent.trajectory import TrajectoryResult, run_trajectories
 from agent.types import ContextBundle
 from patchswarm import predictions
+from patchswarm.adaptive import AdaptiveRecord, AdaptiveSampler, candidates_of
 from patchswarm.config import PatchswarmConfig
 from patchswarm.paths import safe_name
 from patchswarm.progress import Progress
@@ -78,6 +80,7 @@ class InstanceResult(BaseModel):
     context_files: list[dict[str, Any]] = Field(default_factory=list)
     trajectories: list[TrajectoryResult] = Field(default_factory=list)
     selection: SelectionResult | None = None
+    adaptive: AdaptiveRecord | None = Field(None, description="How adaptive sampling went (trajectories.adaptive).")
 
 
 class RecordingPool(SandboxPool):
@@ -141,6 +144,7 @@ class Runner:
                                  recorder=RunCallStore(self.store, self.config_hash), charge_replays=False)
         self.budget = Budget(config.budget.max_cost_usd, "run")
         self.budget.charge(self.store.totals()["cost_usd"])  # a resumed run's budget counts what was spent
+        self.shares: Shares | None = None  # the batch's budget shares, for adaptive sampling (share_tasks)
         self._record_meta()
 
     def _record_meta(self) -> None:
@@ -257,9 +261,13 @@ class Runner:
                     update={"trajectory_budget_usd": cfg.budget.max_cost_per_trajectory_usd})
             self.progress.trajectories_running += max(trajectory_cfg.num_tests, trajectory_cfg.num_edits)
             try:
-                trajectories = await run_trajectories(self.model, pool, issue=task.issue, context=context,
-                                                      repo_dir=repo_dir, store=states, key="traj",
-                                                      config=trajectory_cfg, budget=budget)
+                if trajectory_cfg.adaptive.enabled:
+                    trajectories = await self._sample_adaptively(task, result, pool, repo_dir, states, context,
+                                                                 trajectory_cfg, budget)
+                else:
+                    trajectories = await run_trajectories(self.model, pool, issue=task.issue, context=context,
+                                                          repo_dir=repo_dir, store=states, key="traj",
+                                                          config=trajectory_cfg, budget=budget)
             finally:
                 self.progress.trajectories_running -= max(trajectory_cfg.num_tests, trajectory_cfg.num_edits)
                 if not context.done():
@@ -285,6 +293,33 @@ class Runner:
             for t in trajectories)
         result.status = "solved" if result.patch.strip() else "no_patch"
         return pool
+
+    async def _sample_adaptively(self, task: Task, result: InstanceResult, pool: SandboxPool, repo_dir: Path,
+                                 states: NamespacedStateStore, context: Any, trajectory_cfg: Any,
+                                 budget: Budget) -> list[TrajectoryResult]:
+        """Trajectories until the evidence is decisive (patchswarm.adaptive); each look at the evidence is
+        an LLM-free selection whose cells are cached, so only the new candidates' and tests' cells run."""
+        adaptive = trajectory_cfg.adaptive
+        look = self.selection_config(task).model_copy(update={"selector_enabled": False})
+
+        async def run_round(count: int, extra: Any) -> list[TrajectoryResult]:
+            grown = trajectory_cfg.model_copy(update={"num_tests": count, "num_edits": count})
+            return await run_trajectories(self.model, pool, issue=task.issue, context=context, repo_dir=repo_dir,
+                                          store=states, key="traj", config=grown, budget=budget,
+                                          extra_attempts=extra)
+
+        async def evaluate(trajectories: list[TrajectoryResult]) -> SelectionResult:
+            return await select_patch(candidates_of(trajectories), pool=pool, repo_dir=repo_dir, issue=task.issue,
+                                      tests=self._tests_of(trajectories), config=look)
+
+        sampler = AdaptiveSampler(adaptive, instance_id=task.instance_id, budget=budget,
+                                  shares=self.shares if adaptive.share_budget else None)
+        result.adaptive = sampler.record
+        try:
+            return await sampler.run(run_round, evaluate)
+        finally:
+            self.store.event("adaptive", task.instance_id, stop_reason=sampler.record.stop_reason,
+                             samples=sampler.record.samples, extensions=sampler.record.extensions)
 
     async def prepare_instance(self, task: Task, result: InstanceResult) -> tuple[RecordingPool, Path, Budget]:
         """An instance's environment image, host checkout of the base tree, sandbox pool and budget."""
@@ -357,6 +392,14 @@ class Runner:
         return predictions.prediction(result.instance_id, result.patch, self.model_name)
 
 
+def share_pool(config: PatchswarmConfig, instances: int) -> SharePool | None:
+    """The batch's budget shares when adaptive sampling shares a --max-cost (else None: no sharing)."""
+    adaptive = config.trajectories.adaptive
+    if not (adaptive.enabled and adaptive.share_budget) or config.budget.max_cost_usd is None or instances < 1:
+        return None
+    return SharePool(config.budget.max_cost_usd, instances, config.budget.max_cost_per_instance_usd)
+
+
 class Executor(Protocol):
     """Solves a batch's instances elsewhere (e.g. `ray_executor.RayExecutor`) into `runner`'s store and progress."""
 
@@ -369,6 +412,8 @@ async def _run_all(runner: Runner, tasks: list[Task], workers: int,
     # Sandboxes and Docker calls block; give them threads enough not to queue behind each other.
     loop.set_default_executor(ThreadPoolExecutor(max_workers=64, thread_name_prefix="patchswarm"))
     slots = asyncio.Semaphore(workers)
+    if executor is None:
+        runner.shares = share_pool(runner.config, len(tasks))
 
     async def one(task: Task) -> InstanceResult:
         async with slots:

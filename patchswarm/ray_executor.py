@@ -4,7 +4,8 @@ The driver keeps what a local run has: the one SQLite run store, the run budget,
 Each instance is one streaming Ray task (`ray_node.solve_on_node`): it gets the instance's rows from
 the driver's store, solves on its node and streams the rows it writes back, which the driver merges
 into its store as they come; the driver then writes result files and predictions as for a local run.
-The run budget is one `BudgetTally` actor that every node checks before a call and charges after it.
+The run budget is one `BudgetTally` actor that every node checks before a call and charges after it;
+adaptive sampling's budget shares are one `SharePool` actor.
 """
 
 from __future__ import annotations
@@ -15,7 +16,8 @@ import socket
 from pathlib import Path
 from typing import Any
 
-from patchswarm.pipeline import ERROR_STATUSES, InstanceResult, Runner
+from agent.allocation import SharePool
+from patchswarm.pipeline import ERROR_STATUSES, InstanceResult, Runner, share_pool
 from patchswarm.ray_node import SHIP_EVERY_S, BudgetTally, NodeJob, ray, solve_on_node  # ray: guarded there
 from patchswarm.store import RunStore
 from patchswarm.tasks import Task
@@ -40,6 +42,10 @@ class RayExecutor:
         try:
             tally = ray.remote(num_cpus=0)(BudgetTally).remote(runner.budget.spent_usd,
                                                                runner.budget.unknown_cost_calls)
+            # Adaptive sampling's budget shares: one SharePool actor, as the tally, for every node.
+            local = share_pool(runner.config, len(tasks))
+            shares = None if local is None else ray.remote(num_cpus=0)(SharePool).remote(
+                local.total_usd, len(tasks), local.cap_usd)
             # No retries: a retried task would start from stale seeds and repeat paid calls; a failed
             # instance is resumed from the merged rows by rerunning the command instead.
             remote = ray.remote(solve_on_node).options(num_returns="streaming", num_cpus=self.cpus_per_instance,
@@ -48,7 +54,7 @@ class RayExecutor:
 
             async def one(task: Task) -> InstanceResult:
                 async with slots:
-                    return await self._solve(runner, task, remote, tally)
+                    return await self._solve(runner, task, remote, tally, shares)
 
             # Every instance ends before Ray does, also when cancelled: each must stop its node first.
             results = await asyncio.gather(*(one(t) for t in tasks), return_exceptions=True)
@@ -60,7 +66,7 @@ class RayExecutor:
             if joined_here:
                 ray.shutdown()
 
-    async def _solve(self, runner: Runner, task: Task, remote: Any, tally: Any) -> InstanceResult:
+    async def _solve(self, runner: Runner, task: Task, remote: Any, tally: Any, shares: Any = None) -> InstanceResult:
         store, progress, instance_id = runner.store, runner.progress, task.instance_id
         done = runner.finished(task)
         if done is not None:  # as Runner.solve, without bothering a node
@@ -70,7 +76,7 @@ class RayExecutor:
                       run_name=runner.run_dir.name, redo=runner.redo,
                       seed=instance_rows(store, instance_id, runner.config_hash), tally=tally,
                       scripted_specs=self.scripted_specs, scripted_yaml=self.scripted_yaml,
-                      ship_every_s=self.ship_every_s)
+                      ship_every_s=self.ship_every_s, shares=shares)
         store.mark_instance(instance_id, runner.config_hash, "running")
         progress.event("instance_started", instance_id)
         stream = remote.remote(job)

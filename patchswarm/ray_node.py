@@ -32,6 +32,7 @@ except ImportError:
 
 from rich.console import Console  # noqa: E402
 
+from agent.allocation import RemoteSharePool  # noqa: E402
 from agent.budget import Budget  # noqa: E402
 from patchswarm.config import PatchswarmConfig  # noqa: E402
 from patchswarm.pipeline import Runner  # noqa: E402
@@ -95,6 +96,7 @@ class NodeJob:
     scripted_specs: list[str] = field(default_factory=list)  # NAME=module:callable
     scripted_yaml: dict[str, str] = field(default_factory=dict)  # NAME -> script text (no shared files)
     ship_every_s: float = SHIP_EVERY_S
+    shares: Any = None  # the batch's SharePool actor (adaptive sampling), or None
 
 
 def solve_on_node(job: NodeJob) -> Iterator[dict[str, Any]]:
@@ -111,6 +113,7 @@ def solve_on_node(job: NodeJob) -> Iterator[dict[str, Any]]:
             runner = Runner(config, scratch / f"{job.run_name}-{uuid.uuid4().hex[:8]}", progress, redo=job.redo)
             try:
                 runner.budget = SharedBudget(job.tally, config.budget.max_cost_usd)
+                runner.shares = RemoteSharePool(job.shares) if job.shares is not None else None
                 runner.store.import_rows(job.seed)
                 cursors = {table: runner.store.last_rowid(table) for table in STREAMED}  # seeds are not news
                 yield from _solve_streaming(runner, task, cursors, job.ship_every_s)

@@ -207,6 +207,25 @@ def test_max_cost_holds_across_workers(tmp_path, ray_head, docker_client, base_i
     assert len(costs) - reached - 1 <= 1
 
 
+def test_adaptive_shares_are_one_pool_across_nodes(tmp_path, ray_head, docker_client, base_image):
+    from tests.patchswarm.adaptive_scripts import difficulty_issue
+    from tests.patchswarm.test_adaptive import ADAPTIVE
+    from tests.patchswarm.test_pipeline import ISSUE, calc_repo
+
+    repo, sha = calc_repo(tmp_path)
+    tasks = [Task(instance_id=d, repo=str(repo), commit=sha, issue=difficulty_issue(ISSUE, d)) for d in ("easy", "hard")]
+    total = 14.0  # shares of $7: the easy instance leaves ~$2.6, which the hard one needs for its fourth sample
+    config = load_config(overrides=[*ADAPTIVE, f"budget.max_cost_usd={total}", "workers=1"])
+    easy, hard = run_tasks(tasks, config, tmp_path / "run", live=False,
+                           executor=RayExecutor(scripted=["calc=tests.patchswarm.adaptive_scripts:PaddedDifficultyScript"]))
+
+    assert easy.adaptive.stop_reason == "decisive" and easy.adaptive.released_usd > 0
+    assert hard.adaptive.stop_reason == "max_samples" and hard.adaptive.samples == 4
+    assert 0 < hard.adaptive.granted_usd <= easy.adaptive.released_usd
+    assert hard.cost_usd > total / 2 > easy.cost_usd
+    assert easy.cost_usd + hard.cost_usd <= total
+
+
 def test_cli_names_the_extra_when_ray_is_missing(monkeypatch, tmp_path):
     from patchswarm.cli import app
 
