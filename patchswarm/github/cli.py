@@ -148,3 +148,50 @@ def batch(
     else:
         typer.echo(outcome.message)
     raise typer.Exit(outcome.exit_code)
+
+
+@github_app.command("follow-up")
+def follow_up_cmd(
+    repo: str = typer.Option(..., "--repo", help="OWNER/NAME of the repository."),
+    pr: int = typer.Option(..., "--pr", help="Number of the bot's pull request."),
+    comment_id: int | None = typer.Option(None, "--comment-id", help="The comment, review comment or review that asks."),
+    comment_kind: str = typer.Option("issue", "--comment-kind", help="issue (a PR comment), review-comment, review, or none (a label: all review comments)."),
+    actor: str | None = typer.Option(None, "--actor", help="Login that triggered the run (default: the comment's author)."),
+    allow: list[str] = typer.Option(None, "--allow-association", help="Allowed author association (repeatable)."),
+    setup: list[str] = typer.Option(None, "--setup", help="Setup command (repeatable); default: .patchswarm.yml's."),
+    test_cmd: str | None = typer.Option(None, "--test-cmd", help="The repository's test command."),
+    preset: str | None = typer.Option(None, "--preset", help="Config preset."),
+    config_file: Path | None = typer.Option(None, "--config", "-c", help="YAML config file."),
+    overrides: list[str] = typer.Option(None, "--set", "-s", help="Config override key=value (repeatable)."),
+    scripted: list[str] = typer.Option(None, "--scripted", help="Register a scripted model NAME=SPEC (tests, demos)."),
+    max_cost: float | None = typer.Option(None, "--max-cost", help="USD limit of the run."),
+    run_dir: Path | None = typer.Option(None, "--run-dir", help="Run directory (default runs/github/OWNER__NAME/pr-N)."),
+    token_env: str = typer.Option("GITHUB_TOKEN", "--token-env", help="Environment variable holding the token."),
+    api_url: str = typer.Option("https://api.github.com", "--api-url", help="REST API root (GHE: https://HOST/api/v3)."),
+    min_votes: int = typer.Option(1, "--min-votes", help="Votes a push needs when the selection reports no confidence."),
+    min_confidence: float = typer.Option(0.5, "--min-confidence", help="Selection confidence a push needs, when reported."),
+    report_url: str | None = typer.Option(None, "--report-url", help="Link to the workflow run."),
+    quiet: bool = typer.Option(False, "--quiet", help="Line-oriented progress."),
+) -> None:
+    """Answer a review comment or @patchswarm mention on the bot's PR: a new commit on the same branch."""
+    from patchswarm.github.followup import FollowUpOptions, follow_up
+    from patchswarm.scripted_cli import register_scripted_specs
+
+    if not logging.getLogger().handlers:
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        logging.getLogger("LiteLLM").setLevel(logging.WARNING)
+    try:
+        register_scripted_specs(scripted or [])
+        options = FollowUpOptions(
+            repo=repo, pr=pr, comment_id=comment_id, comment_kind=comment_kind, actor=actor,
+            allowed_associations=[a.upper() for a in allow] if allow else list(DEFAULT_ASSOCIATIONS),
+            setup=setup or None, test_cmd=test_cmd, preset=preset, config_file=config_file,
+            overrides=overrides or [], max_cost=max_cost, run_dir=run_dir, token_env=token_env, api_url=api_url,
+            min_votes=min_votes, min_confidence=min_confidence, report_url=report_url,
+            live=False if quiet else None)
+    except ValueError as exc:
+        _options_error(exc)
+    outcome = follow_up(options)
+    if outcome.pr_url:
+        typer.echo(outcome.pr_url)
+    raise typer.Exit(outcome.exit_code)

@@ -146,9 +146,9 @@ def load_repo_settings(checkout: Path) -> RepoSettings:
 
 
 def issue_task(repo_name: str, number: int, text: str, clone: Path, commit: str, setup: list[str],
-               test_cmd: str | None) -> Task:
-    """One issue as a pipeline task. A new comment or commit is a new question (a new id); the same
-    ones resume the earlier run."""
+               test_cmd: str | None, kind: str = "issue") -> Task:
+    """One issue (or, `kind` "pr", one follow-up on a PR) as a pipeline task. A new comment or commit is a
+    new question (a new id); the same ones resume the earlier run."""
     digest = hashlib.sha256(json.dumps([commit, text, setup, test_cmd]).encode()).hexdigest()[:8]
-    return Task(instance_id=f"{repo_name}-issue-{number}-{digest}", repo=str(Path(clone).resolve()),
+    return Task(instance_id=f"{repo_name}-{kind}-{number}-{digest}", repo=str(Path(clone).resolve()),
                 commit=commit, issue=text, setup=setup, test_cmd=test_cmd)

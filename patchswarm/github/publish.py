@@ -147,11 +147,16 @@ class Publisher:
         return self.repo.open_pull(head_owner=self.head_owner, branch=branch, base=base_branch, title=title,
                                    body=body)
 
-    def push_attempt(self, issue: int, issue_title: str, result: InstanceResult, start: str) -> str:
-        """Push a not-confident best attempt to `patchswarm/issue-N-attempt` for a maintainer; returns its URL."""
+    def push_attempt(self, issue: int, issue_title: str, result: InstanceResult, start: str,
+                     stem: str | None = None) -> str:
+        """Push a not-confident best attempt to `patchswarm/issue-N-attempt` (or `stem`) for a maintainer;
+        returns the branch's URL."""
         title = summary.pr_title(issue, issue_title) + " (not confident)"
-        branch, replace = self.free_branch(f"patchswarm/issue-{issue}-attempt", start)
+        branch, replace = self.free_branch(stem or f"patchswarm/issue-{issue}-attempt", start)
         self.commit(issue, title, result, branch, start, replace)
+        return self.branch_url(branch)
+
+    def branch_url(self, branch: str) -> str:
         owner_repo = f"{self.head_owner}/{self.repo.repo.name}"
         return f"{self.repo.repo.html_url.rsplit('/', 2)[0]}/{owner_repo}/tree/{branch}"
 

@@ -109,3 +109,13 @@ def assert_no_token(stub: GitHubStub, texts: list[str], run_dir: Path | None) ->
         assert found.stdout == "", f"token found in {found.stdout}"
 
 
+def commit_on(remote: Path, tmp: Path, branch: str, *, name: str, email: str, path: str, text: str,
+              new_branch: bool = False) -> str:
+    work = tmp / f"work-{name}-{path.replace('/', '_')}"
+    git("clone", "-q", str(remote), str(work))
+    git("checkout", "-q", *(["-b", branch] if new_branch else [branch]), cwd=work)
+    (work / path).write_text(text)
+    git("add", "-A", cwd=work)
+    git("commit", "-qm", f"{name} edits {path}", f"--author={name} <{email}>", cwd=work)
+    git("push", "-q", "origin", branch, cwd=work)
+    return git("rev-parse", "HEAD", cwd=work).strip()

@@ -61,6 +61,8 @@ class GitHubStub:
         self.repos: dict[str, RepoState] = {}
         self.comments: dict[int, dict[str, Any]] = {}
         self.comment_edits: dict[int, int] = {}
+        self.review_comments: dict[int, dict[str, Any]] = {}  # inline comments on a PR's diff
+        self.reviews: dict[int, dict[str, Any]] = {}
         self.requests: list[Recorded] = []
         self.page_size = 100  # the listings' largest page, whatever per_page asks (to force pagination)
         # Responses served before any route: (status, headers, body), one per request, e.g. rate limits.
@@ -123,6 +125,22 @@ class GitHubStub:
                    "author_association": association, "repo": full_name, "issue": number}
         self.comments[comment["id"]] = comment
         return comment
+
+    def add_review_comment(self, full_name: str, pull: int, *, body: str, author: str, association: str = "NONE",
+                           path: str = "", line: int | None = None, diff_hunk: str = "",
+                           review: int | None = None, in_reply_to: int | None = None) -> dict[str, Any]:
+        comment = {"id": next(self._ids), "body": body, "user": _user(author), "author_association": association,
+                   "path": path, "line": line, "diff_hunk": diff_hunk, "pull_request_review_id": review,
+                   "repo": full_name, "pull": pull, **({"in_reply_to_id": in_reply_to} if in_reply_to else {})}
+        self.review_comments[comment["id"]] = comment
+        return comment
+
+    def add_review(self, full_name: str, pull: int, *, body: str, author: str, association: str = "NONE",
+                   state: str = "CHANGES_REQUESTED") -> dict[str, Any]:
+        review = {"id": next(self._ids), "body": body, "user": _user(author), "author_association": association,
+                  "state": state, "repo": full_name, "pull": pull}
+        self.reviews[review["id"]] = review
+        return review
 
     def issue_comments(self, full_name: str, number: int) -> list[dict[str, Any]]:
         return [c for c in self.comments.values() if c["repo"] == full_name and c["issue"] == number]
@@ -187,6 +205,12 @@ class GitHubStub:
             ("DELETE", r"/repos/([^/]+/[^/]+)/issues/(\d+)/labels/([^/]+)", self._remove_label),
             ("GET", r"/repos/([^/]+/[^/]+)/collaborators/([^/]+)/permission", self._permission),
             ("GET", r"/repos/([^/]+/[^/]+)/pulls", self._list_pulls),
+            ("GET", r"/repos/([^/]+/[^/]+)/pulls/(\d+)", self._get_pull),
+            ("GET", r"/repos/([^/]+/[^/]+)/pulls/comments/(\d+)", self._get_review_comment),
+            ("GET", r"/repos/([^/]+/[^/]+)/pulls/(\d+)/comments", self._list_review_comments),
+            ("POST", r"/repos/([^/]+/[^/]+)/pulls/(\d+)/comments/(\d+)/replies", self._reply_review_comment),
+            ("GET", r"/repos/([^/]+/[^/]+)/pulls/(\d+)/reviews/(\d+)", self._get_review),
+            ("GET", r"/repos/([^/]+/[^/]+)/pulls/(\d+)/reviews/(\d+)/comments", self._list_review_inline),
             ("POST", r"/repos/([^/]+/[^/]+)/pulls", self._create_pull),
             ("PATCH", r"/repos/([^/]+/[^/]+)/pulls/(\d+)", self._edit_pull),
         ]
@@ -246,7 +270,47 @@ class GitHubStub:
         return 200, Page(items, wrap="items")
 
     def _issue(self, full_name: str, number: str) -> dict[str, Any] | None:
-        return self.repos[full_name].issues.get(int(number))
+        repo = self.repos[full_name]
+        pull = repo.pulls.get(int(number))  # a PR is an issue too (its conversation tab)
+        return repo.issues.get(int(number)) or (self._pull_as_issue(pull) if pull else None)
+
+    def _plain(self, item: dict[str, Any]) -> dict[str, Any]:
+        return {k: v for k, v in item.items() if k not in ("repo", "pull")}
+
+    def _get_pull(self, full_name, number, *, query, body):
+        repo = self.repos[full_name]
+        pull = repo.pulls.get(int(number))
+        return (200, self._pull_json(repo, pull)) if pull else (404, {"message": "Not Found"})
+
+    def _get_review_comment(self, full_name, comment_id, *, query, body):
+        comment = self.review_comments.get(int(comment_id))
+        if comment is None or comment["repo"] != full_name:
+            return 404, {"message": "Not Found"}
+        return 200, self._plain(comment)
+
+    def _list_review_comments(self, full_name, number, *, query, body):
+        return 200, Page([self._plain(c) for c in self.review_comments.values()
+                          if c["repo"] == full_name and c["pull"] == int(number)])
+
+    def _reply_review_comment(self, full_name, number, comment_id, *, query, body):
+        parent = self.review_comments.get(int(comment_id))
+        if parent is None:
+            return 404, {"message": "Not Found"}
+        login = self.bot_login or "github-actions[bot]"
+        reply = self.add_review_comment(full_name, int(number), body=body["body"], author=login,
+                                        path=parent["path"], line=parent["line"], in_reply_to=parent["id"])
+        reply["user"]["type"] = "Bot"
+        return 201, self._plain(reply)
+
+    def _get_review(self, full_name, number, review_id, *, query, body):
+        review = self.reviews.get(int(review_id))
+        if review is None or review["pull"] != int(number):
+            return 404, {"message": "Not Found"}
+        return 200, self._plain(review)
+
+    def _list_review_inline(self, full_name, number, review_id, *, query, body):
+        return 200, Page([self._plain(c) for c in self.review_comments.values()
+                          if c["pull_request_review_id"] == int(review_id)])
 
     def _get_issue(self, full_name, number, *, query, body):
         issue = self._issue(full_name, number)

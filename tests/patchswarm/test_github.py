@@ -16,7 +16,7 @@ import typer
 import yaml
 from typer.testing import CliRunner
 
-from agent.scripted import Script
+from agent.scripted import Script, ScriptError
 from patchswarm.demo.script import DemoScript
 from patchswarm.github import register
 from patchswarm.github.api import STATUS_MARKER
@@ -37,6 +37,7 @@ from tests.patchswarm.github_helpers import (
     add_issue,
     assert_no_token,
     bot_comments,
+    commit_on,
     git,
     make_remote,
     model_overrides,
@@ -99,6 +100,58 @@ def test_fork_owner_pushes_to_the_fork(stub, remote, tmp_path, token_env, script
     assert "patchswarm/issue-7" not in git("branch", "--list", cwd=remote)
     (pull,) = stub.repos[REPO].pulls.values()
     assert pull["head"]["label"] == "forker:patchswarm/issue-7"
+
+
+@pytest.mark.docker  # the pipeline runs in sandboxes
+def test_retrigger_replaces_the_bots_own_pr_and_moves_to_try2_after_a_maintainer_commit(
+        stub, remote, tmp_path, token_env, scripted, shared_run_dir):
+    scripted.add("demo", Script(DemoScript()))
+    add_issue(stub, remote)
+    first = resolve_issue(options(stub, shared_run_dir))
+    again = resolve_issue(options(stub, shared_run_dir))  # the branch is the bot's alone: replaced, PR updated
+    assert first.action == again.action == "pr" and again.pr_url == first.pr_url and "updated" in again.message
+
+    maintainer = commit_on(remote, tmp_path, "patchswarm/issue-7", name="maria", email="maria@example.com",
+                           path="NOTES.txt", text="maintainer note\n")
+    third = resolve_issue(options(stub, shared_run_dir))
+
+    assert third.action == "pr" and third.pr_url != first.pr_url, third
+    assert git("rev-parse", "patchswarm/issue-7", cwd=remote).strip() == maintainer  # not overwritten
+    assert "re.sub" in git("show", "patchswarm/issue-7-try2:textkit/slug.py", cwd=remote)
+    heads = sorted(p["head"]["ref"] for p in stub.repos[REPO].pulls.values())
+    assert heads == ["patchswarm/issue-7", "patchswarm/issue-7-try2"]
+
+
+@pytest.mark.docker  # the pipeline runs in sandboxes
+def test_not_confident_pushes_the_best_attempt_to_a_branch_and_links_it(stub, remote, token_env, scripted,
+                                                                        shared_run_dir):
+    scripted.add("demo", Script(DemoScript()))
+    add_issue(stub, remote)
+
+    outcome = resolve_issue(options(stub, shared_run_dir, min_votes=99))
+
+    assert outcome.exit_code == 0 and outcome.action == "no_pr" and stub.repos[REPO].pulls == {}
+    assert outcome.branch_url and outcome.branch_url.endswith("/octo/textkit/tree/patchswarm/issue-7-attempt")
+    assert "re.sub" in git("show", "patchswarm/issue-7-attempt:textkit/slug.py", cwd=remote)
+    (status,) = bot_comments(stub)
+    assert f"**Best attempt:** pushed to {outcome.branch_url}" in status["body"]
+
+
+@pytest.mark.docker  # the pipeline runs in sandboxes
+def test_all_model_calls_failing_is_a_red_job_with_a_failure_comment(stub, remote, tmp_path, token_env, scripted):
+    def refuse(messages):
+        raise ScriptError("the provider refuses every call", "scripted/down")
+
+    scripted.add("down", Script(refuse))
+    add_issue(stub, remote)
+
+    outcome = resolve_issue(options(stub, tmp_path / "run", overrides=model_overrides("down"),
+                                    report_url="https://ci.example/run/9"))
+
+    assert outcome.exit_code == 1 and outcome.action == "failed", outcome
+    (status,) = bot_comments(stub)
+    assert "❌ **patchswarm** failed while solving the issue" in status["body"]
+    assert "https://ci.example/run/9" in status["body"] and stub.repos[REPO].pulls == {}
 
 
 @pytest.mark.docker  # the pipeline runs in sandboxes

@@ -144,6 +144,7 @@ def invoke(stub, run_dir, *extra: str):
     return CliRunner().invoke(app, [*args, *extra])
 
 
+@pytest.mark.docker  # the pipeline runs in sandboxes
 def test_batch_dry_run_then_open_prs_then_resume(stub, remote, tmp_path, token_env, scripted):
     script = ByIssue()
     scripted.add("byissue", Script(script))
