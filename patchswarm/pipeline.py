@@ -83,6 +83,46 @@ class InstanceResult(BaseModel):
     adaptive: AdaptiveRecord | None = Field(None, description="How adaptive sampling went (trajectories.adaptive).")
 
 
+class _CountingRecorder:
+    """The run store's call recorder that also shows each call on the progress row of its instance."""
+
+    def __init__(self, inner: RunCallStore, progress: Progress):
+        self.inner, self.progress = inner, progress
+
+    def record(self, record) -> None:
+        self.inner.record(record)
+        instance_id = current_instance.get()
+        self.progress.call(instance_id, record.cost_usd)
+        if record.role == "selector":
+            self.progress.stage(instance_id, "selector")
+
+
+class _StageReporting:
+    """The instance's state store, read on the way through for the progress row's stage: a state machine
+    saves under `traj/testing/i` or `traj/editing/i`, with an outcome once it has ended."""
+
+    def __init__(self, inner: NamespacedStateStore, progress: Progress, instance_id: str, tests: int, edits: int):
+        self.inner, self.progress, self.instance_id = inner, progress, instance_id
+        self.counts = {"testing": tests, "editing": edits}
+        self.ended: dict[str, set[str]] = {"testing": set(), "editing": set()}
+        self.editing = False
+
+    def load(self, key: str) -> dict[str, Any] | None:
+        return self.inner.load(key)
+
+    def save(self, key: str, state: dict[str, Any]) -> None:
+        self.inner.save(key, state)
+        parts = key.split("/")
+        if len(parts) != 3 or parts[1] not in self.ended:
+            return
+        machine = parts[1]
+        self.editing = self.editing or machine == "editing"
+        if state.get("outcome"):
+            self.ended[machine].add(parts[2])
+        shown = "editing" if self.editing else "testing"
+        self.progress.stage(self.instance_id, f"{shown} {len(self.ended[shown])}/{self.counts[shown]}")
+
+
 class RecordingPool(SandboxPool):
     """A pool whose sandboxes' runs are counted and logged to the run store (one event per execution)."""
 
@@ -141,7 +181,8 @@ class Runner:
         self.manager = SandboxManager(self.docker, run_id=f"{self.run_dir.name}-{uuid.uuid4().hex[:8]}")
         # Budgets are charged from the store's totals on resume, so replayed calls must not count again.
         self.model = ModelClient(config.models, store=RunCallStore(self.store, self.config_hash),
-                                 recorder=RunCallStore(self.store, self.config_hash), charge_replays=False)
+                                 recorder=_CountingRecorder(RunCallStore(self.store, self.config_hash), progress),
+                                 charge_replays=False)
         self.budget = Budget(config.budget.max_cost_usd, "run")
         self.budget.charge(self.store.totals()["cost_usd"])  # a resumed run's budget counts what was spent
         self.shares: Shares | None = None  # the batch's budget shares, for adaptive sampling (share_tasks)
@@ -209,7 +250,6 @@ class Runner:
         result.cost_by_role = self.store.cost_by_role(task.instance_id)
         if result.status != "failed":
             self._mark_model_failure(result, attempt_started)
-        self.progress.add_cost(result.cost_usd)
         self._save(result)
         kind = "instance_failed" if result.status in ERROR_STATUSES else "instance_done"
         self.progress.event(kind, task.instance_id, status=result.status, method=result.selection_method,
@@ -237,8 +277,12 @@ class Runner:
 
     async def _solve_into(self, task: Task, result: InstanceResult, epoch: int) -> SandboxPool:
         cfg = self.config
+        self.progress.stage(task.instance_id, "environment")
         pool, repo_dir, budget = await self.prepare_instance(task, result)
-        states = NamespacedStateStore(self.store, f"{task.instance_id}:{self.config_hash}:{epoch}")
+        self.progress.stage(task.instance_id, "context")
+        states = _StageReporting(NamespacedStateStore(self.store, f"{task.instance_id}:{self.config_hash}:{epoch}"),
+                                 self.progress, task.instance_id, cfg.trajectories.num_tests,
+                                 cfg.trajectories.num_edits)
         warm = min(cfg.sandbox.pool_size, max(cfg.trajectories.num_tests, cfg.trajectories.num_edits))
         async with _warming(pool, warm):
             async def make_context() -> ContextBundle:
@@ -280,6 +324,7 @@ class Runner:
                       for t in trajectories if t.editing and t.editing.patch]
         tests = self._tests_of(trajectories)
         sel_cfg = self.selection_config(task)
+        self.progress.stage(task.instance_id, "matrix")
         selection = await select_patch(candidates, pool=pool, repo_dir=repo_dir, issue=task.issue, tests=tests,
                                        model=self.model, budget=budget, config=sel_cfg)
         result.selection = selection

@@ -7,6 +7,7 @@ Real Docker, git and SQLite; the scripted model (down for chosen instances) stan
 from __future__ import annotations
 
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -56,6 +57,10 @@ def test_failed_model_calls_are_an_error_that_a_rerun_retries(tmp_path, base_ima
     row = next(line for line in done.stdout.splitlines() if line.startswith("calc-down"))
     assert " error " in row and "None" not in row
     assert not done.stdout.startswith("\x1b") and "Provider List" not in done.stdout + done.stderr
+    # Plain progress lines (not a TTY): each instance's stages as they change, then the totals.
+    for stage in ("environment", "context", "testing 1/1", "editing 2/2", "matrix"):
+        assert re.search(rf"^  calc-ok: {stage} · \d+ call\(s\) · \$\d+\.\d{{4}} · \d:\d\d:\d\d$", done.stderr, re.M), stage
+    assert re.search(r"^2/2 done · 1 resolved · 1 error\(s\) · 0 running · \$\d+\.\d{4} · ETA 0:00:00$", done.stderr, re.M)
 
     lines = [json.loads(line) for line in (run_dir / "predictions.jsonl").read_text().splitlines()]
     assert sorted(p["instance_id"] for p in lines) == ["calc-down", "calc-ok"]  # every attempted instance
