@@ -316,7 +316,7 @@ def test_action_and_example_workflow_parse():
     assert {"model", "budget", "samples", "preset", "label", "python-version"} <= set(action["inputs"])
     steps = action["runs"]["steps"]
     assert all("shell" in s for s in steps if "run" in s)  # composite steps must name their shell
-    assert any("patchswarm github resolve" in s.get("run", "") for s in steps)
+    assert any("patchswarm github \"${command[@]}\"" in s.get("run", "") for s in steps)
     assert any(s.get("uses", "").startswith("actions/upload-artifact@") for s in steps)
     workflow = yaml.safe_load((ROOT / "examples" / "github-workflow.yml").read_text())
     triggers = workflow[True] if True in workflow else workflow["on"]  # YAML 1.1 reads `on` as true
