@@ -5,9 +5,10 @@ A reply carries exactly one action:
     <test>...python...</test>            write (or replace) the reproduction test
     <edit>...</edit>, <delete>…</delete>  one complete edit (agent.edits syntax); several blocks are one action
     <approve/>, <finish/>, <done/>        "done" (synonyms: a slip of the tag name is not worth an attempt)
+    <choice>X</choice>                    the selector's pick (only where a machine takes it; else plain text)
 
-No action, two different kinds, two tests, or a kind the machine does not take is a format error,
-which goes back to the model as feedback and costs an attempt.
+No action, two different kinds, two tests or choices, or a kind the machine does not take is a format
+error, which goes back to the model as feedback and costs an attempt.
 """
 
 from __future__ import annotations
@@ -28,14 +29,16 @@ from agent.types import StateStore
 
 log = logging.getLogger(__name__)
 
-ActionKind = Literal["test", "edit", "done"]
+ActionKind = Literal["test", "edit", "done", "choice"]
+Phase = Literal["ask", "run"]
 
 # Block tags are matched whole, so tags quoted inside a test or an edit are not mistaken for actions.
 _ACTION = re.compile(
     r"<test>(?P<test>.*?)</test>"
     r"|(?P<edit>^[ \t]*<edit>.*?^[ \t]*</edit>[ \t]*$)"
     r"|(?P<delete>^[ \t]*<delete>[^\n]*?</delete>[ \t]*$)"
-    r"|(?P<done><(?:done|approve|finish)\s*/?>)",
+    r"|(?P<done><(?:done|approve|finish)\s*/?>)"
+    r"|(?i:(?P<choice><choice>\s*(?:candidate\s+)?(?P<label>[^<\s]*)\s*</choice>))",
     re.S | re.M,
 )
 _UNCLOSED_TEST = re.compile(r"<test>")
@@ -44,13 +47,14 @@ _UNCLOSED_EDIT = re.compile(r"^[ \t]*<edit>", re.M)
 
 class Action(BaseModel):
     kind: ActionKind
-    body: str = ""  # the test's code; for an edit the whole reply (agent.edits reads the blocks itself)
+    body: str = ""  # the test's code; a choice's label; for an edit the whole reply (agent.edits reads it)
 
 
 class ActionFormatError(Exception):
     """The reply holds no usable action; `.message` is written for the model."""
 
     def __init__(self, problem: str, accepts: Mapping[str, str]) -> None:
+        self.problem = problem
         self.message = (
             f"{problem}\n\nEvery reply must contain exactly one action, one of: "
             + "; ".join(accepts.values())
@@ -77,6 +81,9 @@ def parse_action(text: str, accepts: Mapping[str, str]) -> Action:
             found.append(("test", match["test"]))
         elif match["edit"] is not None or match["delete"] is not None:
             found.append(("edit", ""))
+        elif match["choice"] is not None:
+            if "choice" in accepts:  # elsewhere the tag is prose, as it always was
+                found.append(("choice", match["label"].strip().upper()))
         else:
             found.append(("done", ""))
     rest = _ACTION.sub("", text)
@@ -92,9 +99,11 @@ def parse_action(text: str, accepts: Mapping[str, str]) -> Action:
     kind = kinds[0]
     if kind not in accepts:
         raise ActionFormatError(f"A {kind} action is not possible at this stage.", accepts)
+    if kind in ("test", "choice") and len(found) > 1:
+        raise ActionFormatError(f"Your reply contains several {kind}s; send exactly one.", accepts)
+    if kind == "choice":
+        return Action(kind="choice", body=found[0][1])
     if kind == "test":
-        if len(found) > 1:
-            raise ActionFormatError("Your reply contains several tests; send exactly one.", accepts)
         code = _strip_fence(found[0][1])
         if not code.strip():
             raise ActionFormatError("Your <test> block is empty.", accepts)
@@ -111,7 +120,7 @@ RESUMABLE_OUTCOMES = frozenset({"budget_exhausted", "model_error", "crashed"})
 class MachineState(BaseModel):
     """What every machine persists; subclasses add their own fields. `turns` follow the shared prefix."""
 
-    phase: str = "ask"
+    phase: Phase = "ask"
     prefix_sha: str = ""
     turns: list[dict[str, Any]] = Field(default_factory=list)
     attempts: int = Field(0, description="Model replies received (format errors included).")

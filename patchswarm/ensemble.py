@@ -38,7 +38,7 @@ async def _select_one(runner: Runner, task: Task, candidates: list[Candidate], g
 
     try:
         result = await select_patch(candidates, pool=pool, repo_dir=repo_dir, issue=task.issue, model=runner.model,
-                                    budget=budget, config=runner.selection_config(task),
+                                    budget=budget, config=runner.selection_config(task), store=states,
                                     generate_tests=generate_tests if generate else None)
     finally:
         pool.close()

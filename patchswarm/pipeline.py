@@ -326,7 +326,7 @@ class Runner:
         sel_cfg = self.selection_config(task)
         self.progress.stage(task.instance_id, "matrix")
         selection = await select_patch(candidates, pool=pool, repo_dir=repo_dir, issue=task.issue, tests=tests,
-                                       model=self.model, budget=budget, config=sel_cfg)
+                                       model=self.model, budget=budget, config=sel_cfg, store=states)
         result.selection = selection
         result.selection_method, result.selection_reason = selection.method, selection.reason
         result.chosen_candidate, result.patch = selection.chosen_id, selection.patch or ""

@@ -145,7 +145,8 @@ class SelectionResult(BaseModel):
     executions_performed: int = 0
     executions_cached: int = 0
     execution_seconds: float = Field(0.0, description="Sum of the durations of the executions performed (not of cached ones).")
-    cost: float | None = Field(0.0, description="USD spent by selector calls; None when some call's price is unknown.")
+    cost_usd: float = Field(0.0, description="USD spent by selector calls whose price is known.")
+    unknown_cost_calls: int = Field(0, description="Selector calls of unknown price (not in cost_usd).")
     notes: list[str] = Field(default_factory=list)
 
     def candidate(self, candidate_id: str) -> CandidateReport:

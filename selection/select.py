@@ -8,6 +8,7 @@ from pathlib import Path
 
 from agent.budget import Budget
 from agent.model import ModelClient
+from agent.types import StateStore
 from sandbox.port import PoolPort
 from selection.cache import OutcomeCache
 from selection.candidates import DistinctPatch, DistinctTest, distinct_patches, distinct_tests
@@ -32,8 +33,10 @@ STABLE = ("voting", "passes_on_original", "timed_out")  # original outcome is kn
 async def select_patch(candidates: Sequence[Candidate], *, pool: PoolPort, repo_dir: Path, issue: str = "",
                        tests: Sequence[GeneratedTest] | None = None, generate_tests: GenerateTests | None = None,
                        model: ModelClient | None = None, budget: Budget | None = None,
-                       config: SelectionConfig | None = None) -> SelectionResult:
+                       config: SelectionConfig | None = None, store: StateStore | None = None) -> SelectionResult:
     """Choose one of `candidates` for the instance whose environment image `pool` runs.
+
+    `store` keeps the selector's conversation (key "selector"), so a rerun continues it.
 
     `tests` are reproduction tests (e.g. from the trajectories); when none are given and
     `generate_tests` is, it is awaited for some (only if there is a choice to make). `repo_dir` is a
@@ -46,7 +49,7 @@ async def select_patch(candidates: Sequence[Candidate], *, pool: PoolPort, repo_
     cache = OutcomeCache(config.cache_dir)
     try:
         executor = Executor(pool, cache, await asyncio.to_thread(pool.image_id))
-        run = _Selection(list(candidates), executor, Path(repo_dir), issue, model, budget, config)
+        run = _Selection(list(candidates), executor, Path(repo_dir), issue, model, budget, config, store)
         return await run.select(tests, generate_tests)
     finally:
         cache.close()
@@ -56,9 +59,10 @@ class _Selection:
     """State of one selection; each step reads what the previous ones found."""
 
     def __init__(self, candidates: list[Candidate], executor: Executor, repo_dir: Path, issue: str,
-                 model: ModelClient | None, budget: Budget | None, config: SelectionConfig) -> None:
+                 model: ModelClient | None, budget: Budget | None, config: SelectionConfig,
+                 store: StateStore | None = None) -> None:
         self.candidates, self.executor, self.repo_dir, self.issue = candidates, executor, repo_dir, issue
-        self.model, self.budget, self.config = model, budget, config
+        self.model, self.budget, self.config, self.store = model, budget, config, store
         self.notes: list[str] = []
         self.patches = distinct_patches(candidates)
         self.tests: list[DistinctTest] = []
@@ -157,7 +161,7 @@ class _Selection:
             self.model, self.budget, self.executor, issue=self.issue, finalists=finalists,
             repo_dir=self.repo_dir, evidence={p.key: self._evidence(p) for p in finalists},
             example_test=self._example_test(finalists), max_attempts=self.config.selector_max_attempts,
-            timeout=self.config.test_timeout_s)
+            timeout=self.config.test_timeout_s, store=self.store)
         if self.selector.chosen_key is not None:
             chosen = next(p for p in finalists if p.key == self.selector.chosen_key)
             return "selector", f"{self.selector.reason}: {chosen.id} among {', '.join(p.id for p in finalists)}", chosen
@@ -224,5 +228,6 @@ class _Selection:
             selector_transcript=self.selector.transcript if self.selector else [],
             executions_performed=self.executor.performed, executions_cached=self.executor.cached,
             execution_seconds=sum(self.executor.durations),
-            cost=self.selector.cost if self.selector else 0.0, notes=self.notes,
+            cost_usd=self.selector.cost_usd if self.selector else 0.0,
+            unknown_cost_calls=self.selector.unknown_cost_calls if self.selector else 0, notes=self.notes,
         )

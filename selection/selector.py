@@ -1,23 +1,32 @@
 """Selector state machine: the model writes tests that tell finalists apart, sees the results, then picks.
 
-    prompt (issue, original files, labelled diffs, evidence, example test)
-      → reply <test>…</test>  → run on original + every finalist → results back → next reply
-      → reply <choice>B</choice> → done
-    anything else → corrected once per turn; no valid choice after `max_attempts` turns → failure.
+    phase | what happens                                                | next
+    ------+-------------------------------------------------------------+-----------------------------------
+    ask   | the model replies <test> or <choice>X</choice>              | run · end "chosen" · ask (feedback)
+    run   | the test runs on the original and with every finalist       | ask, with every exit code and output
+
+A reply that is no single action, or names no finalist, is told so and costs a reply; with no reply
+left the machine ends "no_choice" (a test on the last reply is not run). The prompt holds the issue,
+the original files, the labelled diffs, the evidence so far and an example test. The state is saved
+after every step, so a rerun continues the conversation without repeating a completed call.
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from types import MappingProxyType
+from typing import Literal
 
 from pydantic import BaseModel, Field
 from unidiff import PatchSet
 from unidiff.errors import UnidiffParseError
 
-from agent.budget import Budget, BudgetExceeded
-from agent.model import ModelCallError, ModelClient, call_key
+from agent.actions import Action, ConversationMachine, MachineState
+from agent.budget import Budget
+from agent.model import ModelClient
+from agent.prompts import user
+from agent.types import InMemoryStateStore, StateStore
 from selection.candidates import DistinctPatch, touched_files
 from selection.matrix import Executor, run_single_tests
 from selection.models import Outcome, TranscriptMessage
@@ -29,8 +38,6 @@ MAX_FILES_CHARS = 80_000
 MAX_DIFF_CHARS = 16_000
 MAX_RESULT_CHARS = 3_000
 WINDOW_LINES = 40
-_TEST = re.compile(r"<test>(.*?)</test>", flags=re.S)
-_CHOICE = re.compile(r"<choice>\s*(?:candidate\s+)?([^<\s]*)\s*</choice>", flags=re.I)
 
 SYSTEM_PROMPT = """\
 You choose which candidate patch best resolves a GitHub issue. The candidates were written \
@@ -49,6 +56,8 @@ or
 <choice>X</choice>
 where X is the label of the candidate that best resolves the issue without breaking other behaviour."""
 
+SelectorEnd = Literal["chosen", "no_choice", "attempts_exhausted", "budget_exhausted", "model_error", "crashed"]
+
 
 class SelectorTestRun(BaseModel):
     code: str
@@ -56,39 +65,85 @@ class SelectorTestRun(BaseModel):
     by_patch: dict[str, Outcome] = Field(description="patch key → outcome")
 
 
+class SelectorState(MachineState):
+    test_code: str | None = Field(None, description="The test waiting for its run.")
+    test_runs: list[SelectorTestRun] = Field(default_factory=list)
+    chosen: str | None = Field(None, description="The label the model chose.")
+
+
 class SelectorOutcome(BaseModel):
     chosen_key: str | None = None
+    outcome: SelectorEnd
     reason: str
     transcript: list[TranscriptMessage] = Field(default_factory=list)
     test_runs: list[SelectorTestRun] = Field(default_factory=list)
-    cost: float | None = 0.0
-    calls: int = 0
+    cost_usd: float = 0.0
+    unknown_cost_calls: int = 0
+    calls: int = Field(0, description="Model calls made, a failed one included.")
 
 
-def parse_reply(text: str, labels: Sequence[str]) -> tuple[str | None, str | None, str | None]:
-    """(chosen label, test code, problem) from a reply that must hold exactly one action.
+class SelectorMachine(ConversationMachine[SelectorState]):
+    state_type = SelectorState
+    role = "selector"
+    accepts = MappingProxyType({"test": "<test>…</test> holding a complete Python script",
+                                "choice": "<choice>X</choice> naming one candidate label"})
 
-    Several actions (a test and a choice, two choices, two tests) are a format problem, as in
-    `agent.actions`: guessing which one was meant would drop the model's test or its second choice.
-    """
-    tests = _TEST.findall(text)
-    # Choice tags are looked for outside tests only: a test may well print or compare one.
-    choices = _CHOICE.findall(_TEST.sub("", text))
-    if len(choices) + len(tests) > 1:
-        found = ", ".join(f"{len(items)} <{tag}>" for tag, items in (("test", tests), ("choice", choices)) if items)
-        return None, None, (f"Your reply contained several actions ({found}); reply with exactly one: "
-                            "one <test>...</test> or one <choice>X</choice>.")
-    if choices:
-        label = choices[0].strip().upper()
-        if label in labels:
-            return label, None, None
-        return None, None, f"'{choices[0]}' is not a candidate label; use one of {', '.join(labels)}."
-    if tests:
-        code = re.sub(r"^\s*```(?:python)?\s*\n|\n\s*```\s*$", "", tests[0]).strip("\n")
-        if code.strip():
-            return None, code + "\n", None
-        return None, None, "The <test> block was empty."
-    return None, None, "Your reply contained neither <test>...</test> nor <choice>X</choice>."
+    def __init__(self, model: ModelClient, executor: Executor, *, prefix: list[dict[str, str]],
+                 finalists: Sequence[DistinctPatch], store: StateStore, key: str, budget: Budget | None,
+                 max_attempts: int, timeout: float) -> None:
+        self.executor, self.finalists, self.timeout = executor, list(finalists), timeout
+        self.labels = list(LABELS[: len(finalists)])
+        super().__init__(model, prefix=prefix, store=store, key=key, budget=budget, max_attempts=max_attempts)
+
+    def tell(self, text: str) -> None:
+        remaining = self.max_attempts - self.state.attempts
+        if remaining <= 0:
+            problem = text.split("\n\n", 1)[0]
+            self.state.outcome = "no_choice"
+            self.state.error = f"no valid choice after {self.max_attempts} selector replies (last reply: {problem})"
+            return
+        if remaining == 1:
+            text += "\n\nThis is your last reply: answer with <choice>X</choice> now."
+        else:
+            text += f"\n\nWrite another <test> or answer with <choice>X</choice> ({remaining} replies left)."
+        self.state.turns.append(user(text))
+
+    def act(self, action: Action) -> None:
+        if action.kind == "choice":
+            if action.body in self.labels:
+                self.state.chosen, self.state.outcome = action.body, "chosen"
+            else:
+                self.tell(f"'{action.body}' is not a candidate label; use one of {', '.join(self.labels)}.")
+        elif self.state.attempts >= self.max_attempts:
+            self.tell("a test on the last reply, where a <choice> was required")
+        else:
+            self.state.test_code, self.state.phase = action.body, "run"
+
+    async def run_step(self) -> None:
+        code = self.state.test_code or ""
+        original, by_patch = await run_single_tests(self.executor, code, self.finalists, self.timeout)
+        run = SelectorTestRun(code=code, original=original, by_patch=by_patch)
+        self.state.test_runs.append(run)
+        self.state.test_code, self.state.phase = None, "ask"
+        self.tell(results_message(run, self.finalists, self.labels))
+
+    def result(self) -> SelectorOutcome:
+        state = self.state
+        outcome: SelectorEnd = state.outcome  # type: ignore[assignment]  # set by this machine or the loop
+        if state.chosen is not None:
+            reason = (f"the selector chose {state.chosen} on turn {state.attempts} "
+                      f"after {len(state.test_runs)} test(s)")
+        elif outcome in ("model_error", "budget_exhausted"):
+            reason = f"selector call {state.attempts + 1} failed: {state.error}"
+        elif outcome == "crashed":
+            reason = f"the selector crashed: {state.error}"
+        else:
+            reason = state.error or f"no valid choice after {self.max_attempts} selector replies"
+        return SelectorOutcome(
+            chosen_key=self.finalists[self.labels.index(state.chosen)].key if state.chosen else None,
+            outcome=outcome, reason=reason, transcript=[TranscriptMessage(**m) for m in self.messages],
+            test_runs=state.test_runs, cost_usd=state.cost_usd, unknown_cost_calls=state.unknown_cost_calls,
+            calls=state.attempts + (outcome == "model_error"))
 
 
 def _windows(text: str, ranges: list[tuple[int, int]]) -> str:
@@ -181,53 +236,13 @@ def results_message(run: SelectorTestRun, finalists: Sequence[DistinctPatch], la
 
 async def run_selector(model: ModelClient, budget: Budget | None, executor: Executor, *, issue: str,
                        finalists: Sequence[DistinctPatch], repo_dir: Path, evidence: Mapping[str, str],
-                       example_test: str | None, max_attempts: int, timeout: float) -> SelectorOutcome:
-    labels = list(LABELS[: len(finalists)])
-    messages = [{"role": "system", "content": SYSTEM_PROMPT},
-                {"role": "user", "content": first_prompt(issue, original_files(repo_dir, finalists), finalists,
-                                                         labels, evidence, example_test, max_attempts)}]
-    result = SelectorOutcome(reason=f"no valid choice after {max_attempts} selector replies")
-    model_name = model.settings.model_for("selector")
-    for turn in range(1, max_attempts + 1):
-        try:
-            completion = await model.complete("selector", messages, budget=budget, temperature=0.0,
-                                              key=call_key(model_name, messages, 0.0))
-        except (ModelCallError, BudgetExceeded) as exc:
-            if isinstance(exc, ModelCallError):
-                result.calls += 1
-                _add_cost(result, exc.record.cost_usd)
-            result.reason = f"selector call {turn} failed: {exc}"
-            break
-        result.calls += 1
-        _add_cost(result, completion.record.cost_usd)
-        messages.append({"role": "assistant", "content": completion.text})
-        label, code, problem = parse_reply(completion.text, labels)
-        if label is not None:
-            result.chosen_key = finalists[labels.index(label)].key
-            result.reason = f"the selector chose {label} on turn {turn} after {len(result.test_runs)} test(s)"
-            break
-        remaining = max_attempts - turn
-        if code is not None and remaining == 0:
-            problem = "a test on the last reply, where a <choice> was required"
-        if remaining == 0:
-            result.reason = f"no valid choice after {max_attempts} selector replies (last reply: {problem})"
-            break
-        if code is not None and problem is None:
-            original, by_patch = await run_single_tests(executor, code, finalists, timeout)
-            run = SelectorTestRun(code=code, original=original, by_patch=by_patch)
-            result.test_runs.append(run)
-            feedback = results_message(run, finalists, labels)
-        else:
-            feedback = f"{problem}"
-        if remaining == 1:
-            feedback += "\n\nThis is your last reply: answer with <choice>X</choice> now."
-        else:
-            feedback += f"\n\nWrite another <test> or answer with <choice>X</choice> ({remaining} replies left)."
-        messages.append({"role": "user", "content": feedback})
-    result.transcript = [TranscriptMessage(**m) for m in messages]
-    return result
-
-
-def _add_cost(result: SelectorOutcome, cost: float | None) -> None:
-    # Unknown stays unknown: a made-up 0 would understate the spend.
-    result.cost = None if cost is None or result.cost is None else result.cost + cost
+                       example_test: str | None, max_attempts: int, timeout: float,
+                       store: StateStore | None = None, key: str = "selector") -> SelectorOutcome:
+    """Ask the selector to choose among `finalists`; a machine with the same `store` and `key` resumes."""
+    labels = LABELS[: len(finalists)]
+    prefix = [{"role": "system", "content": SYSTEM_PROMPT},
+              user(first_prompt(issue, original_files(repo_dir, finalists), finalists, labels, evidence,
+                                example_test, max_attempts))]
+    machine = SelectorMachine(model, executor, prefix=prefix, finalists=finalists, store=store or InMemoryStateStore(),
+                              key=key, budget=budget, max_attempts=max_attempts, timeout=timeout)
+    return await machine.run()

@@ -6,7 +6,7 @@ import asyncio
 import re
 
 from agent.budget import Budget
-from agent.scripted import Fault
+from agent.scripted import Fault, text_of
 from selection import Candidate, GeneratedTest, SelectionConfig, select_patch
 from tests.selection.conftest import candidate, repro_test
 
@@ -109,7 +109,7 @@ def test_selector_picks_via_discriminating_test(pool, stats_repo, issue, scripte
     repo, _ = stats_repo
 
     def selector(messages):
-        last = messages[-1]["content"]
+        last = text_of(messages[-1]["content"])
         if "Your test was run" not in last:
             return f"I will check the even-length median too.\n<test>\n{DISCRIMINATING_TEST}</test>"
         passing = re.findall(r"### Candidate (\w): exit 0", last)
@@ -123,13 +123,13 @@ def test_selector_picks_via_discriminating_test(pool, stats_repo, issue, scripte
 
     assert (result.method, result.chosen_id) == ("selector", "right")
     assert result.finalists == ["breaker", "right", "popular"]
-    prompt = scripted.calls("sel")[0][1]["content"]
+    prompt = text_of(scripted.calls("sel")[0][1]["content"])
     assert "def median(values):" in prompt and '<candidate label="B">' in prompt and "<example_test>" in prompt
     assert len(scripted.calls("sel")) == 2 and len(result.selector_transcript) == 5
     assert result.matrix["selector-1"]["right"].exit_code == 0
     assert result.matrix["selector-1"]["breaker"].exit_code == 2
     assert result.test("selector-1").status == "selector"
-    assert result.cost and result.cost > 0
+    assert result.cost_usd > 0 and result.unknown_cost_calls == 0
 
 
 def test_selector_failures_fall_back_to_the_vote(pool, stats_repo, issue, scripted, model_client, tmp_path):

@@ -8,6 +8,7 @@ import json
 
 import pytest
 
+from agent.actions import Action, ActionFormatError, parse_action
 from sandbox.execution import ExecResult
 from selection import (
     Candidate,
@@ -22,7 +23,7 @@ from selection.candidates import agreement_key, distinct_patches, distinct_tests
 from selection.matrix import Executor, Job
 from selection.models import Outcome
 from selection.regression import find_test_files, parse_pytest, parse_unittest
-from selection.selector import original_files, parse_reply, run_selector
+from selection.selector import SelectorMachine, original_files, run_selector
 from selection.voting import judge_test
 from tests.selection.conftest import CASES, candidate
 
@@ -163,24 +164,27 @@ def test_find_test_files(tmp_path):
 
 
 def test_parse_selector_replies():
-    labels = ["A", "B"]
-    assert parse_reply("reasoning...\n<choice> b </choice>", labels) == ("B", None, None)
-    assert parse_reply("<choice>Candidate A</choice>", labels)[0] == "A"
-    assert parse_reply("<test>\n```python\nprint(1)\n```\n</test>", labels) == (None, "print(1)\n", None)
-    assert "not a candidate label" in parse_reply("<choice>C</choice>", labels)[2]
-    assert "neither" in parse_reply("I like A", labels)[2]
+    accepts = SelectorMachine.accepts
+    assert parse_action("reasoning...\n<choice> b </choice>", accepts) == Action(kind="choice", body="B")
+    assert parse_action("<choice>Candidate A</choice>", accepts).body == "A"
+    assert parse_action("<test>\n```python\nprint(1)\n```\n</test>", accepts) == Action(kind="test", body="print(1)\n")
+    with pytest.raises(ActionFormatError, match="no action"):
+        parse_action("I like A", accepts)
     # A tag inside a test is part of the test, not a second action.
-    assert parse_reply("<test>\nprint('<choice>A</choice>')\n</test>", labels)[1] == "print('<choice>A</choice>')\n"
+    assert parse_action("<test>\nprint('<choice>A</choice>')\n</test>", accepts).body == "print('<choice>A</choice>')\n"
+    # Where no choice is taken (testing, editing) the tag is prose.
+    assert parse_action("<choice>A</choice> <approve/>", {"done": "<approve/>"}).kind == "done"
 
 
-@pytest.mark.parametrize("reply", [
-    "<test>\nprint(1)\n</test>\n<choice>B</choice>",  # a test and a choice: which one was meant?
-    "<choice>A</choice> or maybe <choice>B</choice>",
-    "<test>\na = 1\n</test>\n<test>\nb = 2\n</test>",
+@pytest.mark.parametrize("reply, problem", [
+    ("<test>\nprint(1)\n</test>\n<choice>B</choice>", "several kinds"),  # a test and a choice: which one was meant?
+    ("<choice>A</choice> or maybe <choice>B</choice>", "several choices"),
+    ("<test>\na = 1\n</test>\n<test>\nb = 2\n</test>", "several tests"),
 ])
-def test_selector_reply_with_several_actions_is_a_format_problem(reply):
-    label, code, problem = parse_reply(reply, ["A", "B"])
-    assert (label, code) == (None, None) and "several actions" in problem and "exactly one" in problem
+def test_selector_reply_with_several_actions_is_a_format_problem(reply, problem):
+    with pytest.raises(ActionFormatError) as caught:
+        parse_action(reply, SelectorMachine.accepts)
+    assert problem in caught.value.problem and "exactly one action" in caught.value.message
 
 
 def test_prediction_files_and_patch_dirs(tmp_path):
@@ -231,8 +235,10 @@ def test_selector_is_told_about_several_actions_and_it_costs_a_turn(scripted, mo
     outcome = asyncio.run(run_selector(model_client, None, executor=None, issue="mean([]) fails", finalists=finalists,
                                        repo_dir=tmp_path, evidence={}, example_test=None, max_attempts=2, timeout=5))
     assert outcome.chosen_key == finalists[0].key and outcome.calls == 2 and not outcome.test_runs
+    assert outcome.outcome == "chosen" and outcome.cost_usd > 0
     feedback = scripted.calls("sel")[1][-1]["content"]
-    assert "several actions" in feedback and "last reply" in feedback
+    feedback = feedback if isinstance(feedback, str) else "".join(part["text"] for part in feedback)
+    assert "several kinds of action" in feedback and "last reply" in feedback
 
 
 class StubPool:
