@@ -1,14 +1,21 @@
 """Hierarchical spending limits (trajectory → instance → run).
 
 One `Budget` object is shared by every task that spends against it, across asyncio tasks and
-threads alike, so all state sits behind a `threading.Lock`. A budget is checked *before* a call
-starts: a call that would start past any limit in the chain is not made. Calls already in flight
-when a limit is crossed still finish and are charged, so the overrun is bounded by the in-flight calls.
+threads alike, so all state sits behind a `threading.Lock`. Before a call starts it *reserves* its
+worst case (agent.pricing) on every budget in the chain, and settles to the real cost afterwards.
+A call starts only if its worst case fits next to what is spent and held, or if nothing else is in
+flight and money is left (the one call allowed to cross the limit); otherwise it waits for others to
+settle, or is refused once the budget is spent. So the overrun is at most one call's worst case,
+however many workers (or Ray nodes, see patchswarm.ray_node) share the budget.
 """
 
 from __future__ import annotations
 
 import threading
+from dataclasses import dataclass, field
+from typing import Literal
+
+Hold = Literal["held", "wait", "exceeded"]
 
 
 class BudgetExceeded(Exception):
@@ -19,6 +26,18 @@ class BudgetExceeded(Exception):
         self.spent = spent
         self.limit = limit
         super().__init__(f"budget '{name}' exhausted: spent ${spent:.4f} of ${limit:.4f}")
+
+
+class BudgetUnenforceable(ValueError):
+    """A budget is set but some model's calls have no price, so they could not be counted against it."""
+
+
+@dataclass
+class Reservation:
+    """Money held on each budget of a chain for one call attempt, until `Budget.settle`."""
+
+    amount: float
+    nodes: list[Budget] = field(default_factory=list)
 
 
 class Budget:
@@ -33,6 +52,8 @@ class Budget:
         self._lock = threading.Lock()
         self._spent = 0.0
         self._unknown_cost_calls = 0
+        self._reserved = 0.0
+        self._holds = 0  # reservations outstanding (a count: float sums never return to exactly 0)
 
     def child(self, limit_usd: float | None, name: str) -> Budget:
         return Budget(limit_usd, name, parent=self)
@@ -63,7 +84,31 @@ class Budget:
         for node in self._chain():
             node._add(cost_usd)
 
-    # The two places a node's tally is read and written: a subclass may keep it elsewhere
+    def reserve(self, amount_usd: float) -> Reservation | None:
+        """Hold `amount_usd` on every budget of the chain, or None: wait, other calls hold what is left.
+
+        Raises `BudgetExceeded` when a budget of the chain is spent with nothing of it in flight.
+        """
+        reservation = Reservation(max(amount_usd, 0.0))
+        for node in self._chain():
+            verdict = node._hold(reservation.amount)
+            if verdict != "held":
+                self.settle(reservation, None, billed=False)
+                if verdict == "exceeded":
+                    raise BudgetExceeded(node.name, node._spent_now(), node.limit_usd or 0.0)
+                return None
+            reservation.nodes.append(node)
+        return reservation
+
+    def settle(self, reservation: Reservation, cost_usd: float | None, *, billed: bool = True) -> None:
+        """Release a reservation; a billed attempt's real cost (None: unknown) is charged in its place."""
+        if cost_usd is not None and cost_usd < 0:
+            raise ValueError(f"negative cost {cost_usd} charged to budget '{self.name}'")
+        nodes, reservation.nodes = reservation.nodes, []
+        for node in nodes:
+            node._settle(reservation.amount, cost_usd, billed)
+
+    # Where a node's tally is read and written: a subclass may keep it elsewhere
     # (e.g. in a process shared by several machines).
     def _spent_now(self) -> float:
         with self._lock:
@@ -75,6 +120,21 @@ class Budget:
                 self._unknown_cost_calls += 1
             else:
                 self._spent += cost_usd
+
+    def _hold(self, amount: float) -> Hold:
+        with self._lock:
+            verdict = hold_verdict(self.limit_usd, self._spent, self._reserved, self._holds, amount)
+            if verdict == "held":
+                self._reserved += amount
+                self._holds += 1
+            return verdict
+
+    def _settle(self, amount: float, cost_usd: float | None, billed: bool) -> None:
+        with self._lock:
+            self._reserved = max(0.0, self._reserved - amount)
+            self._holds = max(0, self._holds - 1)
+        if billed:
+            self._add(cost_usd)
 
     @property
     def spent_usd(self) -> float:
@@ -104,3 +164,12 @@ class Budget:
     def __repr__(self) -> str:
         limit = "unlimited" if self.limit_usd is None else f"${self.limit_usd:.4f}"
         return f"Budget({self.name!r}, spent=${self.spent_usd:.4f}, limit={limit})"
+
+
+def hold_verdict(limit: float | None, spent: float, reserved: float, holds: int, amount: float) -> Hold:
+    """The reservation rule, shared with the Ray tally: fits next to what is held, or is the only call."""
+    if limit is None or spent + reserved + amount <= limit:
+        return "held"
+    if spent >= limit:
+        return "exceeded" if holds == 0 else "wait"
+    return "held" if holds == 0 else "wait"

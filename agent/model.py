@@ -21,7 +21,7 @@ os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # no network fetc
 import litellm  # noqa: E402
 from pydantic import BaseModel, ConfigDict, Field  # noqa: E402
 
-from agent.budget import Budget, BudgetExceeded  # noqa: E402
+from agent.budget import Budget, BudgetExceeded, Reservation  # noqa: E402
 from agent.call_records import (  # noqa: E402
     CallRecord,
     CallRecorder,
@@ -31,6 +31,7 @@ from agent.call_records import (  # noqa: E402
     Usage,
     call_key,
 )
+from agent.pricing import worst_case_usd  # noqa: E402
 from agent.prompt_caching import (  # noqa: E402
     SCRIPTED_PREFIX,
     mark_cache_prefix,
@@ -333,11 +334,12 @@ class ModelClient:
     ) -> Completion:
         costs: list[float | None] = []
         while True:
+            reservation: Reservation | None = None
             try:
                 async with self._slots():
-                    # Checked after taking a slot: overrun is then bounded by the calls in flight.
+                    # Reserved after taking a slot; the reservation is what bounds the overrun (agent.budget).
                     if budget is not None:
-                        budget.check()
+                        reservation = await self._reserve(budget, request)
                     record.attempts += 1
                     sent_at = time.monotonic()
                     try:
@@ -352,8 +354,8 @@ class ModelClient:
                 if isinstance(exc, litellm.Timeout):
                     # The provider may have generated (and billed) tokens we never received.
                     costs.append(None)
-                    if budget is not None:
-                        budget.charge(None)
+                if reservation is not None:
+                    budget.settle(reservation, None, billed=isinstance(exc, litellm.Timeout))
                 if is_retryable(exc) and record.attempts <= self.settings.max_retries:
                     delay = backoff_s(
                         record.attempts,
@@ -366,10 +368,25 @@ class ModelClient:
                     continue
                 self._finish_failed(record, costs, exc)
                 raise ModelCallError(record) from exc
-            return self._finish_succeeded(record, costs, response, budget)
+            except BaseException:  # cancelled mid-call: what it holds must not block every other call
+                if reservation is not None:
+                    budget.settle(reservation, None)
+                raise
+            return self._finish_succeeded(record, costs, response, budget, reservation)
+
+    async def _reserve(self, budget: Budget, request: dict[str, Any]) -> Reservation:
+        """Hold the attempt's worst case on the budget chain, waiting while other calls hold what is left."""
+        worst = worst_case_usd(request["model"], request["messages"], request.get("max_tokens"),
+                               self.settings.price_overrides)
+        delay = 0.02
+        while (reservation := budget.reserve(worst or 0.0)) is None:
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 0.5)
+        return reservation
 
     def _finish_succeeded(
-        self, record: CallRecord, costs: list[float | None], response: Any, budget: Budget | None
+        self, record: CallRecord, costs: list[float | None], response: Any, budget: Budget | None,
+        reservation: Reservation | None = None,
     ) -> Completion:
         record.usage = usage_from_response(response)
         cost = self.cost_usd(record.model, response, record.usage)
@@ -382,7 +399,9 @@ class ModelClient:
             self.store.put(record)
         if self.recorder is not None:
             self.recorder.record(record)
-        if budget is not None:
+        if reservation is not None:
+            budget.settle(reservation, cost)
+        elif budget is not None:
             budget.charge(cost)
         return Completion(text=record.response_text, record=record)
 

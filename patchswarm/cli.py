@@ -203,12 +203,13 @@ def _budget_overrides(max_cost: float | None, max_cost_per_instance: float | Non
 
 
 def _run(tasks, config, run_dir: Path, redo: bool, quiet: bool, executor=None, model_name: str | None = None):
+    from agent.budget import BudgetUnenforceable
     from patchswarm.pipeline import RunDirInUse, run_tasks
 
     try:
         return run_tasks(tasks, config, run_dir, redo=redo, live=False if quiet else None, executor=executor,
                          model_name=model_name)
-    except (SandboxError, RunDirInUse, ConnectionError) as exc:
+    except (SandboxError, RunDirInUse, ConnectionError, BudgetUnenforceable) as exc:
         fail(str(exc))
     except KeyboardInterrupt:
         console.print(f"interrupted: no containers left behind; rerun the same command to resume ({run_dir})")
@@ -462,7 +463,7 @@ def select_cmd(
     try:
         results = select_candidates(tasks, candidates, config, run_dir, out, generate_tests=generate_tests,
                                     live=False if quiet else None)
-    except SandboxError as exc:
+    except (SandboxError, ValueError) as exc:  # ValueError: e.g. a budget that cannot be enforced
         fail(str(exc))
     view = Console()
     for instance, result in results.items():

@@ -13,7 +13,7 @@ from pathlib import Path
 from agent.trajectory import TrajectoryConfig, run_trajectories
 from patchswarm.config import PatchswarmConfig
 from patchswarm.paths import safe_name
-from patchswarm.pipeline import InstanceResult, Runner
+from patchswarm.pipeline import InstanceResult, Runner, check_budget_prices
 from patchswarm.progress import Progress
 from patchswarm.store import NamespacedStateStore, current_instance
 from patchswarm.tasks import Task
@@ -53,6 +53,7 @@ def select_candidates(tasks: list[Task], candidates: dict[str, list[Candidate]],
                       run_dir: Path, out: Path, *, generate_tests: bool = True, live: bool | None = None,
                       model_name: str = "patchswarm-select") -> dict[str, SelectionResult]:
     """Select per instance; writes one prediction file with the provenance of each choice."""
+    check_budget_prices(config)
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     chosen_tasks = [t for t in tasks if t.instance_id in candidates]

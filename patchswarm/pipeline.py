@@ -22,9 +22,10 @@ from typing import Any, Literal, Protocol
 from pydantic import BaseModel, Field
 
 from agent.allocation import SharePool, Shares
-from agent.budget import Budget, BudgetExceeded
+from agent.budget import Budget, BudgetExceeded, BudgetUnenforceable
 from agent.context import build_context
 from agent.model import ModelClient
+from agent.pricing import price_fix, unpriced
 from agent.text import storable_data
 from agent.trajectory import TrajectoryResult, run_trajectories
 from agent.types import ContextBundle
@@ -165,6 +166,25 @@ async def _warming(pool: SandboxPool, count: int):
         yield
     finally:
         await started
+
+
+def check_budget_prices(config: PatchswarmConfig) -> None:
+    """A budget is only as good as its prices: refuse one that calls of an unpriced model would escape."""
+    limits = {"budget.max_cost_usd": config.budget.max_cost_usd,
+              "budget.max_cost_per_instance_usd": config.budget.max_cost_per_instance_usd,
+              "budget.max_cost_per_trajectory_usd": config.budget.max_cost_per_trajectory_usd}
+    set_limits = [f"{key}={value}" for key, value in limits.items() if value is not None]
+    if not set_limits:
+        return
+    models = config.models
+    roles = {role: models.model_for(role) for role in ("relevance", "primary", "selector")}
+    missing = unpriced(list(roles.values()), models.price_overrides)
+    if missing:
+        model = missing[0]
+        used_by = ", ".join(role for role, name in roles.items() if name == model)
+        raise BudgetUnenforceable(
+            f"{set_limits[0]} cannot be enforced: model {model} ({used_by}) has no known price; "
+            f"set it with {price_fix(model)}")
 
 
 class Runner:
@@ -504,6 +524,7 @@ def run_tasks(tasks: list[Task], config: PatchswarmConfig, run_dir: Path, *, red
 
     `executor` None solves on this machine; another executor (e.g. Ray) solves elsewhere into the same store.
     """
+    check_budget_prices(config)  # before anything is made or paid
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     with _exclusive(run_dir), Progress(len(tasks), run_dir / "events.jsonl", live=live, max_cost_usd=config.budget.max_cost_usd) as progress:

@@ -33,7 +33,7 @@ except ImportError:
 from rich.console import Console  # noqa: E402
 
 from agent.allocation import RemoteSharePool  # noqa: E402
-from agent.budget import Budget  # noqa: E402
+from agent.budget import Budget, Hold, hold_verdict  # noqa: E402
 from patchswarm.config import PatchswarmConfig  # noqa: E402
 from patchswarm.pipeline import Runner  # noqa: E402
 from patchswarm.progress import Progress  # noqa: E402
@@ -50,12 +50,27 @@ class BudgetTally:
 
     def __init__(self, spent_usd: float = 0.0, unknown_cost_calls: int = 0) -> None:
         self.spent_usd, self.unknown_cost_calls = spent_usd, unknown_cost_calls
+        self.reserved_usd, self.holds = 0.0, 0
 
     def charge(self, cost_usd: float | None) -> None:
         if cost_usd is None:
             self.unknown_cost_calls += 1
         else:
             self.spent_usd += cost_usd
+
+    # An actor runs one method at a time: each reservation is atomic across all nodes.
+    def hold(self, limit_usd: float | None, amount: float) -> str:
+        verdict = hold_verdict(limit_usd, self.spent_usd, self.reserved_usd, self.holds, amount)
+        if verdict == "held":
+            self.reserved_usd += amount
+            self.holds += 1
+        return verdict
+
+    def settle(self, amount: float, cost_usd: float | None, billed: bool) -> None:
+        self.reserved_usd = max(0.0, self.reserved_usd - amount)
+        self.holds = max(0, self.holds - 1)
+        if billed:
+            self.charge(cost_usd)
 
     def totals(self) -> tuple[float, int]:
         return self.spent_usd, self.unknown_cost_calls
@@ -64,8 +79,8 @@ class BudgetTally:
 class SharedBudget(Budget):
     """The run budget on a node: its tally is the run's BudgetTally actor.
 
-    Each check asks the actor (a sub-millisecond round trip next to a model call) and each charge waits
-    for the actor, so the overrun stays bounded by the calls in flight on all nodes together.
+    Each reservation and settlement is one round trip to the actor (sub-millisecond next to a model call),
+    so the overrun stays bounded by one call's worst case on all nodes together (agent.budget).
     """
 
     def __init__(self, tally: Any, limit_usd: float | None, name: str = "run") -> None:
@@ -77,6 +92,12 @@ class SharedBudget(Budget):
 
     def _add(self, cost_usd: float | None) -> None:
         ray.get(self._tally.charge.remote(cost_usd))
+
+    def _hold(self, amount: float) -> Hold:
+        return ray.get(self._tally.hold.remote(self.limit_usd, amount))
+
+    def _settle(self, amount: float, cost_usd: float | None, billed: bool) -> None:
+        ray.get(self._tally.settle.remote(amount, cost_usd, billed))
 
     @property
     def unknown_cost_calls(self) -> int:
