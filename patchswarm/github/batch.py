@@ -26,7 +26,7 @@ from patchswarm.github import summary
 from patchswarm.github.api import ApiError, GitHubRepo, IssueThread, StatusComment, connect
 from patchswarm.github.gitops import Git, GitError
 from patchswarm.github.listing import Skipped, check_since, list_issues
-from patchswarm.github.options import SettingsError, issue_task, load_repo_settings
+from patchswarm.github.options import SettingsError, check_min_confidence, issue_task, load_repo_settings
 from patchswarm.github.publish import Publisher, answer_issue
 from patchswarm.github.redact import Redactor, redacted_logging
 from patchswarm.github.resolve import EXTRA_SECRET_SUFFIXES
@@ -64,7 +64,8 @@ class BatchOptions(BaseModel):
     fork_owner: str | None = None
     include_test: bool = False
     min_votes: int = Field(1, ge=0)
-    min_confidence: float = Field(0.5, ge=0, le=1)
+    min_confidence: str = "high"
+    _confidence = field_validator("min_confidence")(classmethod(lambda cls, v: check_min_confidence(v)))
     report_url: str | None = None
     live: bool | None = None
     throttle: bool = True

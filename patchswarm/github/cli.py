@@ -33,7 +33,7 @@ def resolve(
     fork_owner: str | None = typer.Option(None, "--fork-owner", help="Push to OWNER's fork and open the PR from it."),
     include_test: bool = typer.Option(False, "--include-test", help="Commit the reproduction test to the PR branch."),
     min_votes: int = typer.Option(1, "--min-votes", help="Reproduction tests the chosen patch must pass to get a PR (when the selection reports no confidence)."),
-    min_confidence: float = typer.Option(0.5, "--min-confidence", help="Selection confidence a PR needs, when the selection reports one."),
+    min_confidence: str = typer.Option("high", "--min-confidence", help="Selection confidence a PR needs when the selection reports one: low, medium, high, or a probability 0..1."),
     report_url: str | None = typer.Option(None, "--report-url", help="Link to where the HTML report is (workflow run)."),
     remove_label: str | None = typer.Option(None, "--remove-label", help="Label to take off the issue at the end."),
     quiet: bool = typer.Option(False, "--quiet", help="Line-oriented progress (automatic when not a TTY)."),
@@ -110,7 +110,7 @@ def batch(
     fork_owner: str | None = typer.Option(None, "--fork-owner", help="Push to OWNER's fork and open the PRs from it."),
     include_test: bool = typer.Option(False, "--include-test", help="Commit the reproduction test to each PR branch."),
     min_votes: int = typer.Option(1, "--min-votes", help="Votes a PR needs when the selection reports no confidence."),
-    min_confidence: float = typer.Option(0.5, "--min-confidence", help="Selection confidence a PR needs, when reported."),
+    min_confidence: str = typer.Option("high", "--min-confidence", help="Selection confidence a PR needs when reported: low, medium, high, or 0..1."),
     report_url: str | None = typer.Option(None, "--report-url", help="Link to where the HTML report is."),
     quiet: bool = typer.Option(False, "--quiet", help="Line-oriented progress (automatic when not a TTY)."),
 ) -> None:
@@ -169,7 +169,7 @@ def follow_up_cmd(
     token_env: str = typer.Option("GITHUB_TOKEN", "--token-env", help="Environment variable holding the token."),
     api_url: str = typer.Option("https://api.github.com", "--api-url", help="REST API root (GHE: https://HOST/api/v3)."),
     min_votes: int = typer.Option(1, "--min-votes", help="Votes a push needs when the selection reports no confidence."),
-    min_confidence: float = typer.Option(0.5, "--min-confidence", help="Selection confidence a push needs, when reported."),
+    min_confidence: str = typer.Option("high", "--min-confidence", help="Selection confidence a push needs when reported: low, medium, high, or 0..1."),
     report_url: str | None = typer.Option(None, "--report-url", help="Link to the workflow run."),
     quiet: bool = typer.Option(False, "--quiet", help="Line-oriented progress."),
 ) -> None:

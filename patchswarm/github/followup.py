@@ -21,14 +21,20 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 
 from patchswarm.config import ConfigError, load_config
 from patchswarm.github import summary
 from patchswarm.github.api import ApiError, GitHubRepo, connect
 from patchswarm.github.gitops import Git, GitError
 from patchswarm.github.listing import BOT_BRANCH, thread_of
-from patchswarm.github.options import DEFAULT_ASSOCIATIONS, SettingsError, issue_task, load_repo_settings
+from patchswarm.github.options import (
+    DEFAULT_ASSOCIATIONS,
+    SettingsError,
+    check_min_confidence,
+    issue_task,
+    load_repo_settings,
+)
 from patchswarm.github.publish import Publisher, failure_reason, no_pr_reason
 from patchswarm.github.redact import Redactor, redacted_logging
 from patchswarm.github.resolve import BAD_INPUT, BOT_FAILED, EXTRA_SECRET_SUFFIXES, OK, Outcome
@@ -58,7 +64,8 @@ class FollowUpOptions(BaseModel):
     token_env: str = "GITHUB_TOKEN"
     api_url: str = "https://api.github.com"
     min_votes: int = Field(1, ge=0)
-    min_confidence: float = Field(0.5, ge=0, le=1)
+    min_confidence: str = "high"
+    _confidence = field_validator("min_confidence")(classmethod(lambda cls, v: check_min_confidence(v)))
     report_url: str | None = None
     live: bool | None = None
     throttle: bool = True

@@ -13,6 +13,21 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from patchswarm.tasks import Task
 
 DEFAULT_ASSOCIATIONS = ("OWNER", "MEMBER", "COLLABORATOR")
+LEVELS = ("none", "low", "medium", "high")  # the selection's confidence levels, weakest first
+
+
+def check_min_confidence(value: str) -> str:
+    """`--min-confidence`: a level (low, medium, high) or a probability in [0, 1]."""
+    value = str(value).strip().lower()
+    if value in LEVELS[1:]:
+        return value
+    try:
+        number = float(value)
+    except ValueError:
+        number = -1.0
+    if not 0 <= number <= 1:
+        raise ValueError(f"--min-confidence {value!r}: give low, medium, high or a number between 0 and 1")
+    return value
 REPO_SETTINGS_FILE = ".patchswarm.yml"
 
 
@@ -36,7 +51,7 @@ class ResolveOptions(BaseModel):
     fork_owner: str | None = None
     include_test: bool = False
     min_votes: int = Field(1, ge=0, description="Votes the chosen patch needs for a PR (when no confidence is given).")
-    min_confidence: float = Field(0.5, ge=0, le=1, description="Selection confidence a PR needs, when reported.")
+    min_confidence: str = Field("high", description="Selection confidence a PR needs, when reported: a level or 0..1.")
     report_url: str | None = Field(None, description="Where readers find the HTML report (e.g. the workflow run).")
     remove_label: str | None = Field(None, description="Label taken off the issue when the run ends.")
     live: bool | None = Field(None, description="Live progress display; None = only on a TTY.")
@@ -49,6 +64,8 @@ class ResolveOptions(BaseModel):
         if not sep or not owner or not name or "/" in name:
             raise ValueError(f"--repo must look like OWNER/NAME, got {value!r}")
         return value
+
+    _confidence = field_validator("min_confidence")(classmethod(lambda cls, v: check_min_confidence(v)))
 
     @field_validator("allowed_associations")
     @classmethod

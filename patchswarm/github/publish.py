@@ -15,43 +15,37 @@ from pathlib import Path
 from patchswarm.github import summary
 from patchswarm.github.api import ApiError, GitHubRepo, StatusComment
 from patchswarm.github.gitops import Git, GitError
+from patchswarm.github.options import LEVELS
 from patchswarm.pipeline import InstanceResult
 
 log = logging.getLogger(__name__)
 
-CONFIDENT_LABELS = ("high", "confident")
 MAX_TRIES = 20
 
 
-def confidence_of(result: InstanceResult) -> float | str | bool | None:
-    """The selection's confidence when the pipeline reports one (on the result or its selection)."""
-    for holder in (result, result.selection):
-        value = getattr(holder, "confidence", None) if holder is not None else None
-        if value is not None:
-            return getattr(value, "level", value)  # a structured confidence may carry a level
-    return None
+def no_pr_reason(result: InstanceResult, min_votes: int, min_confidence: str = "high") -> str | None:
+    """Why this result does not deserve a PR, or None when it does.
 
-
-def no_pr_reason(result: InstanceResult, min_votes: int, min_confidence: float = 0.5) -> str | None:
-    """Why this result does not deserve a PR, or None when it does: the confidence when the pipeline
-    gives one, else the reproduction tests the chosen patch passes (votes)."""
-    confidence = confidence_of(result)
+    When the selection reports a confidence (`confidence_level` and the calibrated `confidence`), that
+    decides: the level must reach `min_confidence` (a level), or the probability must (a number).
+    Without one (older selection, or none ran) the chosen patch must pass `min_votes` reproduction tests."""
     base = summary.no_pr_reason(result, 0)  # failed / no patch
     if base is not None:
         return base
-    if confidence is None:
+    selection = result.selection
+    level = getattr(selection, "confidence_level", None) if selection is not None else None
+    if level is None:
         return summary.no_pr_reason(result, min_votes)
-    if isinstance(confidence, bool):
-        confident = confidence
-    elif isinstance(confidence, int | float):
-        confident = confidence >= min_confidence
+    probability = float(getattr(selection, "confidence", 0.0) or 0.0)
+    if min_confidence in LEVELS:
+        confident = level in LEVELS and LEVELS.index(level) >= LEVELS.index(min_confidence)
     else:
-        confident = str(confidence).lower() in CONFIDENT_LABELS
+        confident = probability >= float(min_confidence)
     if confident:
         return None
-    return (f"the selection's confidence in the chosen patch is {confidence} (a PR needs "
-            f"{'at least ' + str(min_confidence) if isinstance(confidence, int | float) else 'high'}; "
-            f"method: {result.selection_method})")
+    why = getattr(selection, "confidence_reason", "") or ""
+    return (f"the selection's confidence in the chosen patch is {level} ({probability:.2f}); a PR needs "
+            f"{min_confidence}{f' — {why}' if why else ''} (method: {result.selection_method})")
 
 
 def failure_reason(result: InstanceResult) -> str | None:
@@ -174,7 +168,7 @@ class Answer:
 
 def answer_issue(publisher: Publisher, status: StatusComment | None, issue: int, issue_title: str,
                  result: InstanceResult, info: summary.RunInfo, base_branch: str, start: str, *,
-                 min_votes: int, min_confidence: float) -> Answer:
+                 min_votes: int, min_confidence: str) -> Answer:
     """A failure comment (a red job), the best attempt on a branch (not confident), or the draft PR; each
     ends in the issue's status comment. Git and API errors of the PR path come back as a failed Answer."""
     failure = failure_reason(result)

@@ -304,6 +304,23 @@ def test_fallback_without_votes_is_not_confident():
     assert "failed" in no_pr_reason(InstanceResult(instance_id="x", status="failed"), 1)
 
 
+def test_a_reported_confidence_decides_else_the_votes():
+    from types import SimpleNamespace
+
+    from patchswarm.github.publish import no_pr_reason as decide
+
+    result = InstanceResult(instance_id="x", status="solved", selection_method="selector", votes=3,
+                            patch="diff --git a/f b/f\n")
+    assert decide(result, 1) is None  # no confidence reported: three votes are enough
+    result.selection = SimpleNamespace(confidence_level="medium", confidence=0.62, confidence_reason="two groups",
+                                       candidates=[])
+    assert "confidence in the chosen patch is medium (0.62); a PR needs high — two groups" in decide(result, 1)
+    assert decide(result, 1, "medium") is None and decide(result, 1, "0.6") is None
+    assert decide(result, 1, "0.7") is not None
+    result.selection.confidence_level = "high"
+    assert decide(result, 99) is None  # the level decides, not the votes
+
+
 def test_repo_settings_accept_a_mapping_of_overrides():
     settings = RepoSettings.model_validate({"setup": "pip install -e .", "overrides": REPO_SETTINGS["overrides"]})
     assert settings.setup == ["pip install -e ."]
