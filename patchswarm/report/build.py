@@ -18,6 +18,7 @@ from jinja2 import Environment, PackageLoader, StrictUndefined
 from markupsafe import Markup
 
 from patchswarm.paths import safe_name
+from patchswarm.report.adaptive import adaptive_summary, figures
 from patchswarm.report.evidence import (
     STAGE_OF_ROLE,
     bar_chart,
@@ -96,9 +97,12 @@ class TrajectoryView:
         return " · ".join(f"{m.name} {m.outcome}" for m in self.machines) or "no machine ran"
 
 
-def build_report(run_dir: Path, *, out_dir: Path | None = None, eval_report: Path | None = None) -> Path:
-    """Write the report and return the path of its index.html."""
+def build_report(run_dir: Path, *, out_dir: Path | None = None, eval_report: Path | None = None,
+                 figure_paths: list[Path] | None = None) -> Path:
+    """Write the report and return the path of its index.html; `figure_paths` (PNGs, e.g. a benchmark's
+    curve) are shown on the run page."""
     run = load_run(run_dir)
+    shown_figures = figures(figure_paths or [])
     eval_path = eval_report or find_eval_report(run.run_dir)
     verdicts = load_eval(eval_path) if eval_path else {}
     out = Path(out_dir) if out_dir else run.run_dir / "report"
@@ -117,7 +121,8 @@ def build_report(run_dir: Path, *, out_dir: Path | None = None, eval_report: Pat
         rows.append(_index_row(record, resolved, f"instances/{names[record.instance_id]}"))
     index = env.get_template("index.html.j2").render(
         **assets, root="", title=run.run_dir.name, rows=rows, evaluated=eval_path is not None,
-        eval_path=str(eval_path) if eval_path else None, **_run_context(run, rows))
+        eval_path=str(eval_path) if eval_path else None, **_run_context(run, rows),
+        adaptive=adaptive_summary([(r.instance_id, r.result) for r in run.instances]), figures=shown_figures)
     (out / "index.html").write_text(index, encoding="utf-8")
     return out / "index.html"
 

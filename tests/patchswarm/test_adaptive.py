@@ -13,6 +13,8 @@ import pytest
 
 from patchswarm.config import load_config
 from patchswarm.pipeline import run_tasks
+from patchswarm.report.build import build_report
+from patchswarm.report.load import ReportError
 from patchswarm.store import RunStore
 from patchswarm.tasks import Task
 from tests.patchswarm.adaptive_scripts import DifficultyScript, difficulty_issue
@@ -91,6 +93,19 @@ def test_adaptive_spends_less_on_easy_more_on_hard_and_keeps_every_budget(tmp_pa
         store.close()
     assert sorted(e["stop_reason"] for e in events) == ["decisive", "decisive", "max_samples"]
     assert not run_containers(docker_client, run_dir)
+
+    # The report: stop reasons' counts and per-instance rounds, and a benchmark figure embedded.
+    figure = tmp_path / "bench" / "accuracy_vs_compute.png"
+    figure.parent.mkdir()
+    figure.write_bytes(b"\x89PNG\r\n\x1a\nnot really an image")
+    (figure.parent / "results.md").write_text("| policy | accuracy |\n| adaptive | 0.9 |\n")
+    index = build_report(run_dir, figure_paths=[figure]).read_text()
+    assert "<strong>decisive</strong> 2, <strong>max_samples</strong> 1" in index
+    assert "data:image/png;base64," in index and "| adaptive | 0.9 |" in index
+    page = (run_dir / "report" / "instances" / "close.html").read_text()
+    assert "Adaptive sampling" in page and "extend trajectory 0" in page
+    with pytest.raises(ReportError, match="not a .png"):
+        build_report(run_dir, figure_paths=[figure.parent / "results.md"])
 
 
 def test_a_hard_instance_stops_at_its_budget_with_nothing_to_draw(tmp_path, base_image, scripted, docker_client):
