@@ -1,8 +1,10 @@
-"""GitHub integration: `patchswarm github resolve` turns an issue into a draft PR (or one comment).
+"""GitHub integration: `patchswarm github resolve | follow-up | batch` (see docs/github.md).
 
 Modules: `options` (what a run is asked, `.patchswarm.yml`), `api` (PyGithub: issue, association,
-status comment, PR), `gitops` (clone/commit/push with the token only in git's environment), `summary`
-(the Markdown written), `redact` (secrets out of logs and texts), `resolve` (the flow), `cli`.
+status comment, PR), `rest` (listings: pagination, ETags, rate limits), `listing` (which issues a batch
+solves), `gitops` (clone/commit/push with the token only in git's environment), `publish` (confidence,
+failure, branches, the answer), `summary` (the Markdown written), `redact` (secrets out of every text),
+`resolve`, `followup`, `batch` (the flows), `cli`.
 """
 
 from __future__ import annotations

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import typer
 
+from patchswarm.config import model_overrides
 from patchswarm.github.options import DEFAULT_ASSOCIATIONS
 
 github_app = typer.Typer(no_args_is_help=True, help="Resolve GitHub issues: draft pull requests from issues.")
@@ -21,6 +22,7 @@ def resolve(
     test_cmd: str | None = typer.Option(None, "--test-cmd", help="The repository's test command; default: .patchswarm.yml's."),
     preset: str | None = typer.Option(None, "--preset", help="Config preset (default: .patchswarm.yml's, else default)."),
     config_file: Path | None = typer.Option(None, "--config", "-c", help="YAML config file."),
+    model: str | None = typer.Option(None, "--model", "-m", help="litellm model for every role; --set models.roles.ROLE=... still overrides one."),
     overrides: list[str] = typer.Option(None, "--set", "-s", help="Config override key=value (repeatable)."),
     scripted: list[str] = typer.Option(None, "--scripted", help="Register a scripted model NAME=SPEC (tests, demos)."),
     max_cost: float | None = typer.Option(None, "--max-cost", help="USD limit of the run."),
@@ -52,7 +54,7 @@ def resolve(
         register_scripted_specs(scripted or [])
         options = ResolveOptions(
             repo=repo, issue=issue, ref=ref, setup=setup or None, test_cmd=test_cmd, preset=preset,
-            config_file=config_file, overrides=overrides or [], max_cost=max_cost, run_dir=run_dir,
+            config_file=config_file, overrides=[*model_overrides(model), *(overrides or [])], max_cost=max_cost, run_dir=run_dir,
             token_env=token_env, api_url=api_url, actor=actor,
             allowed_associations=allow or list(DEFAULT_ASSOCIATIONS), fork_owner=fork_owner,
             include_test=include_test, min_votes=min_votes, min_confidence=min_confidence, report_url=report_url, remove_label=remove_label,
@@ -96,6 +98,7 @@ def batch(
     test_cmd: str | None = typer.Option(None, "--test-cmd", help="The repository's test command; default: .patchswarm.yml's."),
     preset: str | None = typer.Option(None, "--preset", help="Config preset (default: .patchswarm.yml's, else default)."),
     config_file: Path | None = typer.Option(None, "--config", "-c", help="YAML config file."),
+    model: str | None = typer.Option(None, "--model", "-m", help="litellm model for every role; --set models.roles.ROLE=... still overrides one."),
     overrides: list[str] = typer.Option(None, "--set", "-s", help="Config override key=value (repeatable)."),
     scripted: list[str] = typer.Option(None, "--scripted", help="Register a scripted model NAME=SPEC (tests, demos)."),
     max_cost: float | None = typer.Option(None, "--max-cost", help="USD limit of the whole batch, across workers."),
@@ -129,7 +132,7 @@ def batch(
         options = BatchOptions(
             repo=repo, label=label, query=query, since=since, limit=limit, dry_run=dry_run, open_prs=open_prs,
             commit=commit, setup=setup or None, test_cmd=test_cmd, preset=preset, config_file=config_file,
-            overrides=overrides or [], max_cost=max_cost, max_cost_per_instance=max_cost_per_instance,
+            overrides=[*model_overrides(model), *(overrides or [])], max_cost=max_cost, max_cost_per_instance=max_cost_per_instance,
             workers=workers, run_dir=run_dir, redo=redo, token_env=token_env, api_url=api_url,
             fork_owner=fork_owner, include_test=include_test, min_votes=min_votes, min_confidence=min_confidence,
             report_url=report_url, live=False if quiet else None)
@@ -162,6 +165,7 @@ def follow_up_cmd(
     test_cmd: str | None = typer.Option(None, "--test-cmd", help="The repository's test command."),
     preset: str | None = typer.Option(None, "--preset", help="Config preset."),
     config_file: Path | None = typer.Option(None, "--config", "-c", help="YAML config file."),
+    model: str | None = typer.Option(None, "--model", "-m", help="litellm model for every role; --set models.roles.ROLE=... still overrides one."),
     overrides: list[str] = typer.Option(None, "--set", "-s", help="Config override key=value (repeatable)."),
     scripted: list[str] = typer.Option(None, "--scripted", help="Register a scripted model NAME=SPEC (tests, demos)."),
     max_cost: float | None = typer.Option(None, "--max-cost", help="USD limit of the run."),
@@ -186,7 +190,7 @@ def follow_up_cmd(
             repo=repo, pr=pr, comment_id=comment_id, comment_kind=comment_kind, actor=actor,
             allowed_associations=[a.upper() for a in allow] if allow else list(DEFAULT_ASSOCIATIONS),
             setup=setup or None, test_cmd=test_cmd, preset=preset, config_file=config_file,
-            overrides=overrides or [], max_cost=max_cost, run_dir=run_dir, token_env=token_env, api_url=api_url,
+            overrides=[*model_overrides(model), *(overrides or [])], max_cost=max_cost, run_dir=run_dir, token_env=token_env, api_url=api_url,
             min_votes=min_votes, min_confidence=min_confidence, report_url=report_url,
             live=False if quiet else None)
     except ValueError as exc:
