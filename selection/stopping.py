@@ -63,7 +63,11 @@ class StopDecision(BaseModel):
 
 def summarize(result: SelectionResult, candidates: Sequence[Candidate], *, samples: int | None = None,
               confidence: float | None = None) -> EvidenceSummary:
-    """The summary of one selection over `candidates` (the samples so far)."""
+    """The summary of one selection over `candidates` (the samples so far); the confidence is the
+    selection's own when it reports one and none is given ('none' = abstain counts as 0)."""
+    level = getattr(result, "confidence_level", None)
+    if confidence is None and level is not None:
+        confidence = 0.0 if level == "none" else float(getattr(result, "confidence", 0.0))
     patches = {c.id: c.patch for c in candidates}
     reports = {r.id: r for r in result.candidates}
     ranked = sorted((r for r in result.candidates if r.rank is not None), key=lambda r: r.rank or 0)
