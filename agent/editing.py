@@ -22,12 +22,12 @@ from pydantic import BaseModel, Field
 from agent.actions import Action, ConversationMachine, MachineState
 from agent.budget import Budget
 from agent.edits import EditError, apply_edit_text
-from agent.model import ModelClient
+from agent.instance import Instance, TrajectoryConfig
 from agent.prompts import editing_prefix, editing_report, editing_seed, patch_failed, user
-from agent.testing import DEFAULT_OUTPUT_CAP, ReproRun, TestingResult, in_sandbox, run_test
-from agent.types import ContextBundle, StateStore
+from agent.testing import ReproRun, TestingResult, in_sandbox, run_test
+from agent.types import ContextBundle
 from sandbox.errors import PatchApplyError
-from sandbox.port import PoolPort, SandboxPort
+from sandbox.port import SandboxPort
 
 EditingOutcome = Literal["finished", "attempts_exhausted", "budget_exhausted", "model_error", "no_edit", "crashed"]
 
@@ -67,16 +67,18 @@ class EditingMachine(ConversationMachine[EditingState]):
         "done": "<finish/>",
     })
 
-    def __init__(
-        self, client: ModelClient, pool: PoolPort, *, issue: str, context: ContextBundle | str,
-        repo_dir: Path, seed: TestingResult | None, store: StateStore, key: str, index: int = 0,
-        budget: Budget | None = None, max_attempts: int = 8, test_timeout_s: float = 60,
-        temperature: float | None = None, output_cap: int = DEFAULT_OUTPUT_CAP, max_tokens: int | None = None,
-    ) -> None:
-        self.pool, self.issue, self.repo_dir, self.seed = pool, issue, Path(repo_dir), seed
-        self.test_timeout_s, self.output_cap = test_timeout_s, output_cap
-        super().__init__(client, prefix=editing_prefix(context, issue), store=store, key=key, index=index,
-                         budget=budget, temperature=temperature, max_attempts=max_attempts, max_tokens=max_tokens)
+    def __init__(self, instance: Instance, *, context: ContextBundle | str, seed: TestingResult | None, key: str,
+                 index: int = 0, budget: Budget | None = None, config: TrajectoryConfig | None = None,
+                 extra_attempts: int = 0) -> None:
+        """`seed`: the testing result whose test it starts from; `budget`: this trajectory's (default the
+        instance's); `extra_attempts` beyond the config's (adaptive sampling extends a trajectory)."""
+        config = config or TrajectoryConfig()
+        self.pool, self.issue, self.repo_dir, self.seed = instance.pool, instance.issue, Path(instance.repo_dir), seed
+        self.test_timeout_s, self.output_cap = config.test_timeout_s, config.output_cap_bytes
+        super().__init__(instance.model, prefix=editing_prefix(context, instance.issue), store=instance.store,
+                         key=key, index=index, budget=instance.budget if budget is None else budget,
+                         temperature=config.temperature, max_attempts=config.max_attempts_editing + extra_attempts,
+                         max_tokens=config.max_tokens)
 
     def fresh_state(self) -> EditingState:
         if not self.issue.strip():

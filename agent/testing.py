@@ -20,14 +20,12 @@ from pydantic import BaseModel, Field
 
 from agent.actions import Action, ConversationMachine, MachineState
 from agent.budget import Budget
-from agent.model import ModelClient
+from agent.instance import DEFAULT_OUTPUT_CAP, Instance, TrajectoryConfig
 from agent.prompts import NO_TEST_TO_APPROVE, describe_run, reproduction_prefix, reproduction_report
-from agent.types import REPRO_TEST_PATH, StateStore, repro_command
+from agent.types import REPRO_TEST_PATH, repro_command
 from sandbox.errors import SandboxBroken
 from sandbox.execution import ExecResult
 from sandbox.port import PoolPort, SandboxPort
-
-DEFAULT_OUTPUT_CAP = 8 * 1024  # bytes of test output shown to the model (head and tail kept)
 
 TestingOutcome = Literal["approved", "attempts_exhausted", "budget_exhausted", "model_error", "empty_issue", "crashed"]
 
@@ -106,15 +104,16 @@ class TestingMachine(ConversationMachine[TestingState]):
     state_type = TestingState
     accepts = MappingProxyType({"test": "<test>…</test> holding the complete script", "done": "<approve/>"})
 
-    def __init__(
-        self, client: ModelClient, pool: PoolPort, *, issue: str, store: StateStore, key: str,
-        index: int = 0, budget: Budget | None = None, max_attempts: int = 4, test_timeout_s: float = 60,
-        temperature: float | None = None, output_cap: int = DEFAULT_OUTPUT_CAP, max_tokens: int | None = None,
-    ) -> None:
-        self.pool, self.issue = pool, issue
-        self.test_timeout_s, self.output_cap = test_timeout_s, output_cap
-        super().__init__(client, prefix=reproduction_prefix(issue), store=store, key=key, index=index, budget=budget,
-                         temperature=temperature, max_attempts=max_attempts, max_tokens=max_tokens)
+    def __init__(self, instance: Instance, *, key: str, index: int = 0, budget: Budget | None = None,
+                 config: TrajectoryConfig | None = None) -> None:
+        """`budget`: this trajectory's (default the instance's); `config` its limits (attempts, time, output)."""
+        config = config or TrajectoryConfig()
+        self.pool, self.issue = instance.pool, instance.issue
+        self.test_timeout_s, self.output_cap = config.test_timeout_s, config.output_cap_bytes
+        super().__init__(instance.model, prefix=reproduction_prefix(instance.issue), store=instance.store, key=key,
+                         index=index, budget=instance.budget if budget is None else budget,
+                         temperature=config.temperature, max_attempts=config.max_attempts_testing,
+                         max_tokens=config.max_tokens)
 
     def fresh_state(self) -> TestingState:
         if not self.issue.strip():

@@ -14,31 +14,16 @@ from __future__ import annotations
 import asyncio
 import inspect
 from collections.abc import Awaitable, Mapping
-from pathlib import Path
 
 from pydantic import BaseModel, Field
 
 from agent.actions import ConversationMachine
 from agent.budget import Budget
 from agent.editing import EditingMachine, EditingResult
-from agent.model import ModelClient, warm_then_fan_out
-from agent.testing import DEFAULT_OUTPUT_CAP, TestingMachine, TestingResult
-from agent.types import EXIT_ISSUE_PRESENT, ContextBundle, StateStore
-from sandbox.port import PoolPort
-
-
-class TrajectoryConfig(BaseModel):
-    """How many trajectories to run and how far each may go."""
-
-    num_tests: int = Field(4, ge=0, description="Testing trajectories: reproduction tests written from the issue alone.")
-    num_edits: int = Field(4, ge=0, description="Editing trajectories, each seeded by one reproduction test.")
-    max_attempts_testing: int = Field(4, ge=1, description="Model replies a testing trajectory may use (format errors count).")
-    max_attempts_editing: int = Field(8, ge=1, description="Model replies an editing trajectory may use (format and edit errors count).")
-    test_timeout_s: float = Field(60.0, gt=0, description="Time limit of one reproduction-test run in a sandbox.")
-    temperature: float | None = Field(None, ge=0, description="Sampling temperature; None: the primary role's default.")
-    trajectory_budget_usd: float | None = Field(None, ge=0, description="USD limit of one trajectory (its testing and editing calls); None: only the parent budget applies.")
-    output_cap_bytes: int = Field(DEFAULT_OUTPUT_CAP, ge=256, description="Bytes of test output shown to the model (head and tail kept).")
-    max_tokens: int | None = Field(None, ge=1, description="Completion token limit per call; None: the provider's default.")
+from agent.instance import Instance, TrajectoryConfig
+from agent.model import warm_then_fan_out
+from agent.testing import TestingMachine, TestingResult
+from agent.types import EXIT_ISSUE_PRESENT, ContextBundle
 
 
 class TrajectoryResult(BaseModel):
@@ -84,39 +69,30 @@ def _failure(result: TestingResult | EditingResult | BaseException | None, phase
 
 
 async def run_trajectories(
-    client: ModelClient, pool: PoolPort, *, issue: str,
-    context: ContextBundle | str | Awaitable[ContextBundle | str], repo_dir: Path,
-    store: StateStore, key: str, config: TrajectoryConfig | None = None, budget: Budget | None = None,
-    extra_attempts: Mapping[int, int] | None = None,
+    instance: Instance, *, context: ContextBundle | str | Awaitable[ContextBundle | str], key: str,
+    config: TrajectoryConfig | None = None, extra_attempts: Mapping[int, int] | None = None,
 ) -> list[TrajectoryResult]:
     """Run the trajectories of one instance; one result per index, in index order.
 
-    `repo_dir` is the pristine host checkout of the base commit (edits are computed against it);
-    `pool` leases sandboxes of the instance's image; `key` names the instance in `store`;
-    `budget` is the instance's budget, of which each trajectory gets a child. `context` may still be
-    in the making (an awaitable): testing machines never see code, so they run while it is built.
+    `key` prefixes the machines' keys in the instance's store; each trajectory's budget is a child of
+    the instance's. `context` may still be in the making (an awaitable): testing machines never see
+    code, so they run while it is built.
     `extra_attempts` gives editing machine i that many attempts more (adaptive sampling extends one
     trajectory that ran out of attempts: it continues its conversation).
     """
     config = config or TrajectoryConfig()
     count = max(config.num_tests, config.num_edits)
-    budgets = [_trajectory_budget(budget, config, i) for i in range(count)]
-    shared = {"temperature": config.temperature, "test_timeout_s": config.test_timeout_s,
-              "output_cap": config.output_cap_bytes, "max_tokens": config.max_tokens}
-    testers = [
-        TestingMachine(client, pool, issue=issue, store=store, key=f"{key}/testing/{i}", index=i,
-                       budget=budgets[i], max_attempts=config.max_attempts_testing, **shared)
-        for i in range(config.num_tests)
-    ]
-    warm = client.should_warm_cache("primary")
+    budgets = [_trajectory_budget(instance.budget, config, i) for i in range(count)]
+    testers = [TestingMachine(instance, key=f"{key}/testing/{i}", index=i, budget=budgets[i], config=config)
+               for i in range(config.num_tests)]
+    warm = instance.model.should_warm_cache("primary")
     tested = await _fan_out(testers, warm)
     if inspect.isawaitable(context):
         context = await context
     seeds = choose_seeds([r for r in tested if isinstance(r, TestingResult)], config.num_edits)
     editors = [
-        EditingMachine(client, pool, issue=issue, context=context, repo_dir=repo_dir, seed=seeds[i], store=store,
-                       key=f"{key}/editing/{i}", index=i, budget=budgets[i],
-                       max_attempts=config.max_attempts_editing + (extra_attempts or {}).get(i, 0), **shared)
+        EditingMachine(instance, context=context, seed=seeds[i], key=f"{key}/editing/{i}", index=i,
+                       budget=budgets[i], config=config, extra_attempts=(extra_attempts or {}).get(i, 0))
         for i in range(config.num_edits)
     ]
     edited = await _fan_out(editors, warm)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+from agent.instance import Instance
 from agent.trajectory import TrajectoryConfig, run_trajectories
 from patchswarm.config import PatchswarmConfig
 from patchswarm.paths import safe_name
@@ -31,8 +32,8 @@ async def _select_one(runner: Runner, task: Task, candidates: list[Candidate], g
     async def generate_tests() -> list[GeneratedTest]:
         # Testing machines only: they see the issue, never the candidates.
         config = TrajectoryConfig(**{**cfg.trajectories.model_dump(), "num_edits": 0})
-        results = await run_trajectories(runner.model, pool, issue=task.issue, context="", repo_dir=repo_dir,
-                                         store=states, key="tests", config=config, budget=budget)
+        instance = Instance(runner.model, pool, repo_dir, task.issue, states, budget)
+        results = await run_trajectories(instance, context="", key="tests", config=config)
         return [GeneratedTest(id=f"generated{r.index}", code=r.testing.test_code, source=f"testing machine {r.index}")
                 for r in results if r.testing and r.testing.test_code]
 

@@ -24,6 +24,7 @@ from pydantic import BaseModel, Field
 from agent.allocation import SharePool, Shares
 from agent.budget import Budget, BudgetExceeded, BudgetUnenforceable
 from agent.context import build_context
+from agent.instance import Instance
 from agent.model import ModelClient
 from agent.pricing import price_fix, unpriced
 from agent.text import storable_data
@@ -329,9 +330,9 @@ class Runner:
                     trajectories = await self._sample_adaptively(task, result, pool, repo_dir, states, context,
                                                                  trajectory_cfg, budget)
                 else:
-                    trajectories = await run_trajectories(self.model, pool, issue=task.issue, context=context,
-                                                          repo_dir=repo_dir, store=states, key="traj",
-                                                          config=trajectory_cfg, budget=budget)
+                    instance = Instance(self.model, pool, repo_dir, task.issue, states, budget)
+                    trajectories = await run_trajectories(instance, context=context, key="traj",
+                                                          config=trajectory_cfg)
             finally:
                 self.progress.trajectories_running -= max(trajectory_cfg.num_tests, trajectory_cfg.num_edits)
                 if not context.done():
@@ -369,9 +370,8 @@ class Runner:
 
         async def run_round(count: int, extra: Any) -> list[TrajectoryResult]:
             grown = trajectory_cfg.model_copy(update={"num_tests": count, "num_edits": count})
-            return await run_trajectories(self.model, pool, issue=task.issue, context=context, repo_dir=repo_dir,
-                                          store=states, key="traj", config=grown, budget=budget,
-                                          extra_attempts=extra)
+            instance = Instance(self.model, pool, repo_dir, task.issue, states, budget)
+            return await run_trajectories(instance, context=context, key="traj", config=grown, extra_attempts=extra)
 
         async def evaluate(trajectories: list[TrajectoryResult]) -> SelectionResult:
             return await select_patch(candidates_of(trajectories), pool=pool, repo_dir=repo_dir, issue=task.issue,

@@ -28,6 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
 from agent.call_records import CallRecord, Completion  # noqa: E402
+from agent.instance import Instance  # noqa: E402
 from agent.model import ModelClient, ModelSettings, PriceOverride, RoleModels  # noqa: E402
 from agent.prompts import EDITING_SYSTEM, TESTING_SYSTEM  # noqa: E402
 from agent.scripted import Reply, ScriptedLLM, register_scripted_provider  # noqa: E402
@@ -119,8 +120,8 @@ def run_instance(client: ModelClient, count: int, repo: Path, context: ContextBu
     """(LLM turns, process CPU seconds) of `count` trajectories of one instance."""
     config = TrajectoryConfig(num_tests=count, num_edits=count)
     started = time.process_time()
-    results = asyncio.run(run_trajectories(client, StubPool(), issue=ISSUE, context=context, repo_dir=repo,
-                                           store=InMemoryStateStore(), key="bench", config=config))
+    instance = Instance(client, StubPool(), repo, ISSUE, InMemoryStateStore())
+    results = asyncio.run(run_trajectories(instance, context=context, key="bench", config=config))
     cpu = time.process_time() - started
     if not all(r.editing.outcome == "finished" and r.editing.edited_exit_code == 0 for r in results):
         raise SystemExit(f"unexpected outcomes: {[r.editing.outcome for r in results]}")

@@ -7,6 +7,7 @@ import asyncio
 import pytest
 
 from agent.editing import EditingMachine
+from agent.instance import Instance, TrajectoryConfig
 from agent.prompts import EDITING_SYSTEM, editing_prefix
 from agent.testing import TestingResult
 from agent.types import ContextBundle, ContextFile, InMemoryStateStore
@@ -39,9 +40,10 @@ WRONG_FIX = edit(BUGGY_LINE, "    return total(values) / (len(values) - 1)")
 RIGHT_FIX = edit(BUGGY_LINE, "    return total(values) / len(values)")
 
 
-def make_editor(client, pool, repo_dir, *, seed=SEED, store=None, **kwargs) -> EditingMachine:
-    return EditingMachine(client, pool, issue=ISSUE, context=CONTEXT, repo_dir=repo_dir, seed=seed,
-                          store=store or InMemoryStateStore(), key="inst/editing/0", **kwargs)
+def make_editor(client, pool, repo_dir, *, seed=SEED, store=None, **config) -> EditingMachine:
+    instance = Instance(client, pool, repo_dir, ISSUE, store or InMemoryStateStore())
+    return EditingMachine(instance, context=CONTEXT, seed=seed, key="inst/editing/0",
+                          config=TrajectoryConfig(**config))
 
 
 class Killed(BaseException):

@@ -14,6 +14,7 @@ import pytest
 
 from agent.actions import ActionFormatError, parse_action
 from agent.budget import Budget
+from agent.instance import Instance, TrajectoryConfig
 from agent.model import InMemoryCallStore, ModelClient
 from agent.prompts import TESTING_SYSTEM, reproduction_prefix
 from agent.scripted import Fault
@@ -104,9 +105,10 @@ def last_user_text(messages: list[dict]) -> str:
     return content if isinstance(content, str) else "".join(part["text"] for part in content)
 
 
-def make_tester(client, pool, store=None, **kwargs) -> TestingMachine:
-    kwargs.setdefault("issue", ISSUE)
-    return TestingMachine(client, pool, store=store or InMemoryStateStore(), key="inst/testing/0", **kwargs)
+def make_tester(client, pool, store=None, *, issue=ISSUE, budget=None, max_attempts=4, **config) -> TestingMachine:
+    instance = Instance(client, pool, Path("."), issue, store or InMemoryStateStore())
+    config = TrajectoryConfig(max_attempts_testing=max_attempts, **config)
+    return TestingMachine(instance, key="inst/testing/0", budget=budget, config=config)
 
 
 # -- action parsing (no Docker) --------------------------------------------------------------------

@@ -8,6 +8,7 @@ from collections import Counter
 
 import pytest
 
+from agent.instance import Instance
 from agent.model import ModelClient
 from agent.prompts import EDITING_SYSTEM, TESTING_SYSTEM
 from agent.scripted import ScriptError
@@ -64,8 +65,8 @@ class BrokenPool:
 
 
 def run(client, pool, repo_dir, store, config, issue=ISSUE):
-    return asyncio.run(run_trajectories(client, pool, issue=issue, context=CONTEXT, repo_dir=repo_dir,
-                                        store=store, key="inst", config=config))
+    instance = Instance(client, pool, repo_dir, issue, store)
+    return asyncio.run(run_trajectories(instance, context=CONTEXT, key="inst", config=config))
 
 
 def test_ten_trajectories_two_crash_eight_finish(scripted, model_client: ModelClient, pool, minicalc):
