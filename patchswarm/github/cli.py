@@ -175,6 +175,7 @@ def follow_up_cmd(
     min_votes: int = typer.Option(1, "--min-votes", help="Votes a push needs when the selection reports no confidence."),
     min_confidence: str = typer.Option("high", "--min-confidence", help="Selection confidence a push needs when reported: low, medium, high, or 0..1."),
     report_url: str | None = typer.Option(None, "--report-url", help="Link to the workflow run."),
+    remove_label: str | None = typer.Option(None, "--remove-label", help="Label to take off the PR at the end."),
     quiet: bool = typer.Option(False, "--quiet", help="Line-oriented progress."),
 ) -> None:
     """Answer a review comment or @patchswarm mention on the bot's PR: a new commit on the same branch."""
@@ -192,7 +193,7 @@ def follow_up_cmd(
             setup=setup or None, test_cmd=test_cmd, preset=preset, config_file=config_file,
             overrides=[*model_overrides(model), *(overrides or [])], max_cost=max_cost, run_dir=run_dir, token_env=token_env, api_url=api_url,
             min_votes=min_votes, min_confidence=min_confidence, report_url=report_url,
-            live=False if quiet else None)
+            remove_label=remove_label, live=False if quiet else None)
     except ValueError as exc:
         _options_error(exc)
     outcome = follow_up(options)

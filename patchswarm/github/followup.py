@@ -20,6 +20,7 @@ from collections.abc import Mapping
 from dataclasses import asdict
 from pathlib import Path
 from typing import Literal
+from urllib.parse import quote as requests_quote
 
 from pydantic import BaseModel, Field, field_validator
 
@@ -67,6 +68,7 @@ class FollowUpOptions(BaseModel):
     min_confidence: str = "high"
     _confidence = field_validator("min_confidence")(classmethod(lambda cls, v: check_min_confidence(v)))
     report_url: str | None = None
+    remove_label: str | None = Field(None, description="Label taken off the PR when the run ends (a PR label trigger).")
     live: bool | None = None
     throttle: bool = True
 
@@ -124,10 +126,23 @@ class _FollowUp:
         except Exception as exc:  # noqa: BLE001 - the bot's own bug still ends with an answer and exit 1
             log.exception("patchswarm follow-up crashed")
             outcome = self._failed("answering the review", f"{type(exc).__name__}: {exc}")
+        finally:
+            self._remove_label()
         self.run_dir.mkdir(parents=True, exist_ok=True)
         (self.run_dir / "github-outcome.json").write_text(
             json.dumps(self.redactor.scrub_data(asdict(outcome)), indent=2))
         return outcome
+
+    def _remove_label(self) -> None:
+        label = self.options.remove_label
+        if not label:
+            return
+        try:
+            self.rest.request("DELETE", f"/repos/{self.options.repo}/issues/{self.options.pr}/labels/"
+                                        f"{requests_quote(label)}")
+        except ApiError as exc:
+            if exc.status != 404:  # already gone is fine
+                log.warning("could not remove label %r: %s", label, exc)
 
     # -- reading ---------------------------------------------------------------------------------
 

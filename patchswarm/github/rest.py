@@ -128,7 +128,8 @@ class RestClient:
                 raise ApiError(self.redactor.scrub(f"{method} {_path(url)}: HTTP {response.status_code}: "
                                                    f"{_message(response)}"), response.status_code)
             if conditional and response.headers.get("etag"):
-                self._cache[key] = {"etag": response.headers["etag"], "body": response.json(),
+                # Scrubbed: the cache is a file of the run directory, and issue texts may quote secrets.
+                self._cache[key] = {"etag": response.headers["etag"], "body": self.redactor.scrub_data(response.json()),
                                     "link": response.headers.get("link", "")}
                 self._save_cache()
             return response

@@ -348,7 +348,8 @@ class GitHubStub:
         return 200, self._comment_json(comment)
 
     def _remove_label(self, full_name, number, label, *, query, body):
-        issue = self._issue(full_name, number)
+        repo = self.repos[full_name]
+        issue = repo.issues.get(int(number)) or repo.pulls.get(int(number))  # the stored one, to change it
         names = [item["name"] for item in issue["labels"]] if issue else []
         if label not in names:
             return 404, {"message": "Label does not exist"}

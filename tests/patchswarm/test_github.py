@@ -321,6 +321,24 @@ def test_a_reported_confidence_decides_else_the_votes():
     assert decide(result, 99) is None  # the level decides, not the votes
 
 
+def test_failure_reasons_tell_a_failed_run_from_an_answer():
+    from agent.trajectory import TrajectoryResult
+    from patchswarm.github.publish import failure_reason
+
+    broken = [TrajectoryResult(index=i, error="model_error: provider down") for i in range(2)]
+    assert "every trajectory failed (model_error: provider down)" in failure_reason(
+        InstanceResult(instance_id="x", status="no_patch", trajectories=broken))
+    assert "budget was exhausted before any candidate" in failure_reason(
+        InstanceResult(instance_id="x", status="no_patch", budget_stopped=True))
+    assert failure_reason(InstanceResult(instance_id="x", status="error", errors=["all calls failed"])) == \
+        "all calls failed"
+    # An answer, not a failure: no patch after honest work, or a budget that stopped after a candidate.
+    assert failure_reason(InstanceResult(instance_id="x", status="no_patch",
+                                         trajectories=[TrajectoryResult(index=0)])) is None
+    assert failure_reason(InstanceResult(instance_id="x", status="solved", budget_stopped=True,
+                                         patch="diff --git a/f b/f\n")) is None
+
+
 def test_repo_settings_accept_a_mapping_of_overrides():
     settings = RepoSettings.model_validate({"setup": "pip install -e .", "overrides": REPO_SETTINGS["overrides"]})
     assert settings.setup == ["pip install -e ."]

@@ -7,6 +7,7 @@ the real pipeline (real sandboxes) with scripted models; nothing reaches GitHub.
 from __future__ import annotations
 
 import json
+import subprocess
 import time
 from typing import Any
 
@@ -33,6 +34,7 @@ from tests.patchswarm.github_helpers import (
 )
 
 NOFIX_MARKER = "(this one has no fix)"
+FOREIGN = "github_pat_" + "11ABCDEFG0123456789abcdefghijklmnopqrstuvwxyz"  # a token the bot was never given
 
 
 class ByIssue:
@@ -57,6 +59,7 @@ def seed(stub, remote) -> None:
     stub.add_issue(REPO, 2, title="slugify should transliterate", body=f"{slug_issue}\n{NOFIX_MARKER}", author="bob",
                    association="CONTRIBUTOR", labels=["bug"])
     stub.add_comment(REPO, 2, body="Greek letters too, please.", author="carol", association="NONE")
+    stub.add_comment(REPO, 2, body=f"CI says: {FOREIGN}", author="carol", association="NONE")
     stub.add_issue(REPO, 3, title="slugify drops digits", body="digits vanish", author="dave", labels=["bug"])
     stub.add_issue(REPO, 4, title="an old one", body="fixed long ago", author="erin", labels=["bug"])
     stub.repos[REPO].issues[4]["state"] = "closed"
@@ -75,7 +78,7 @@ def test_listing_pages_excludes_prs_and_skips_claimed_and_closed(stub, remote):
 
     threads, skipped = list_issues(rest, REPO, label="bug")
     assert [t.number for t in threads] == [1, 2]
-    assert [c.body for c in threads[1].comments] == ["Greek letters too, please."]
+    assert [c.body for c in threads[1].comments] == ["Greek letters too, please.", "CI says: ***"]
     assert NOFIX_MARKER in threads[1].as_task_text() and "Greek letters" in threads[1].as_task_text()
     assert [(s.number, s.reason) for s in skipped] == [(3, "open PR #5 closes it")]
     pages = [r for r in stub.requests if r.path.endswith(f"/repos/{REPO}/issues")]
@@ -182,6 +185,8 @@ def test_batch_dry_run_then_open_prs_then_resume(stub, remote, tmp_path, token_e
     assert len([c for c in stub.comments.values() if STATUS_MARKER in c["body"]]) == 2  # edited, not repeated
     assert json.loads((run_dir / "github" / "summary.json").read_text())["not_modified"] > 0
     assert_no_token(stub, [dry.output, posted.output, again.output], run_dir)
+    leaked = subprocess.run(["grep", "-rlaF", FOREIGN, str(run_dir)], capture_output=True, text=True).stdout
+    assert leaked == "" and not any(FOREIGN in str(r.body) for r in stub.writes())
 
 
 def test_batch_bad_input_is_one_line_and_posts_nothing(stub, remote, tmp_path, token_env):

@@ -53,14 +53,16 @@ def test_review_comment_gets_a_new_commit_on_top_of_the_maintainers(stub, remote
     scripted.add("demo", Script(DemoScript()))
     pull = bot_pr(stub, remote, tmp_path)
     before = git("rev-parse", BRANCH, cwd=remote).strip()
+    pull["labels"] = [{"name": "patchswarm"}]
     comment = stub.add_review_comment(REPO, pull["number"], author="maria", association="MEMBER",
                                       body="@patchswarm punctuation still leaks into the slug", path="textkit/slug.py",
                                       line=11, diff_hunk=HUNK)
 
     outcome = follow_up(fu_options(stub, tmp_path / "run", pr=pull["number"], comment_id=comment["id"],
-                                   comment_kind="review-comment"))
+                                   comment_kind="review-comment", remove_label="patchswarm"))
 
     assert outcome.exit_code == 0 and outcome.action == "pushed", outcome
+    assert pull["labels"] == []
     assert git("rev-parse", f"{BRANCH}~1", cwd=remote).strip() == before  # a fast-forward: nothing overwritten
     authors = git("log", "--format=%ae", f"main..{BRANCH}", cwd=remote).split()
     assert authors == [BOT_EMAIL, "maria@example.com", BOT_EMAIL]

@@ -57,7 +57,7 @@ def run_step(step: dict, env: dict[str, str], tmp: Path) -> subprocess.Completed
     ("issue_comment", "true", "github follow-up --pr 7 --comment-id 41 --comment-kind issue"),
     ("pull_request_review_comment", "", "github follow-up --pr 7 --comment-id 41 --comment-kind review-comment"),
     ("pull_request_review", "", "github follow-up --pr 7 --comment-id 42 --comment-kind review"),
-    ("pull_request", "", "github follow-up --pr 7 --comment-kind none"),
+    ("pull_request", "", "github follow-up --pr 7 --comment-kind none --remove-label patchswarm"),
 ])
 def test_the_action_routes_each_event_to_its_command(tmp_path, event, on_pr, expected):
     bin_dir = tmp_path / "bin"
