@@ -7,7 +7,9 @@ the real pipeline (real sandboxes) with scripted models; nothing reaches GitHub.
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
+import tempfile
 import time
 from typing import Any
 
@@ -205,3 +207,31 @@ def test_the_single_issue_client_waits_out_a_429_too(stub, remote):
     repo = GitHubRepo(connect(stub.api_url, TOKEN, throttle=False), REPO)
     assert repo.default_branch == "main" and time.monotonic() - started >= 1
     assert [r.path for r in stub.requests] == [f"/api/v3/repos/{REPO}"] * 2
+
+
+@pytest.mark.docker  # the pipeline runs in sandboxes, inside Ray workers
+def test_batch_runs_on_the_ray_executor(stub, remote, tmp_path, token_env, monkeypatch):
+    import ray
+
+    from patchswarm.github.batch import BatchOptions, run_batch
+    from patchswarm.ray_executor import RayExecutor
+
+    seed(stub, remote)
+    temp_dir = tempfile.mkdtemp(prefix="ray-")  # short: Ray's socket paths must stay under 108 characters
+    monkeypatch.setenv("RAY_USAGE_STATS_ENABLED", "0")
+    ray.init(address="local", include_dashboard=False, num_cpus=2, _node_ip_address="127.0.0.1",
+             _temp_dir=temp_dir, logging_level="WARNING")
+    try:
+        executor = RayExecutor(ray.get_runtime_context().gcs_address,
+                               scripted=["demo=patchswarm.demo.script:DemoScript"])
+        options = BatchOptions(repo=REPO, label="bug", limit=1, api_url=stub.api_url, token_env=TOKEN_ENV,
+                               run_dir=tmp_path / "batch", overrides=model_overrides("demo"), live=False)
+        outcome = run_batch(options, executor=executor)
+    finally:
+        ray.shutdown()
+        shutil.rmtree(temp_dir, ignore_errors=True)
+
+    assert outcome.exit_code == 0, outcome.message
+    assert [(r.number, r.verdict) for r in outcome.reports] == [(1, "pr")] and outcome.cost_usd > 0
+    assert stub.writes() == []  # without --open-prs nothing is posted
+    assert "resolved with confidence: 1 (#1)" in (tmp_path / "batch" / "github" / "summary.md").read_text()
