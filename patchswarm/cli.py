@@ -19,6 +19,7 @@ import typer  # noqa: E402
 from rich.console import Console  # noqa: E402
 from typer.core import TyperGroup  # noqa: E402
 
+from patchswarm.benchselect.cli import register as register_bench_select  # noqa: E402
 from patchswarm.github import register as register_github  # noqa: E402
 from patchswarm.paths import safe_name  # noqa: E402
 from patchswarm.report import register as register_report  # noqa: E402
@@ -43,6 +44,7 @@ images_app = typer.Typer(no_args_is_help=True, help="Build and inspect sandbox i
 app.add_typer(images_app, name="images")
 register_report(app)
 register_eval(app)
+register_bench_select(app)
 register_github(app)
 console = Console(stderr=True, soft_wrap=True)  # never wrapped: one message per line in logs and pipes
 

@@ -22,8 +22,25 @@ from selection import Candidate, GeneratedTest, SelectionResult, select_patch, w
 
 
 async def _select_one(runner: Runner, task: Task, candidates: list[Candidate], generate: bool) -> SelectionResult:
+    """One instance's selection; its failure (an environment that does not build, a lost engine) is this
+    instance's `error` result, and the other instances go on."""
     current_instance.set(task.instance_id)
     runner.progress.event("instance_started", task.instance_id)
+    try:
+        result = await _select_in_environment(runner, task, candidates, generate)
+    except Exception as exc:  # noqa: BLE001 - one instance's failure must not end the run
+        text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        result = SelectionResult(chosen_id=None, method="error", reason=f"{type(exc).__name__}: {text}",
+                                 confidence_reason="selection did not run")
+    runner.store.event("selection", task.instance_id, method=result.method, reason=result.reason,
+                       chosen=result.chosen_id)
+    runner.store.write_file(f"selection/{safe_name(task.instance_id)}.json", result.model_dump_json(indent=2))
+    runner.progress.event("instance_done", task.instance_id, method=result.method, chosen=result.chosen_id)
+    return result
+
+
+async def _select_in_environment(runner: Runner, task: Task, candidates: list[Candidate],
+                                 generate: bool) -> SelectionResult:
     cfg = runner.config
     scratch = InstanceResult(instance_id=task.instance_id, status="failed")
     pool, repo_dir, budget = await runner.prepare_instance(task, scratch)
@@ -43,10 +60,6 @@ async def _select_one(runner: Runner, task: Task, candidates: list[Candidate], g
                                     generate_tests=generate_tests if generate else None)
     finally:
         pool.close()
-    runner.store.event("selection", task.instance_id, method=result.method, reason=result.reason,
-                       chosen=result.chosen_id)
-    runner.store.write_file(f"selection/{safe_name(task.instance_id)}.json", result.model_dump_json(indent=2))
-    runner.progress.event("instance_done", task.instance_id, method=result.method, chosen=result.chosen_id)
     return result
 
 

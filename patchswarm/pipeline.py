@@ -409,6 +409,10 @@ class Runner:
             sel_cfg = sel_cfg.model_copy(update={"cache_dir": self.run_dir / "exec-cache"})
         if task.test_cmd and not sel_cfg.regression_cmd:
             sel_cfg = sel_cfg.model_copy(update={"regression_cmd": task.test_cmd})
+        if task.swebench is not None and not (sel_cfg.regression_cmd or sel_cfg.regression_file_cmd):
+            from patchswarm.swebench.tasks import spec_test_command
+
+            sel_cfg = sel_cfg.model_copy(update={"regression_file_cmd": spec_test_command(task.swebench)})
         return sel_cfg
 
     async def _environment(self, task: Task, source: RepoSource, result: InstanceResult) -> tuple[str, dict]:

@@ -84,6 +84,7 @@ def write_predictions(path: str | Path, results: Mapping[str, SelectionResult], 
                 "model_name_or_path": model_name,
                 "model_patch": result.patch,
                 "selection": {"method": result.method, "reason": result.reason, "chosen_id": result.chosen_id,
+                              "confidence": result.confidence, "confidence_level": result.confidence_level,
                               "chosen_source": chosen.source if chosen else None},
             }
             handle.write(json.dumps(line, ensure_ascii=False) + "\n")

@@ -7,9 +7,11 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-Method = Literal["selector", "vote", "fallback", "nothing_to_select"]
+Method = Literal["selector", "vote", "fallback", "nothing_to_select", "error"]
+ConfidenceLevel = Literal["high", "medium", "low", "none"]
 CandidateStatus = Literal["ok", "empty", "apply_failed"]
-TestStatus = Literal["voting", "flaky", "passes_on_original", "timed_out", "unknown", "duplicate", "selector"]
+TestStatus = Literal["voting", "flaky", "passes_on_original", "timed_out", "killed", "error_on_original", "unknown",
+                     "duplicate", "selector"]
 # How one run ended, coarse enough that reruns of a deterministic test always agree.
 OutcomeClass = Literal["pass", "issue", "error", "timeout", "unknown", "apply_failed"]
 
@@ -42,9 +44,13 @@ class SelectionConfig(BaseModel):
     test_timeout_s: float = Field(60, gt=0, description="Time limit of one run of a reproduction test.")
     regression_enabled: bool = Field(True, description="Run the repository's existing tests that exercise the touched files on the original and the finalists.")
     regression_cmd: str | None = Field(None, description="The repository's configured test command; when set it replaces the discovery of test files.")
+    regression_file_cmd: str | None = Field(None, description="The repository's own test command that takes test files as arguments (e.g. a SWE-bench spec's); discovered files then run with it instead of pytest/unittest.")
     regression_timeout_s: float = Field(300, gt=0, description="Time limit of one regression run (one test file, or the whole regression_cmd).")
     regression_max_files: int = Field(12, ge=1, description="At most this many discovered test files are run (nearest to the touched modules first).")
     regression_max_candidates: int = Field(10, ge=1, description="Candidates regression-checked when no generated test votes (the LLM-free mode); otherwise top_k.")
+    probes_enabled: bool = Field(True, description="Run code from the issue text (fenced blocks, doctest lines, traceback calls) on the original and every candidate.")
+    consensus_enabled: bool = Field(True, description="Prefer candidates that behave like many others on the probes and tests, then that propose the same change as many others.")
+    hygiene_enabled: bool = Field(True, description="Demote candidates whose touched files do not compile, that edit only tests, add debug output or unrelated files.")
     cache_dir: Path | None = Field(None, description="Directory of the on-disk execution cache, shared across runs; None keeps results in memory only.")
 
 
@@ -94,6 +100,10 @@ class CandidateReport(BaseModel):
     regression_checked: bool = False
     regressions: list[str] = Field(default_factory=list, description="Existing tests that passed on the original and fail with this patch.")
     lines_changed: int = 0
+    probe_fixes: int = Field(0, description="Issue-probe steps that raise or show the reported output on the original and not with this patch.")
+    probe_breaks: int = Field(0, description="Issue-probe steps that run on the original and raise with this patch.")
+    behaviour_support: int = Field(0, description="Input candidates that behave exactly like this one on the probes and tests, when that differs from the original.")
+    hygiene: list[str] = Field(default_factory=list, description="Hygiene findings (a 'fatal:' one means it cannot be the fix).")
     group: str | None = Field(None, description="Behaviour group id (candidates with identical observed outcomes).")
     rank: int | None = Field(None, description="1 = best; only distinct candidates that can win are ranked.")
 
@@ -123,6 +133,14 @@ class RegressionReport(BaseModel):
     notes: list[str] = Field(default_factory=list)
 
 
+class ProbeReport(BaseModel):
+    probes: int = Field(0, description="Probes taken from the issue text.")
+    steps: int = Field(0, description="Statements in them.")
+    steps_stable: int = Field(0, description="Statements with the same result in two runs on the original.")
+    steps_reproducing: int = Field(0, description="Stable statements that raise or show the issue's output on the original.")
+    notes: list[str] = Field(default_factory=list)
+
+
 class TranscriptMessage(BaseModel):
     role: str
     content: str
@@ -141,6 +159,11 @@ class SelectionResult(BaseModel):
     groups: list[BehaviourGroup] = Field(default_factory=list)
     finalists: list[str] = Field(default_factory=list)
     regression: RegressionReport = Field(default_factory=RegressionReport)
+    probes: ProbeReport = Field(default_factory=ProbeReport)
+    confidence: float = Field(0.0, description="Estimated probability (0..1) that the chosen patch is right, calibrated per level on the selection benchmark.")
+    confidence_level: ConfidenceLevel = Field("none", description="'high' (open a PR), 'medium', 'low', or 'none' (abstain: nothing separates the candidates).")
+    confidence_reason: str = ""
+    patch_rediffed: bool = Field(False, description="The chosen text applies only with fuzz; `patch` is the diff of the tree it produced (what was tested).")
     selector_transcript: list[TranscriptMessage] = Field(default_factory=list)
     executions_performed: int = 0
     executions_cached: int = 0

@@ -33,6 +33,11 @@ _UNITTEST_STATUS = re.compile(r"(?:^|\.\.\. )(ok|FAIL|ERROR|skipped\b.*|expected
 _UNITTEST_MAP = {"ok": "passed", "FAIL": "failed", "ERROR": "error", "expected failure": "skipped",
                  "unexpected success": "failed"}
 NEUTRAL = {"passed", "skipped"}
+# sympy's own runner (`bin/test --verbose`): a file header, then one `name status` line per test.
+_SYMPY_FILE = re.compile(r"^(\S+\.py)\[\d+\]")
+_SYMPY_LINE = re.compile(r"^(test_\w+)\s+(?:\w+\s+)?(ok|F|E|f|s|w|X)\b")
+_SYMPY_STATUS = {"ok": "passed", "F": "failed", "E": "error", "f": "skipped", "s": "skipped", "w": "skipped",
+                 "X": "failed"}
 
 
 # -- which tests ---------------------------------------------------------------------------------
@@ -126,8 +131,23 @@ def parse_unittest(output: str) -> dict[str, str]:
     return results
 
 
+def parse_sympy(output: str) -> dict[str, str]:
+    """Per-test statuses from sympy's `bin/test --verbose`."""
+    results: dict[str, str] = {}
+    current = ""
+    for line in output.splitlines():
+        header = _SYMPY_FILE.match(line)
+        if header:
+            current = header.group(1)
+            continue
+        test = _SYMPY_LINE.match(line)
+        if test:
+            results[f"{current}::{test.group(1)}"] = _SYMPY_STATUS[test.group(2)]
+    return results
+
+
 def parse_results(result: ExecResult) -> dict[str, str]:
-    return parse_pytest(result.output) or parse_unittest(result.output)
+    return parse_pytest(result.output) or parse_unittest(result.output) or parse_sympy(result.output)
 
 
 def parse_command(result: ExecResult) -> dict[str, str]:
@@ -152,7 +172,9 @@ class RegressionCheck(BaseModel):
     vectors: dict[str, dict[str, str]] = Field(default_factory=dict, description="patch key → test → status.")
 
 
-def _file_command(runner: str, path: str) -> str:
+def _file_command(runner: str, path: str, prefix: str | None = None) -> str:
+    if prefix:
+        return f"{prefix} {shlex.quote(path)}"
     if runner == "pytest":
         return f"python -m pytest -q -rA -p no:cacheprovider {shlex.quote(path)}"
     return f"python -m unittest -v {shlex.quote(path)}"
@@ -170,10 +192,13 @@ async def plan_regression(executor: Executor, repo_dir: Path, patches: Sequence[
     if not report.test_files:
         report.notes.append(f"no existing test files exercise the touched files ({', '.join(touched) or 'none'})")
         return RegressionPlan(report=report)
-    probe = Job(patch_key="", patch=None, test_key=sha256(PYTEST_PROBE), command=PYTEST_PROBE, timeout=60)
-    found = (await executor.run([probe]))[("", probe.test_key, 0)]
-    report.runner = "pytest" if found.exit_code == 0 else "unittest"
-    commands = [(path, _file_command(report.runner, path)) for path in report.test_files]
+    if config.regression_file_cmd:
+        report.runner, report.command = "command", config.regression_file_cmd
+    else:
+        probe = Job(patch_key="", patch=None, test_key=sha256(PYTEST_PROBE), command=PYTEST_PROBE, timeout=60)
+        found = (await executor.run([probe]))[("", probe.test_key, 0)]
+        report.runner = "pytest" if found.exit_code == 0 else "unittest"
+    commands = [(path, _file_command(report.runner, path, config.regression_file_cmd)) for path in report.test_files]
     return RegressionPlan(report=report, commands=commands)
 
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import subprocess
+from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 
@@ -11,23 +13,37 @@ from agent.model import ModelClient
 from agent.types import StateStore
 from sandbox.port import PoolPort
 from selection.cache import OutcomeCache
-from selection.candidates import DistinctPatch, DistinctTest, distinct_patches, distinct_tests
+from selection.candidates import (
+    DistinctPatch,
+    DistinctTest,
+    agreement_key,
+    distinct_patches,
+    distinct_tests,
+    normalize_patch,
+    touched_files,
+)
+from selection.hygiene import Hygiene, check_hygiene
 from selection.matrix import Executor, run_test_matrix
 from selection.models import (
     BehaviourGroup,
     Candidate,
     GeneratedTest,
     Method,
+    ProbeReport,
     SelectionConfig,
     SelectionResult,
 )
+from selection.probes import ProbeEvidence, extract_probes, run_probes
 from selection.regression import RegressionPlan, plan_regression, run_regression
 from selection.report import candidate_reports, matrix_view, repro_test_reports
+from selection.scoring import Confidence, EvidenceKinds, PatchEvidence, confidence, rank_key
 from selection.selector import SelectorOutcome, run_selector
-from selection.voting import Verdict, behaviour, count_votes, judge_tests, make_groups, pick_finalists, rank
+from selection.voting import Verdict, behaviour, count_votes, judge_tests, make_groups, pick_finalists
 
+# The tree a patch produced, as a diff git apply takes (new files included); the next run resets it.
+TREE_DIFF = "git add -A >/dev/null && git -c core.quotepath=off diff --cached --binary --no-color --no-ext-diff"
 GenerateTests = Callable[[], Awaitable[Sequence[GeneratedTest]]]
-STABLE = ("voting", "passes_on_original", "timed_out")  # original outcome is known and repeatable
+STABLE = ("voting", "passes_on_original", "timed_out", "error_on_original")  # original outcome is known and repeatable
 
 
 async def select_patch(candidates: Sequence[Candidate], *, pool: PoolPort, repo_dir: Path, issue: str = "",
@@ -63,6 +79,8 @@ class _Selection:
                  store: StateStore | None = None) -> None:
         self.candidates, self.executor, self.repo_dir, self.issue = candidates, executor, repo_dir, issue
         self.model, self.budget, self.config, self.store = model, budget, config, store
+        self.kinds = EvidenceKinds(regression=config.regression_enabled, probes=config.probes_enabled,
+                                   consensus=config.consensus_enabled, hygiene=config.hygiene_enabled)
         self.notes: list[str] = []
         self.patches = distinct_patches(candidates)
         self.tests: list[DistinctTest] = []
@@ -75,6 +93,11 @@ class _Selection:
         self.regression_vectors: dict[str, dict[str, str]] = {}
         self.plan: RegressionPlan | None = None
         self.selector: SelectorOutcome | None = None
+        self.hygiene: dict[str, Hygiene] = {}
+        self.probe = ProbeEvidence()
+        self.evidence: dict[str, PatchEvidence] = {}
+        self.confidence = Confidence(level="none", value=0.0, reason="nothing chosen")
+        self.final_patch, self.rediffed = "", False
 
     async def select(self, tests: Sequence[GeneratedTest] | None, generate: GenerateTests | None) -> SelectionResult:
         nonempty = [p for p in self.patches if not p.empty]
@@ -91,9 +114,50 @@ class _Selection:
         if not eligible:
             return self._result(None, "nothing_to_select", self._nothing_reason(), [], [], [])
         self.votes = {p.key: count_votes(p, self.voting, self.matrix) for p in eligible}
+        if len(eligible) > 1:
+            await self._llm_free_evidence(eligible)
         ranked, groups, finalists = await self._rank_and_check(eligible)
         method, reason, chosen = await self._decide(eligible, ranked, groups, finalists)
+        order = [chosen] + [p for p in ranked if p.key != chosen.key]
+        self.confidence = confidence([self.evidence[p.key] for p in order], self.kinds)
+        self.final_patch, self.rediffed = await self._as_tested(chosen)
         return self._result(chosen, method, reason, ranked, groups, finalists)
+
+    async def _as_tested(self, chosen: DistinctPatch) -> tuple[str, bool]:
+        """The chosen text if `git apply` takes it as is; else the diff of the tree the sandbox made from it
+        (it applied with fuzz), so the output is exactly what was tested and `git apply` accepts it."""
+        text = chosen.candidate.patch
+        if await asyncio.to_thread(_git_apply_checks, self.repo_dir, text):
+            return text, False
+        try:
+            async with self.executor.pool.lease() as sandbox:
+                run = await asyncio.to_thread(sandbox.run, TREE_DIFF, patch=text, output_cap=64 * 1024 * 1024)
+            if run.exit_code != 0 or run.timed_out:
+                raise RuntimeError(run.output.strip()[-200:] or f"exit {run.exit_code}")
+            diff = run.output
+        except Exception as exc:  # noqa: BLE001 - the text as given is still the best we have
+            self.notes.append(f"could not re-diff the chosen patch ({type(exc).__name__}: {exc}); written as given")
+            return text, False
+        if not diff.strip() or normalize_patch(diff) == normalize_patch(text):
+            return text, False
+        self.notes.append("the chosen patch applies only with fuzz: written as the diff of the tree it produced")
+        return diff, True
+
+    async def _llm_free_evidence(self, eligible: list[DistinctPatch]) -> None:
+        """Hygiene (compile check) and issue probes on every candidate that can win."""
+        if self.config.hygiene_enabled:
+            self.hygiene = await check_hygiene(self.executor, eligible)
+        if self.config.probes_enabled:
+            probes = extract_probes(self.issue)
+            self.probe = await run_probes(self.executor, probes, eligible, prelude=self._prelude(eligible),
+                                          timeout=max(60.0, self.config.test_timeout_s))
+
+    def _prelude(self, eligible: list[DistinctPatch]) -> list[str]:
+        """Issue snippets often assume the package is imported (`>>> x = Symbol('x')`): star-import the
+        top-level packages the candidates touch before each probe (failures are ignored)."""
+        tops = {path.split("/")[0] for p in eligible for path in touched_files(p.candidate.patch) if "/" in path}
+        return [f"from {top} import *" for top in sorted(tops)
+                if top.isidentifier() and (self.repo_dir / top / "__init__.py").is_file()]
 
     async def _generate(self, generate: GenerateTests, distinct: int) -> list[GeneratedTest]:
         if distinct < 2:
@@ -117,6 +181,46 @@ class _Selection:
         groups = make_groups(ranked, vectors, self.votes)
         return groups, {cid: g.id for g in groups for cid in g.candidate_ids}
 
+    def _collect_evidence(self, eligible: list[DistinctPatch]) -> None:
+        """One PatchEvidence per candidate from everything executed so far."""
+        original = {t: self.matrix.original[k][0].outcome for k, t in self.stable.items()}
+
+        def observed(p: DistinctPatch) -> tuple:
+            vector = {t: self.matrix.cells[(k, p.key)].outcome for k, t in self.stable.items()}
+            return tuple(sorted({**vector, **self.probe.vectors.get(p.key, {})}.items()))
+
+        changed = {p.key: any(self.matrix.cells[(k, p.key)].outcome != original[t] for k, t in self.stable.items())
+                   or self.probe.fixes.get(p.key, 0) + self.probe.breaks.get(p.key, 0) > 0
+                   or self._probe_changed(p) for p in eligible}
+        weight = {p.key: len([m for m in p.members if m not in p.failed]) for p in eligible}
+        behaviour_count: Counter = Counter()
+        for p in eligible:
+            if changed[p.key]:
+                behaviour_count[observed(p)] += weight[p.key]
+        agreement = Counter()
+        for p in eligible:
+            for variant in p.variants:
+                if variant.id not in p.failed:
+                    agreement[agreement_key(variant.patch)] += 1
+        for p in eligible:
+            hygiene = self.hygiene.get(p.key, Hygiene())
+            self.evidence[p.key] = PatchEvidence(
+                key=p.key, id=p.id, votes=self.votes[p.key],
+                regressions=len(self.regressions[p.key]) if p.key in self.regressions else None,
+                probe_fixes=self.probe.fixes.get(p.key, 0), probe_breaks=self.probe.breaks.get(p.key, 0),
+                changed_behaviour=changed[p.key],
+                behaviour_support=behaviour_count[observed(p)] if changed[p.key] else 0,
+                patch_support=agreement[agreement_key(p.candidate.patch)], fatal=hygiene.fatal,
+                penalties=len(hygiene.penalties), lines_changed=p.lines_changed)
+
+    def _probe_changed(self, p: DistinctPatch) -> bool:
+        return bool(self.probe.original_vector) and any(
+            self.probe.original_vector.get(step) != result for step, result in self.probe.vectors.get(p.key, {}).items())
+
+    def _rank(self, eligible: list[DistinctPatch]) -> list[DistinctPatch]:
+        self._collect_evidence(eligible)
+        return sorted(eligible, key=lambda p: rank_key(self.evidence[p.key], self.kinds))
+
     async def _rank_and_check(self, eligible: list[DistinctPatch]) -> tuple[list[DistinctPatch], list[BehaviourGroup],
                                                                           list[DistinctPatch]]:
         """Rank, pick finalists, regression-check them; repeat while new candidates become finalists."""
@@ -125,8 +229,7 @@ class _Selection:
         # Without voting tests the repo's own tests are the main evidence: check more candidates at once.
         first_batch = config.top_k if self.voting else most
         while True:
-            counts = {key: len(broken) for key, broken in self.regressions.items()}
-            ranked = rank(eligible, self.votes, counts)
+            ranked = self._rank(eligible)
             groups, group_of = self._groups(ranked)
             finalists = pick_finalists(ranked, group_of, config.top_k)
             if not config.regression_enabled or len(eligible) < 2:
@@ -187,28 +290,42 @@ class _Selection:
 
     def _vote_reason(self, ranked: list[DistinctPatch]) -> str:
         best = ranked[0]
-        broken = self.regressions.get(best.key)
-        text = (f"{best.id} ranks first: {self.votes[best.key]} of {len(self.voting)} voting tests pass"
-                f"{'' if broken is None else f', {len(broken)} regression(s)'}, {best.lines_changed} lines changed")
+        e = self.evidence[best.key]
+        parts = [f"{e.votes} of {len(self.voting)} voting tests pass"]
+        if e.regressions is not None:
+            parts.append(f"{e.regressions} regression(s)")
+        if self.probe.probes:
+            parts.append(f"fixes {e.probe_fixes} and breaks {e.probe_breaks} of {self.probe.steps_reproducing} "
+                         f"reproducing issue-probe step(s)")
+        if self.kinds.consensus:
+            parts.append(f"{e.behaviour_support} candidate(s) behave the same, {e.patch_support} propose the same change")
+        if e.fatal or e.penalties:
+            parts.append(f"hygiene: {e.fatal or ''}{' ' if e.fatal else ''}{e.penalties} penalty(ies)")
+        text = f"{best.id} ranks first: {', '.join(parts)}, {best.lines_changed} lines changed"
         if len(ranked) > 1:
             text += f"; {self._tie_break(best, ranked[1])}"
         if not self.voting:
-            text += (f". LLM-free evidence only: {'no generated tests' if not self.tests else 'no generated test could vote'}"
-                     f"; ranked by the repository's own tests (regressions), then patch size"
-                     f" ({len(self.plan.report.test_files) if self.plan else 0} test file(s)"
-                     f"{f', command `{self.plan.report.command}`' if self.plan and self.plan.report.command else ''})")
+            text += (f". LLM-free evidence only ({'no generated tests' if not self.tests else 'no generated test could vote'}): "
+                     f"repository tests ({len(self.plan.report.test_files) if self.plan else 0} file(s)"
+                     f"{f', command `{self.plan.report.command}`' if self.plan and self.plan.report.command else ''})"
+                     f", issue probes, consensus, hygiene, then patch size")
         return text
 
     def _tie_break(self, best: DistinctPatch, other: DistinctPatch) -> str:
-        votes = (self.votes[best.key], self.votes[other.key])
-        broken = (len(self.regressions.get(best.key, [])), len(self.regressions.get(other.key, [])))
-        if votes[0] != votes[1]:
-            return f"next is {other.id} with {votes[1]} vote(s)"
-        if broken[0] != broken[1]:
-            return f"tied on votes with {other.id}, which breaks {broken[1]} existing test(s)"
-        if best.lines_changed != other.lines_changed:
-            return f"tied with {other.id} on votes and regressions; smaller patch ({other.lines_changed} lines)"
-        return f"tied with {other.id} on votes, regressions and size; first by id"
+        names = ["hygiene", "votes", "regressions", "issue probes", "behaviour consensus", "patch agreement",
+                 "hygiene penalties", "size"]
+        mine, theirs = (rank_key(self.evidence[p.key], self.kinds) for p in (best, other))
+        for name, a, b in zip(names, mine, theirs, strict=False):
+            if a == b:
+                continue
+            if name == "votes":
+                return f"next is {other.id} with {-b} vote(s)"
+            if name == "regressions":
+                return f"tied on votes with {other.id}, which breaks {b} existing test(s)"
+            if name == "size":
+                return f"tied with {other.id} on the evidence; smaller patch ({other.lines_changed} lines)"
+            return f"ahead of {other.id} on {name}"
+        return f"tied with {other.id} on every piece of evidence and size; first by id"
 
     def _result(self, chosen: DistinctPatch | None, method: Method, reason: str, ranked: list[DistinctPatch],
                 groups: list[BehaviourGroup], finalists: list[DistinctPatch]) -> SelectionResult:
@@ -217,10 +334,9 @@ class _Selection:
         regression = self.plan.report if self.plan else None
         ran = bool(self.plan and self.plan.commands)
         return SelectionResult(
-            chosen_id=chosen.id if chosen else None, patch=chosen.candidate.patch if chosen else "",
-            method=method, reason=reason,
-            candidates=candidate_reports(self.patches, by_id, self.votes,
-                                         self.regressions, ran, ranked, groups),
+            chosen_id=chosen.id if chosen else None, patch=self.final_patch if chosen else "",
+            patch_rediffed=self.rediffed if chosen else False, method=method, reason=reason,
+            candidates=self._candidate_reports(by_id, ran, ranked, groups),
             tests=repro_test_reports(self.tests, self.verdicts, self.test_sources, selector_runs),
             matrix=matrix_view(self.tests, self.patches, self.matrix, selector_runs),
             groups=list(groups), finalists=[p.id for p in finalists],
@@ -230,4 +346,34 @@ class _Selection:
             execution_seconds=sum(self.executor.durations),
             cost_usd=self.selector.cost_usd if self.selector else 0.0,
             unknown_cost_calls=self.selector.unknown_cost_calls if self.selector else 0, notes=self.notes,
+            probes=ProbeReport(probes=len(self.probe.probes), steps=sum(len(p.steps) for p in self.probe.probes),
+                               steps_stable=self.probe.steps_stable, steps_reproducing=self.probe.steps_reproducing,
+                               notes=self.probe.notes),
+            confidence=self.confidence.value if chosen else 0.0,
+            confidence_level=self.confidence.level if chosen else "none",
+            confidence_reason=self.confidence.reason if chosen else reason,
         )
+
+    def _candidate_reports(self, by_id: dict[str, Candidate], ran: bool, ranked: list[DistinctPatch],
+                           groups: list[BehaviourGroup]) -> list:
+        reports = candidate_reports(self.patches, by_id, self.votes, self.regressions, ran, ranked, groups)
+        key_of = {member: p.key for p in self.patches for member in p.members}
+        for report in reports:
+            evidence = self.evidence.get(key_of[report.id])
+            if evidence is None or report.status != "ok":
+                continue
+            hygiene = self.hygiene.get(evidence.key, Hygiene())
+            report.probe_fixes, report.probe_breaks = evidence.probe_fixes, evidence.probe_breaks
+            report.behaviour_support = evidence.behaviour_support
+            report.hygiene = ([f"fatal: {hygiene.fatal}"] if hygiene.fatal else []) + hygiene.penalties
+        return reports
+
+
+def _git_apply_checks(repo_dir: Path, patch: str) -> bool:
+    """`git apply --check` against the host checkout of the base commit (no fuzz, exact context)."""
+    try:
+        run = subprocess.run(["git", "apply", "--check", "-"], cwd=repo_dir, input=patch.encode("utf-8"),
+                             capture_output=True, timeout=60)
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return run.returncode == 0

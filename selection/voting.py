@@ -27,7 +27,9 @@ def describe(outcome: Outcome) -> str:
 
 
 def judge_test(first: Outcome, second: Outcome) -> Verdict:
-    """A test votes only if both runs on the original end the same way, in time, with a non-zero exit."""
+    """A test votes only if both runs on the original end the same way, in time, with exit 2: the
+    convention's "issue present". Killed by a signal or for memory (exit >= 128), or any other failure,
+    is not evidence about the issue."""
     runs = f"{describe(first)}, then {describe(second)}"
     if first.outcome == "unknown" or second.outcome == "unknown":
         return Verdict(status="unknown", reason=f"could not run on the original ({runs})")
@@ -38,8 +40,13 @@ def judge_test(first: Outcome, second: Outcome) -> Verdict:
     if first.exit_code == 0:
         return Verdict(status="passes_on_original",
                            reason="exits 0 on the original, so it does not reproduce the issue")
-    meaning = "issue reproduced" if first.exit_code == 2 else "fails on the original"
-    return Verdict(status="voting", reason=f"exit {first.exit_code} in both runs on the original ({meaning})")
+    if first.exit_code >= 128 or first.exit_code < 0:
+        return Verdict(status="killed", reason=f"killed on the original ({runs}: a signal or out of memory); "
+                                               "that proves nothing about the issue")
+    if first.exit_code != 2:
+        return Verdict(status="error_on_original",
+                       reason=f"exit {first.exit_code} on the original, not 2 (issue present): the test itself fails")
+    return Verdict(status="voting", reason="exit 2 in both runs on the original (issue reproduced)")
 
 
 def judge_tests(tests: Sequence[DistinctTest], matrix: ReproMatrix) -> dict[str, Verdict]:

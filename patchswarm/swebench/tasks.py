@@ -38,3 +38,14 @@ def instance_environment(client, env: SweBenchEnvironment, *, run_id: str, log_d
     table = load_spec_table(Path(env.spec_table) if env.spec_table else None)
     return resolve_instance_image(client, SweTask(**env.task), table, env.repo_url_template,
                                   prefer_official=env.prefer_official, run_id=run_id, log_dir=log_dir)
+
+
+def spec_test_command(env: SweBenchEnvironment) -> str | None:
+    """The spec's test command (it takes test files as arguments), for selection's regression check."""
+    from patchswarm.swebench.specs import SpecError, load_spec_table
+
+    try:
+        table = load_spec_table(Path(env.spec_table) if env.spec_table else None)
+        return table.spec(env.task["repo"], env.task["version"]).test_cmd
+    except (SpecError, KeyError, OSError, ValueError):
+        return None

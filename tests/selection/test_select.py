@@ -92,8 +92,10 @@ def test_votes_regressions_and_cache(either_pool, stats_repo, issue, tmp_path):
     assert len(result.groups) == 4  # popular_spaces was not regression-checked: a group of its own
 
     # 4 distinct tests: 8 runs on the original + 4 x 4 applying patches + at most 2 tries of the
-    # unappliable text (pool of 2) + regression (probe, 2 files x (2 original + 3 finalists)).
-    assert 8 + 16 + 1 <= result.executions_performed <= 8 + 16 + 2 + 1 + 10
+    # unappliable text (pool of 2) + regression (probe, 2 files x (2 original + 3 finalists)) + one
+    # compile check per applying patch (hygiene); the issue holds no code, so no probes run.
+    assert result.probes.probes == 0
+    assert 8 + 16 + 1 + 4 <= result.executions_performed <= 8 + 16 + 2 + 1 + 10 + 4
 
     again = select(pool, repo, issue, everything(), all_tests(), **cache)
     assert again.executions_performed == 0 and again.executions_cached > 0

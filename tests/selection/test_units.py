@@ -98,7 +98,8 @@ def test_tests_differing_in_trailing_whitespace_run_once():
 
 
 @pytest.mark.parametrize(("first", "second", "status"), [
-    ((2, False), (2, False), "voting"), ((1, False), (1, False), "voting"),
+    ((2, False), (2, False), "voting"), ((1, False), (1, False), "error_on_original"),
+    ((137, False), (137, False), "killed"), ((-9, False), (-9, False), "killed"),
     ((0, False), (0, False), "passes_on_original"), ((2, False), (0, False), "flaky"),
     ((None, True), (None, True), "timed_out"), ((2, False), (None, True), "flaky"),
     ((None, False), (2, False), "unknown"),

@@ -1,0 +1,272 @@
+"""Issue probes: code from the issue text, run on the original and on every candidate (LLM-free evidence).
+
+Probes come from fenced code blocks, doctest (`>>>`) and IPython (`In [1]:`) lines, and the calls in a
+traceback's `<stdin>`/`<ipython-input>` frames. Each probe runs its steps in one namespace; every step's
+printed output, value (doctest style) or exception is recorded. Evidence, per step whose result on the
+original is the same in two runs: the original raises and the candidate does not, or the original shows
+the output the issue reports and the candidate's differs (a fix); the original does not raise and the
+candidate does (a break). A step that behaves the same on original and candidate proves nothing.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import re
+import textwrap
+from collections.abc import Sequence
+
+from pydantic import BaseModel, Field
+
+from selection.candidates import DistinctPatch, sha256
+from selection.matrix import Executor, Job
+from selection.models import Outcome
+
+PROBE_PATH = "/tmp/patchswarm/issue_probes.py"
+RESULT_MARKER = "@@patchswarm-probes@@"
+MAX_PROBES, MAX_STEPS, STEP_TIMEOUT_S = 8, 40, 10
+EXCEPTION = "!raises "  # joins a step's output and the exception it ended with
+
+_FENCE = re.compile(r"^[ \t]*(```|~~~)[^\n]*\n(.*?)^[ \t]*\1[ \t]*$", re.S | re.M)
+_PROMPT = re.compile(r"^\s*(>>>|\.\.\.)( |$)")
+_IPY_IN = re.compile(r"^\s*In \[\d+\]:\s?(.*)$")
+_IPY_CONT = re.compile(r"^\s*\.\.\.+:\s?(.*)$")
+_IPY_OUT = re.compile(r"^\s*Out\[\d+\]:\s?(.*)$")
+_FRAME = re.compile(r'^\s*File "(<stdin>|<string>|<ipython-input-[^"]*>|<module>)", line \d+.*\n\s*(\S.*)$', re.M)
+_ADDRESS = re.compile(r"0x[0-9a-fA-F]{4,}")
+_SHELL = re.compile(r"^\s*(\$ |pip |python -m |git |conda |cd )", re.M)
+
+
+class ProbeStep(BaseModel):
+    code: str
+    shown: str | None = Field(None, description="Output the issue shows after this step (the reported behaviour).")
+
+
+class Probe(BaseModel):
+    id: str
+    kind: str = Field(description="'doctest', 'script' or 'traceback'.")
+    steps: list[ProbeStep]
+
+
+def normalize_output(text: str) -> str:
+    """Output as compared: memory addresses masked, whitespace collapsed, length capped."""
+    return " ".join(_ADDRESS.sub("0x?", text).split())[:2000]
+
+
+def _doctest_steps(lines: Sequence[str]) -> list[ProbeStep]:
+    """`>>>`/`...` (or IPython In/Out) statements with the output lines the issue shows after them."""
+    steps: list[ProbeStep] = []
+    code: list[str] = []
+    shown: list[str] = []
+
+    def flush() -> None:
+        if code:
+            steps.append(ProbeStep(code="\n".join(code), shown="\n".join(shown).strip() or None))
+        code.clear()
+        shown.clear()
+
+    for line in lines:
+        ipy, cont = _IPY_IN.match(line), _IPY_CONT.match(line)
+        if _PROMPT.match(line):
+            text = _PROMPT.sub("", line, count=1)
+            if line.lstrip().startswith(">>>"):
+                flush()
+            code.append(text)
+        elif ipy:
+            flush()
+            code.append(ipy.group(1))
+        elif cont and code:
+            code.append(cont.group(1))
+        elif code:
+            out = _IPY_OUT.match(line)
+            shown.append(out.group(1) if out else line.strip())
+    flush()
+    return [s for s in steps if _parses(s.code)]
+
+
+def _parses(code: str) -> bool:
+    try:
+        ast.parse(code)
+    except (SyntaxError, ValueError):
+        return False
+    return bool(code.strip())
+
+
+def _script(block: str) -> str | None:
+    code = textwrap.dedent(block).strip("\n")
+    if not code or _SHELL.search(code) or not _parses(code):
+        return None
+    tree = ast.parse(code)
+    # A bare name or literal is output pasted into a fence, not a program.
+    if all(isinstance(node, ast.Expr) and isinstance(node.value, ast.Name | ast.Constant) for node in tree.body):
+        return None
+    return code
+
+
+def extract_probes(issue: str, limit: int = MAX_PROBES) -> list[Probe]:
+    """Runnable probes from an issue's text, in order of appearance, at most `limit`."""
+    probes: list[Probe] = []
+    seen: set[str] = set()
+
+    def add(kind: str, steps: list[ProbeStep]) -> None:
+        steps = steps[:MAX_STEPS]
+        key = "\n".join(s.code for s in steps)
+        if steps and key not in seen and len(probes) < limit:
+            seen.add(key)
+            probes.append(Probe(id=f"probe{len(probes) + 1}", kind=kind, steps=steps))
+
+    outside = _FENCE.sub("\n", issue)
+    for match in _FENCE.finditer(issue):
+        block = match.group(2)
+        lines = block.splitlines()
+        if any(_PROMPT.match(line) or _IPY_IN.match(line) for line in lines):
+            add("doctest", _doctest_steps(lines))
+        elif "Traceback (most recent call last)" in block:
+            add("traceback", _traceback_steps(block))
+        else:
+            code = _script(block)
+            if code:
+                add("script", [ProbeStep(code=code)])
+    add("doctest", _doctest_steps(outside.splitlines()))
+    add("traceback", _traceback_steps(outside))
+    return probes
+
+
+def _traceback_steps(text: str) -> list[ProbeStep]:
+    return [ProbeStep(code=m.group(2).strip()) for m in _FRAME.finditer(text) if _parses(m.group(2).strip())]
+
+
+# -- running ---------------------------------------------------------------------------------------
+
+RUNNER = r'''
+import ast, contextlib, io, json, signal, sys
+PROBES = json.loads(__PROBES__)
+PRELUDE = __PRELUDE__
+
+class _Timeout(BaseException):
+    pass
+
+def _alarm(signum, frame):
+    raise _Timeout()
+
+signal.signal(signal.SIGALRM, _alarm)
+
+def _run(code, namespace):
+    out = io.StringIO()
+    try:
+        tree = ast.parse(code)
+        last = tree.body.pop() if tree.body and isinstance(tree.body[-1], ast.Expr) else None
+        signal.alarm(__STEP_TIMEOUT__)
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):
+            exec(compile(tree, "<issue>", "exec"), namespace)
+            if last is not None:
+                value = eval(compile(ast.Expression(last.value), "<issue>", "eval"), namespace)
+                if value is not None:
+                    print(repr(value))
+        signal.alarm(0)
+        return [out.getvalue(), None]
+    except _Timeout:
+        return [out.getvalue(), "timeout"]
+    except BaseException as exc:
+        signal.alarm(0)
+        return [out.getvalue(), type(exc).__name__ + ": " + str(exc)[:300]]
+
+results = {}
+for probe in PROBES:
+    namespace = {"__name__": "__main__"}
+    for line in PRELUDE:
+        try:
+            exec(line, namespace)
+        except BaseException:
+            pass
+    results[probe["id"]] = [_run(step["code"], namespace) for step in probe["steps"]]
+sys.stdout.write("\n__MARKER__" + json.dumps(results) + "\n")
+'''
+
+
+def runner_script(probes: Sequence[Probe], prelude: Sequence[str] = ()) -> str:
+    return (RUNNER.replace("__PROBES__", repr(json.dumps([p.model_dump() for p in probes])))
+            .replace("__PRELUDE__", repr(list(prelude))).replace("__STEP_TIMEOUT__", str(STEP_TIMEOUT_S))
+            .replace("__MARKER__", RESULT_MARKER))
+
+
+def parse_probe_output(outcome: Outcome) -> dict[str, list[str]] | None:
+    """probe id → each step's normalized result; None when the runner did not finish."""
+    if outcome.error is not None or outcome.timed_out or RESULT_MARKER not in outcome.output:
+        return None
+    try:
+        raw = json.loads(outcome.output.rsplit(RESULT_MARKER, 1)[1].strip().splitlines()[0])
+    except (ValueError, IndexError):
+        return None
+    return {pid: [normalize_output(out) + (f" {EXCEPTION}{normalize_output(exc)}" if exc else "")
+                  for out, exc in steps] for pid, steps in raw.items()}
+
+
+class ProbeEvidence(BaseModel):
+    probes: list[Probe] = Field(default_factory=list)
+    steps_stable: int = Field(0, description="Steps whose result on the original was the same in two runs.")
+    steps_reproducing: int = Field(0, description="Stable steps that raise, or show the issue's output, on the original.")
+    fixes: dict[str, int] = Field(default_factory=dict, description="patch key → steps it fixes.")
+    breaks: dict[str, int] = Field(default_factory=dict, description="patch key → steps it makes raise.")
+    vectors: dict[str, dict[str, str]] = Field(default_factory=dict, description="patch key → step → result.")
+    original_vector: dict[str, str] = Field(default_factory=dict, description="step → result on the original.")
+    executions: int = 0
+    notes: list[str] = Field(default_factory=list)
+
+
+def raises(result: str) -> bool:
+    return EXCEPTION in result
+
+
+def _shown_matches(shown: str | None, result: str) -> bool:
+    return bool(shown) and normalize_output(shown) == result
+
+
+async def run_probes(executor: Executor, probes: Sequence[Probe], patches: Sequence[DistinctPatch], *,
+                     prelude: Sequence[str] = (), timeout: float = 120) -> ProbeEvidence:
+    """Run every probe twice on the original and once per patch (one execution each), and score them."""
+    evidence = ProbeEvidence(probes=list(probes))
+    if not probes:
+        evidence.notes.append("the issue holds no runnable code")
+        return evidence
+    script = runner_script(probes, prelude)
+    key = sha256("probes\0" + script)
+    command = f'PYTHONPATH="$PWD${{PYTHONPATH:+:$PYTHONPATH}}" python {PROBE_PATH}'
+    files = {PROBE_PATH: script}
+    jobs = [Job(patch_key="", patch=None, test_key=key, command=command, files=files, runs=[0, 1], timeout=timeout)]
+    jobs += [Job(patch_key=p.key, patch=p.candidate.patch, test_key=key, command=command, files=files,
+                 timeout=timeout) for p in patches]
+    results = await executor.run(jobs)
+    evidence.executions = len(jobs) + 1
+    first, second = (parse_probe_output(results[("", key, run)]) for run in (0, 1))
+    if first is None or second is None:
+        evidence.notes.append("the probes did not run on the original")
+        return evidence
+    steps = [(probe, index, step) for probe in probes for index, step in enumerate(probe.steps)
+             if first.get(probe.id, [])[index:index + 1] == second.get(probe.id, [])[index:index + 1]
+             and index < len(first.get(probe.id, []))]
+    evidence.steps_stable = len(steps)
+    evidence.original_vector = {f"{probe.id}.{i}": first[probe.id][i] for probe, i, _ in steps}
+    evidence.steps_reproducing = sum(1 for probe, i, step in steps
+                                     if raises(first[probe.id][i]) or _shown_matches(step.shown, first[probe.id][i]))
+    for patch in patches:
+        ran = parse_probe_output(results[(patch.key, key, 0)])
+        fixes = breaks = 0
+        vector: dict[str, str] = {}
+        for probe, i, step in steps:
+            before = first[probe.id][i]
+            after = (ran or {}).get(probe.id, [])
+            if i >= len(after):
+                continue
+            now = after[i]
+            vector[f"{probe.id}.{i}"] = now
+            if now == before:
+                continue
+            raised_before, raises_now = raises(before), raises(now)
+            if (raised_before and not raises_now) or (_shown_matches(step.shown, before) and not raises_now):
+                fixes += 1
+            elif raises_now and not raised_before:
+                breaks += 1
+        evidence.fixes[patch.key], evidence.breaks[patch.key] = fixes, breaks
+        evidence.vectors[patch.key] = vector
+    return evidence
