@@ -4,8 +4,8 @@ Probes come from fenced code blocks, doctest (`>>>`) and IPython (`In [1]:`) lin
 traceback's `<stdin>`/`<ipython-input>` frames. Each probe runs its steps in one namespace; every step's
 printed output, value (doctest style) or exception is recorded. Evidence, per step whose result on the
 original is the same in two runs: the original raises and the candidate does not, or the original shows
-the output the issue reports and the candidate's differs (a fix); the original does not raise and the
-candidate does (a break). A step that behaves the same on original and candidate proves nothing.
+the output the issue reports and the candidate's differs, or the candidate's result is one the issue names
+and the original's is not (a fix); the original does not raise and the candidate does (a break). A step that behaves the same on original and candidate proves nothing.
 """
 
 from __future__ import annotations
@@ -32,7 +32,9 @@ _PROMPT = re.compile(r"^\s*(>>>|\.\.\.)( |$)")
 _IPY_IN = re.compile(r"^\s*In \[\d+\]:\s?(.*)$")
 _IPY_CONT = re.compile(r"^\s*\.\.\.+:\s?(.*)$")
 _IPY_OUT = re.compile(r"^\s*Out\[\d+\]:\s?(.*)$")
-_FRAME = re.compile(r'^\s*File "(<stdin>|<string>|<ipython-input-[^"]*>|<module>)", line \d+.*\n\s*(\S.*)$', re.M)
+_FRAME = re.compile(r'^\s*File "(<stdin>|<string>|<input>|<ipython-input-[^"]*>|<module>)", line \d+.*\n\s*(\S.*)$', re.M)
+_TRACEBACK = re.compile(r"Traceback \(most recent call last\)|^\s*File \"[^\"]+\", line \d+", re.M)
+_CODE_HINT = re.compile(r"\(|=|^\s*(import|from)\s", re.M)
 _ADDRESS = re.compile(r"0x[0-9a-fA-F]{4,}")
 _SHELL = re.compile(r"^\s*(\$ |pip |python -m |git |conda |cd )", re.M)
 
@@ -77,6 +79,8 @@ def _doctest_steps(lines: Sequence[str]) -> list[ProbeStep]:
             code.append(ipy.group(1))
         elif cont and code:
             code.append(cont.group(1))
+        elif code and line.lstrip().startswith(("```", "~~~")):
+            flush()
         elif code:
             out = _IPY_OUT.match(line)
             shown.append(out.group(1) if out else line.strip())
@@ -105,6 +109,7 @@ def _script(block: str) -> str | None:
 
 def extract_probes(issue: str, limit: int = MAX_PROBES) -> list[Probe]:
     """Runnable probes from an issue's text, in order of appearance, at most `limit`."""
+    issue = issue.replace("\r\n", "\n").replace("\r", "\n")
     probes: list[Probe] = []
     seen: set[str] = set()
 
@@ -128,8 +133,48 @@ def extract_probes(issue: str, limit: int = MAX_PROBES) -> list[Probe]:
             if code:
                 add("script", [ProbeStep(code=code)])
     add("doctest", _doctest_steps(outside.splitlines()))
+    for code in _loose_code(outside):
+        add("script", [ProbeStep(code=code)])
     add("traceback", _traceback_steps(outside))
     return probes
+
+
+def _is_code(text: str) -> bool:
+    if _PROMPT.search(text) or not _CODE_HINT.search(text) or "Traceback (most recent call last)" in text:
+        return False
+    return _script(text) is not None
+
+
+def _loose_code(text: str) -> list[str]:
+    """Code pasted into the issue without a fence: paragraphs that parse as Python (with a call, an
+    assignment or an import), or runs of such lines inside prose; consecutive ones form one script."""
+    scripts: list[str] = []
+    current: list[str] = []
+
+    def flush() -> None:
+        if current:
+            scripts.append("\n\n".join(current))
+        current.clear()
+
+    for paragraph in re.split(r"\n\s*\n", text):
+        if not paragraph.strip() or _TRACEBACK.search(paragraph):
+            flush()
+            continue
+        if _is_code(paragraph):
+            current.append(textwrap.dedent(paragraph).strip("\n"))
+            continue
+        run: list[str] = []
+        for line in paragraph.splitlines():
+            if line.strip() and _is_code(line.strip()) and _parses("\n".join([*run, line.strip()])):
+                run.append(line.strip())
+            elif run:
+                break
+        if run and len(run) < len(paragraph.strip().splitlines()):
+            flush()
+            current.append("\n".join(run))
+        flush()
+    flush()
+    return [s for s in scripts if _parses(s)]
 
 
 def _traceback_steps(text: str) -> list[ProbeStep]:
@@ -222,8 +267,19 @@ def _shown_matches(shown: str | None, result: str) -> bool:
     return bool(shown) and normalize_output(shown) == result
 
 
+def expected_by_issue(result: str, issue: str) -> bool:
+    """The issue names this result: its output (4+ characters) or its exception's message (8+) appears in it."""
+    text = " ".join(_ADDRESS.sub("0x?", issue).split())
+    output, _, exception = result.partition(EXCEPTION)
+    output = output.strip()
+    if exception:
+        _, _, message = exception.partition(": ")
+        return len(message) >= 8 and message.strip("'\"") in text
+    return len(output) >= 4 and output in text
+
+
 async def run_probes(executor: Executor, probes: Sequence[Probe], patches: Sequence[DistinctPatch], *,
-                     prelude: Sequence[str] = (), timeout: float = 120) -> ProbeEvidence:
+                     prelude: Sequence[str] = (), timeout: float = 120, issue: str = "") -> ProbeEvidence:
     """Run every probe twice on the original and once per patch (one execution each), and score them."""
     evidence = ProbeEvidence(probes=list(probes))
     if not probes:
@@ -263,7 +319,8 @@ async def run_probes(executor: Executor, probes: Sequence[Probe], patches: Seque
             if now == before:
                 continue
             raised_before, raises_now = raises(before), raises(now)
-            if (raised_before and not raises_now) or (_shown_matches(step.shown, before) and not raises_now):
+            if (raised_before and not raises_now) or (_shown_matches(step.shown, before) and not raises_now) \
+                    or (issue and expected_by_issue(now, issue)):
                 fixes += 1
             elif raises_now and not raised_before:
                 breaks += 1

@@ -150,7 +150,7 @@ class _Selection:
         if self.config.probes_enabled:
             probes = extract_probes(self.issue)
             self.probe = await run_probes(self.executor, probes, eligible, prelude=self._prelude(eligible),
-                                          timeout=max(60.0, self.config.test_timeout_s))
+                                          timeout=max(60.0, self.config.test_timeout_s), issue=self.issue)
 
     def _prelude(self, eligible: list[DistinctPatch]) -> list[str]:
         """Issue snippets often assume the package is imported (`>>> x = Symbol('x')`): star-import the

@@ -11,7 +11,7 @@ from rich.console import Console
 DEFAULT_GRADES = Path("benchmarks/selection_real/grades.jsonl")
 BENCH_SETTINGS = [
     "selection.regression_max_candidates=40",  # LLM-free: every candidate's regressions are evidence
-    "selection.regression_max_files=4",
+    "selection.regression_max_files=2",  # the nearest test files: a 2-core machine runs each per candidate
     "sandbox.pool_size=2",
 ]
 
@@ -31,6 +31,7 @@ def bench_select_command(
     grade: bool = typer.Option(False, "--grade/--no-grade", help="Grade candidates that have no grade yet (Docker-heavy)."),
     model: str | None = typer.Option(None, "--model", help="LLM mode: this litellm model writes reproduction tests and runs the selector (default: LLM-free)."),
     ablation: bool = typer.Option(False, "--ablation", help="Also run with each evidence kind off in turn (re-uses the cached executions)."),
+    spec_table: Path | None = typer.Option(None, "--spec-table", help="Your own install spec table (JSON), laid over the packaged one."),
     run_dir: Path = typer.Option(Path("runs/bench-select"), "--run-dir", help="Where the selection runs and the execution cache live."),
     preset: str = typer.Option("default", "--preset"),
     overrides: list[str] = typer.Option(None, "--set", help="Config override key=value (repeatable)."),
@@ -51,7 +52,8 @@ def bench_select_command(
         for dataset in datasets:
             for instance in load_instances(dataset):
                 instances.setdefault(instance.instance_id, instance)
-            for task in tasks_from_dataset(dataset, "test", repo_url, prefer_official_images=False):
+            for task in tasks_from_dataset(dataset, "test", repo_url, prefer_official_images=False,
+                                           spec_table=spec_table):
                 tasks.setdefault(task.instance_id, task)
     except (DatasetError, ValueError, OSError) as exc:
         fail(str(exc))
@@ -64,7 +66,7 @@ def bench_select_command(
     chosen = chosen[:limit] if limit else chosen
     book = GradeBook(grades_file)
     if grade:
-        grade_all([instances[i] for i in chosen], rows, book, repo_url_template=repo_url,
+        grade_all([instances[i] for i in chosen], rows, book, repo_url_template=repo_url, spec_table=spec_table,
                   errors_path=run_dir / "grade-errors.jsonl", log_dir=run_dir / "grade-logs",
                   on_event=lambda m: console.print(m, highlight=False, markup=False))
     ready = [i for i in chosen if graded(i, rows[i], book)]

@@ -81,6 +81,7 @@ class GradeBook:
 
 def grade_all(instances: list[SweInstance], candidates: dict[str, list[CandidateRow]], book: GradeBook, *,
               repo_url_template: str, errors_path: Path, log_dir: Path, timeout: float = 900,
+              spec_table: Path | None = None,
               on_event: Callable[[str], None] = print) -> None:
     """Grade every distinct, not yet graded candidate patch of `instances`, one instance at a time."""
     from patchswarm.swebench.environments import resolve_instance_image
@@ -90,7 +91,7 @@ def grade_all(instances: list[SweInstance], candidates: dict[str, list[Candidate
     from sandbox.engine import docker_client
 
     client = docker_client()
-    table = load_spec_table(None)
+    table = load_spec_table(spec_table)
     with SandboxManager(client, run_id=f"bench-grade-{int(time.time())}") as manager:
         for instance in instances:
             todo = book.missing(instance.instance_id, [c.model_patch for c in candidates.get(instance.instance_id, [])])

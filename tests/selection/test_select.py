@@ -102,8 +102,9 @@ def test_votes_regressions_and_cache(either_pool, stats_repo, issue, tmp_path):
     assert (again.chosen_id, again.method, again.reason) == (result.chosen_id, result.method, result.reason)
 
     more = select(pool, repo, issue, [*everything(), candidate("alternative")], all_tests(), **cache)
-    # Only the new distinct patch runs: 4 tests, plus its regression run on 2 files when it is a finalist.
-    assert 4 <= more.executions_performed <= 6
+    # Only the new distinct patch runs: 4 tests and its compile check, plus its regression run on 2 files
+    # when it is a finalist.
+    assert 5 <= more.executions_performed <= 7
     assert more.candidate("alternative").votes == 2
 
 

@@ -215,7 +215,8 @@ def test_prediction_files_and_patch_dirs(tmp_path):
     out = write_predictions(tmp_path / "out" / "preds.jsonl", results, "patchswarm")
     lines = [json.loads(line) for line in out.read_text().splitlines()]
     assert lines[0]["model_patch"] == "diff-3" and lines[0]["model_name_or_path"] == "patchswarm"
-    assert lines[0]["selection"] == {"method": "vote", "reason": "r", "chosen_id": "m2", "chosen_source": "m2 (c.json)"}
+    assert lines[0]["selection"] == {"method": "vote", "reason": "r", "chosen_id": "m2", "chosen_source": "m2 (c.json)",
+                                     "confidence": 0.0, "confidence_level": "none"}
     assert lines[1]["model_patch"] == "" and lines[1]["selection"]["method"] == "nothing_to_select"
 
 
