@@ -128,7 +128,8 @@ def test_not_confident_pushes_the_best_attempt_to_a_branch_and_links_it(stub, re
     scripted.add("demo", Script(DemoScript()))
     add_issue(stub, remote)
 
-    outcome = resolve_issue(options(stub, shared_run_dir, min_votes=99))
+    # The selection reports a confidence (at most 0.9): a bar above it, and above any vote count, is not met.
+    outcome = resolve_issue(options(stub, shared_run_dir, min_votes=99, min_confidence=0.99))
 
     assert outcome.exit_code == 0 and outcome.action == "no_pr" and stub.repos[REPO].pulls == {}
     assert outcome.branch_url and outcome.branch_url.endswith("/octo/textkit/tree/patchswarm/issue-7-attempt")
