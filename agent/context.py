@@ -1,4 +1,9 @@
-"""Context stage: BM25 prefilter → one relevance call per file → ranking samples → whole files under a token budget.
+"""Context stage: model-free prefilter → relevance calls in two tiers → ranking samples → whole files under a budget.
+
+The prefilter (agent/context_prefilter.py) orders every file by evidence and splits the best into two
+tiers: the top files get one full-text relevance call each (CodeMonkeys' design); the next ones are
+judged on their skeleton first (signatures and docstring openings, a fraction of the tokens) and only
+those that pass get the full-text call. Ranking of the relevant files is unchanged.
 
 Runs once per instance (CodeMonkeys-style) and serves every trajectory, so their prompts share one
 cacheable prefix. Model calls are keyed with `call_key`, so a resumed run replays completed calls from
@@ -21,13 +26,20 @@ import litellm  # noqa: E402
 from pydantic import BaseModel, ConfigDict, Field  # noqa: E402
 
 from agent.budget import Budget  # noqa: E402
-from agent.context_prefilter import prefilter, prefilter_with_notes, tokenize  # noqa: E402
+from agent.context_prefilter import (  # noqa: E402
+    PrefilterSettings,
+    Selection,
+    prefilter,
+    prefilter_with_notes,
+    tokenize,
+)
 from agent.model import ModelCallError, ModelClient, Role, call_key  # noqa: E402
 from agent.types import ContextBundle, ContextFile, StateStore  # noqa: E402
 
 __all__ = [
     "RANKING_SYSTEM",
     "RELEVANCE_SYSTEM",
+    "SKELETON_SYSTEM",
     "ContextConfig",
     "build_context",
     "count_tokens",
@@ -35,6 +47,8 @@ __all__ = [
     "parse_ranking",
     "parse_relevance",
     "prefilter",
+    "relevance_messages",
+    "skeleton_messages",
     "tokenize",
 ]
 
@@ -48,6 +62,17 @@ Reply in exactly this format and nothing else:
 classes, behaviour). If no: one short sentence.</summary>"""
 
 RELEVANCE_USER = '<issue>\n{issue}\n</issue>\n\n<file path="{path}">\n{text}\n</file>'
+
+SKELETON_SYSTEM = """\
+You decide whether one file of a repository may matter for resolving a GitHub issue. You see only \
+the file's outline: its signatures and the first lines of their docstrings; bodies are left out \
+(`...`). It may matter if it may need to change to fix the issue, or if its full text may be needed \
+to write or test the fix. When in doubt, say yes: a yes only means that the full file is read next.
+Reply in exactly this format and nothing else:
+<relevant>yes or no</relevant>
+<summary>One short sentence on why.</summary>"""
+
+SKELETON_USER = '<issue>\n{issue}\n</issue>\n\n<outline path="{path}">\n{text}\n</outline>'
 
 RANKING_SYSTEM = """\
 You rank files by how important they are for resolving a GitHub issue: files that most likely need \
@@ -70,7 +95,13 @@ class ContextConfig(BaseModel):
         128_000, ge=1, description="Tokens of whole files the bundle may hold (primary model's tokenizer)."
     )
     prefilter_top_files: int = Field(
-        50, ge=1, description="Files the BM25 prefilter keeps; each costs one relevance call."
+        30, ge=1, description="Best prefilter files judged on their full text; each costs one relevance call."
+    )
+    prefilter_skeleton_files: int = Field(
+        150, ge=0, description="The next prefilter files, judged on their skeleton (one cheaper call each)."
+    )
+    skeleton_promote_max: int = Field(
+        15, ge=0, description="Skeleton-tier files that pass get a full-text call; at most this many (best first)."
     )
     max_file_bytes: int = Field(
         512_000, ge=1, description="Larger files are skipped (usually data or generated code)."
@@ -146,15 +177,27 @@ def _error_of(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}".splitlines()[0][:300]
 
 
-async def _judge(client: ModelClient, issue: str, path: str, text: str, config: ContextConfig,
-                 budget: Budget | None) -> _Verdict:
-    if len(text) > config.relevance_max_chars:
-        cut = len(text) - config.relevance_max_chars
-        text = f"{text[: config.relevance_max_chars]}\n[... {cut} more characters not shown]"
-    messages = [
+def relevance_messages(issue: str, path: str, text: str, max_chars: int) -> list[dict[str, Any]]:
+    """The full-text relevance call for one file (what is sent, so benchmarks count the same tokens)."""
+    if len(text) > max_chars:
+        text = f"{text[:max_chars]}\n[... {len(text) - max_chars} more characters not shown]"
+    return [
         {"role": "system", "content": RELEVANCE_SYSTEM},
         {"role": "user", "content": RELEVANCE_USER.format(issue=issue.strip(), path=path, text=text)},
     ]
+
+
+def skeleton_messages(issue: str, path: str, skeleton: str, max_chars: int) -> list[dict[str, Any]]:
+    """The skeleton-tier relevance call for one file."""
+    if len(skeleton) > max_chars:
+        skeleton = f"{skeleton[:max_chars]}\n[... {len(skeleton) - max_chars} more characters not shown]"
+    return [
+        {"role": "system", "content": SKELETON_SYSTEM},
+        {"role": "user", "content": SKELETON_USER.format(issue=issue.strip(), path=path, text=skeleton)},
+    ]
+
+
+async def _judge(client: ModelClient, messages: list[dict[str, Any]], path: str, budget: Budget | None) -> _Verdict:
     try:
         answer = await _call(client, "relevance", messages, budget)
     except ModelCallError as exc:  # one failed file must not sink the stage
@@ -229,7 +272,8 @@ def _fingerprint(issue: str, client: ModelClient, config: ContextConfig) -> str:
         "issue": issue,
         "config": config.model_dump(),
         "models": [client.settings.model_for("relevance"), client.settings.model_for("primary")],
-        "prompts": [RELEVANCE_SYSTEM, RELEVANCE_USER, RANKING_SYSTEM, RANKING_USER],
+        "prompts": [RELEVANCE_SYSTEM, RELEVANCE_USER, SKELETON_SYSTEM, SKELETON_USER, RANKING_SYSTEM, RANKING_USER],
+        "prefilter": repr(prefilter_settings(config)),
     }
     return hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()
 
@@ -259,16 +303,13 @@ async def build_context(
         return ContextBundle.model_validate(stored)
 
     # File walking and tokenizing block; keep the event loop free for other instances' trajectories.
-    texts, notes = await asyncio.to_thread(
-        prefilter_with_notes, repo_dir, issue, config.prefilter_top_files, config.max_file_bytes
+    texts, selection, notes = await asyncio.to_thread(
+        prefilter_with_notes, repo_dir, issue, prefilter_settings(config), config.max_file_bytes
     )
     if stored is not None:
         notes.insert(0, "stored context was built from other inputs; rebuilt")
-    candidates = list(texts)
-
-    verdicts: list[_Verdict] = await _gather_or_raise(
-        [_judge(client, issue, path, texts[path], config, budget) for path in candidates]
-    )
+    candidates = selection.full + selection.skeleton
+    verdicts = await _two_tier_verdicts(client, issue, texts, selection, config, budget, notes)
     relevant = [v for v in verdicts if v.relevant]
     problems = [v for v in verdicts if v.problem]
     notes.append(
@@ -276,6 +317,9 @@ async def build_context(
         f"{len(problems)} unusable of {len(verdicts)} file(s)"
     )
     notes += [f"relevance of {v.path}: {v.problem}; treated as not relevant" for v in problems]
+    tier_names = {"full": "full-text tier", "skeleton": "skeleton tier, then full text"}
+    notes += [f"relevant: {v.path} ({tier_names[selection.tier_of(v.path) or 'full']}; "
+              f"prefilter {selection.why(v.path)})" for v in relevant]
 
     if relevant:
         order = await _ranked(client, issue, relevant, config, budget, notes)
@@ -295,6 +339,34 @@ async def build_context(
     if store is not None:
         store.save(state_key, {**bundle.model_dump(), "fingerprint": fingerprint})
     return bundle
+
+
+def prefilter_settings(config: ContextConfig) -> PrefilterSettings:
+    return PrefilterSettings(full_files=config.prefilter_top_files, skeleton_files=config.prefilter_skeleton_files)
+
+
+async def _two_tier_verdicts(client: ModelClient, issue: str, texts: dict[str, str], selection: Selection,
+                             config: ContextConfig, budget: Budget | None, notes: list[str]) -> list[_Verdict]:
+    """Full-text verdicts of the full tier, and of the skeleton-tier files whose skeleton passed; prefilter order."""
+    limit = config.relevance_max_chars
+    full_calls = [_judge(client, relevance_messages(issue, p, texts[p], limit), p, budget) for p in selection.full]
+    skeleton_calls = [_judge(client, skeleton_messages(issue, p, selection.skeletons[p], limit), p, budget)
+                      for p in selection.skeleton]
+    results = await _gather_or_raise(full_calls + skeleton_calls)
+    full, sketched = results[: len(full_calls)], results[len(full_calls):]
+    # An unusable skeleton verdict must not drop the file unseen: it goes on to the full text too.
+    passed = [v.path for v in sketched if v.relevant or v.problem]
+    promoted = passed[: config.skeleton_promote_max]
+    if selection.skeleton:
+        notes.append(f"skeleton tier: {len(passed)} of {len(selection.skeleton)} file(s) passed; "
+                     f"{len(promoted)} read in full")
+    notes += [f"skeleton of {p} passed but the full-text cap ({config.skeleton_promote_max}) was reached"
+              for p in passed[len(promoted):]]
+    second = await _gather_or_raise(
+        [_judge(client, relevance_messages(issue, p, texts[p], limit), p, budget) for p in promoted]
+    )
+    rank = {path: i for i, path in enumerate(selection.order)}
+    return sorted(full + second, key=lambda v: rank.get(v.path, len(rank)))
 
 
 async def _ranked(client: ModelClient, issue: str, relevant: list[_Verdict], config: ContextConfig,

@@ -1,16 +1,36 @@
-"""Lexical prefilter of the context stage: every text file of a checkout, ranked by BM25 against the issue.
+"""Model-free prefilter of the context stage: which files the relevance model reads, and in which tier.
 
-Vendored, generated, binary, huge and hidden files are skipped and reported, so the relevance calls
-(one per kept file) are spent on sources a fix could touch.
+Every text file of a checkout is scored against the issue from evidence a model need not read: what
+the issue names (paths, traceback frames, dotted modules, identifiers a file defines), BM25 over the
+file's text and over its path, and the imports of the best files. Non-test source comes before tests
+and documentation. The best files are judged on their full text; the next ones on their skeleton
+(signatures and docstring openings), so many more files are considered for the same tokens.
+Vendored, generated, binary, huge and hidden files are skipped and reported.
 """
 
 from __future__ import annotations
 
+import hashlib
+import math
 import os
 import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from rank_bm25 import BM25Okapi
+from agent.context_signals import FileFacts, IssueMentions, file_facts, issue_mentions, tokenize
+
+__all__ = [
+    "PrefilterSettings",
+    "Selection",
+    "file_facts",
+    "prefilter",
+    "prefilter_with_notes",
+    "scan_checkout",
+    "select_files",
+    "skip_reason",
+    "tokenize",
+]
 
 # Vendored or generated code: never the place of a fix, and large enough to crowd out real sources.
 _SKIP_DIRS = frozenset({"node_modules", "vendor", "_vendor", "third_party", "site-packages", "__pycache__"})
@@ -20,25 +40,94 @@ _LOCK_FILES = frozenset({"package-lock.json", "pnpm-lock.yaml", "Pipfile.lock", 
 _GENERATED_SUFFIXES = (".lock", ".min.js", ".min.css", ".map", "_pb2.py", "_pb2_grpc.py", ".pb2.py")
 _NOTE_EXAMPLES = 5
 
-_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-_WORD_PART = re.compile(r"[A-Z]+(?=[A-Z][a-z])|[A-Z]?[a-z]+|[A-Z]+|[0-9]+")
+_PYTHON = (".py", ".pyi", ".pyx")
+_TEST_PATH = re.compile(r"(?:^|/)(?:tests?|testing)/|(?:^|/)test_[^/]*$|_tests?\.py$|(?:^|/)conftest\.py$")
+_DOC_PATH = re.compile(r"(?:^|/)(?:docs?|changelog|changes|release_notes|whatsnew)/|(?:^|/)(?:CHANGE|HISTORY|NEWS|"
+                       r"AUTHORS|LICEN[CS]E|CONTRIBUT|README)[^/]*$|\.(?:rst|md|txt|ipynb)$", re.I)
+_OTHER_CODE_DIRS = re.compile(r"(?:^|/)(?:examples?|benchmarks?|bin|release|tools|scripts|asv_bench|ci)/")
+# Path parts that name no particular module.
+_GENERIC_PATH_TERMS = frozenset({"py", "src", "lib", "init", "main", "core", "utils", "util", "base"})
 
 
-def tokenize(text: str, cache: dict[str, list[str]] | None = None) -> list[str]:
-    """Lower-cased identifier tokens; snake_case and camelCase identifiers also yield their parts."""
-    cache = {} if cache is None else cache
-    tokens: list[str] = []
-    for identifier in _IDENTIFIER.findall(text):
-        parts = cache.get(identifier)
-        if parts is None:
-            pieces = [p.lower() for chunk in identifier.split("_") for p in _WORD_PART.findall(chunk)]
-            whole = identifier.strip("_").lower()
-            parts = [p for p in pieces if len(p) > 1]
-            if len(pieces) > 1 and len(whole) > 1:
-                parts.append(whole)  # the exact identifier is stronger evidence than its parts
-            cache[identifier] = parts
-        tokens.extend(parts)
-    return tokens
+@dataclass(frozen=True)
+class PrefilterSettings:
+    """Tier sizes and evidence weights (fixed before any held-out measurement; see bench_context.py)."""
+
+    full_files: int = 50  # judged on their full text
+    skeleton_files: int = 0  # the next ones, judged on their skeleton first
+    small_file_chars: int = 2_000  # a file this small is judged in full even in the skeleton tier
+    bm25_weight: float = 1.0
+    path_weight: float = 0.5
+    named_path_weight: float = 3.0
+    frame_weight: float = 2.0
+    dotted_weight: float = 2.0
+    defines_weight: float = 1.5
+    defines_cap: float = 2.0
+    neighbour_weight: float = 0.4
+    neighbour_sources: int = 5
+    category_weights: tuple[tuple[str, float], ...] = (("source", 1.0), ("other", 0.5), ("test", 0.5),
+                                                       ("doc", 0.15))
+
+
+@dataclass
+class Selection:
+    """Files in prefilter order, the tier of each, and the evidence that put it there."""
+
+    order: list[str] = field(default_factory=list)  # every indexed file, best first
+    full: list[str] = field(default_factory=list)
+    skeleton: list[str] = field(default_factory=list)
+    reasons: dict[str, list[str]] = field(default_factory=dict)
+    scores: dict[str, float] = field(default_factory=dict)
+    skeletons: dict[str, str] = field(default_factory=dict)  # of the skeleton tier
+
+    def tier_of(self, path: str) -> str | None:
+        return "full" if path in self.full else "skeleton" if path in self.skeleton else None
+
+    def why(self, path: str) -> str:
+        rank = self.order.index(path) + 1 if path in self.order else "-"
+        return f"#{rank}: {', '.join(self.reasons.get(path, [])) or 'text match'}"
+
+
+def category(path: str) -> str:
+    if _TEST_PATH.search(path):
+        return "test"
+    if _DOC_PATH.search(path):
+        return "doc"
+    if path.endswith(_PYTHON):
+        return "other" if _OTHER_CODE_DIRS.search(path) else "source"
+    return "other"
+
+
+# -- scanning -------------------------------------------------------------------------------------
+
+
+def skip_reason(rel_path: str, size: int, max_bytes: int) -> str | None:
+    """Why a file (by its repo-relative path and size) is not indexed, or None; the content is checked later."""
+    parts = rel_path.split("/")
+    for depth, name in enumerate(parts[:-1]):
+        if name.startswith("."):
+            return "hidden"
+        if name in _SKIP_DIRS or name.endswith(".egg-info") or (depth == 0 and name in _SKIP_ROOT_DIRS):
+            return "vendored/generated"
+    name = parts[-1]
+    if name.startswith("."):
+        return "hidden"
+    if name in _LOCK_FILES or name.endswith(_GENERATED_SUFFIXES):
+        return "vendored/generated"
+    if size > max_bytes:
+        return f"over {max_bytes} bytes"
+    return None
+
+
+def decode_text(data: bytes) -> tuple[str | None, str | None]:
+    """(text, None) for content worth indexing, else (None, reason)."""
+    if b"\0" in data:
+        return None, "binary"
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        return None, "binary"
+    return (text, None) if text.strip() else (None, "empty")
 
 
 def _dir_skip_reason(name: str, at_root: bool) -> str | None:
@@ -49,28 +138,7 @@ def _dir_skip_reason(name: str, at_root: bool) -> str | None:
     return None
 
 
-def _read_text(path: Path, name: str, max_bytes: int) -> tuple[str | None, str | None]:
-    """(text, None) for a file worth indexing, else (None, reason)."""
-    if path.is_symlink():
-        return None, "symlink"
-    if name in _LOCK_FILES or name.endswith(_GENERATED_SUFFIXES):
-        return None, "vendored/generated"
-    try:
-        if path.stat().st_size > max_bytes:
-            return None, f"over {max_bytes} bytes"
-        data = path.read_bytes()
-    except OSError:
-        return None, "unreadable"
-    if b"\0" in data:
-        return None, "binary"
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError:
-        return None, "binary"
-    return (text, None) if text.strip() else (None, "empty")
-
-
-def _scan(repo_dir: Path, max_bytes: int) -> tuple[dict[str, str], dict[str, list[str]]]:
+def scan_checkout(repo_dir: Path, max_bytes: int) -> tuple[dict[str, str], dict[str, list[str]]]:
     """Text files by repo-relative POSIX path (sorted walk), and skipped paths by reason."""
     files: dict[str, str] = {}
     skipped: dict[str, list[str]] = {}
@@ -85,8 +153,8 @@ def _scan(repo_dir: Path, max_bytes: int) -> tuple[dict[str, str], dict[str, lis
                 skipped.setdefault(reason, []).append(f"{(rel_root / name).as_posix()}/")
         dirs[:] = kept  # os.walk descends only into these, in this order
         for name in sorted(names):
-            text, reason = _read_text(Path(root) / name, name, max_bytes)
-            rel = (rel_root / name).as_posix()
+            path, rel = Path(root) / name, (rel_root / name).as_posix()
+            text, reason = _read_text(path, rel, max_bytes)
             if text is None:
                 skipped.setdefault(reason or "skipped", []).append(rel)
             else:
@@ -94,16 +162,209 @@ def _scan(repo_dir: Path, max_bytes: int) -> tuple[dict[str, str], dict[str, lis
     return files, skipped
 
 
-def _bm25_order(files: dict[str, str], issue: str) -> list[str]:
-    """All paths, best BM25 match for the issue first; ties by path."""
-    paths = sorted(files)
-    cache: dict[str, list[str]] = {}
-    corpus = [tokenize(path, cache) + tokenize(files[path], cache) for path in paths]
-    query = sorted(set(tokenize(issue, cache)))  # unique terms: a repeated word must not swamp the rest
-    if not query or not any(corpus):
-        return paths
-    scores = BM25Okapi(corpus).get_scores(query)
-    return [paths[i] for i in sorted(range(len(paths)), key=lambda i: (-float(scores[i]), paths[i]))]
+def _read_text(path: Path, rel: str, max_bytes: int) -> tuple[str | None, str | None]:
+    if path.is_symlink():
+        return None, "symlink"
+    try:
+        reason = skip_reason(rel, path.stat().st_size, max_bytes)
+        if reason is not None:
+            return None, reason
+        data = path.read_bytes()
+    except OSError:
+        return None, "unreadable"
+    return decode_text(data)
+
+
+# -- scoring --------------------------------------------------------------------------------------
+
+
+def _bm25(docs: Mapping[str, tuple[Mapping[str, int], int]], query: set[str], k1: float = 1.2,
+          b: float = 0.75) -> dict[str, float]:
+    """Okapi BM25 (Lucene's non-negative idf) of each doc for the unique query terms."""
+    if not docs or not query:
+        return {}
+    n = len(docs)
+    avg = sum(length for _, length in docs.values()) / n or 1.0
+    df = {t: sum(1 for terms, _ in docs.values() if t in terms) for t in query}
+    idf = {t: math.log(1 + (n - d + 0.5) / (d + 0.5)) for t, d in df.items() if d}
+    scores: dict[str, float] = {}
+    for path, (terms, length) in docs.items():
+        norm = k1 * (1 - b + b * length / avg)
+        score = 0.0
+        for t, weight in idf.items():
+            tf = terms.get(t)
+            if tf:
+                score += weight * tf * (k1 + 1) / (tf + norm)
+        if score:
+            scores[path] = score
+    return scores
+
+
+def _normalised(scores: dict[str, float], over: list[str]) -> dict[str, float]:
+    top = max((scores.get(p, 0.0) for p in over), default=0.0) or max(scores.values(), default=0.0)
+    return {p: min(1.0, s / top) for p, s in scores.items()} if top else {}
+
+
+def _suffix_index(paths: list[str]) -> dict[str, list[str]]:
+    """Every trailing run of path components -> the files whose path ends with it."""
+    index: dict[str, list[str]] = {}
+    for path in paths:
+        parts = path.split("/")
+        for i in range(len(parts)):
+            index.setdefault("/".join(parts[i:]), []).append(path)
+    return index
+
+
+def _resolve_path(written: str, suffixes: dict[str, list[str]]) -> list[str]:
+    """Repo files a path written in the issue (absolute, site-packages, relative) stands for."""
+    parts = [p for p in written.strip("./").split("/") if p not in ("", ".")]
+    for i in range(len(parts)):
+        found = suffixes.get("/".join(parts[i:]))
+        if found:
+            # A bare file name that many files share says little; a longer suffix is specific.
+            return found if len(found) <= 3 or i < len(parts) - 1 else []
+    return []
+
+
+def _module_files(dotted: str, modules: dict[str, str]) -> tuple[str | None, int]:
+    """The file of the longest importable prefix of `dotted`, and how many parts matched."""
+    parts = dotted.split(".")
+    for end in range(len(parts), 0, -1):
+        found = modules.get(".".join(parts[:end]))
+        if found:
+            return found, end
+    return None, 0
+
+
+def _module_index(paths: list[str]) -> dict[str, str]:
+    """Dotted module name -> file, for Python files (also without a leading src/ or lib/ directory)."""
+    index: dict[str, str] = {}
+    for path in sorted(paths, key=lambda p: (p.count("/"), p)):
+        if not path.endswith(_PYTHON):
+            continue
+        stem = path.rsplit(".", 1)[0]
+        module = stem.removesuffix("/__init__").replace("/", ".")
+        for name in (module, re.sub(r"^(?:src|lib)\.", "", module)):
+            index.setdefault(name, path)
+    return index
+
+
+def _resolve_import(importer: str, level: int, module: str, modules: dict[str, str]) -> str | None:
+    if level:
+        package = importer.rsplit("/", 1)[0].replace("/", ".") if "/" in importer else ""
+        package_parts = package.split(".") if package else []
+        base = package_parts[: len(package_parts) - (level - 1)] if level > 1 else package_parts
+        module = ".".join([*base, module] if module else base)
+        module = re.sub(r"^(?:src|lib)\.", "", module)
+    return modules.get(module)
+
+
+def select_files(facts: Mapping[str, FileFacts], issue: str, settings: PrefilterSettings) -> Selection:
+    """Every file in prefilter order, with the files of each relevance tier and why each is there."""
+    paths = sorted(facts)
+    if not paths:
+        return Selection()
+    categories = {p: category(p) for p in paths}
+    weights = dict(settings.category_weights)
+    sources = [p for p in paths if categories[p] == "source"] or paths
+    reasons: dict[str, list[str]] = {p: [] for p in paths}
+    evidence: dict[str, float] = dict.fromkeys(paths, 0.0)
+    mentions = issue_mentions(issue)
+
+    def add(path: str, weight: float, why: str) -> None:
+        evidence[path] += weight
+        if why not in reasons[path]:
+            reasons[path].append(why)
+
+    query = set(tokenize(issue))
+    text_scores = _normalised(_bm25({p: (facts[p].terms, facts[p].length) for p in paths}, query), sources)
+    path_docs = {}
+    for p in paths:
+        terms = [t for t in tokenize(p.replace("/", " ").replace(".", " ")) if t not in _GENERIC_PATH_TERMS]
+        path_docs[p] = ({t: terms.count(t) for t in terms}, len(terms))
+    path_scores = _normalised(_bm25(path_docs, query), sources)
+    for p, s in path_scores.items():
+        if s >= 0.5:
+            reasons[p].append("path matches the issue")
+
+    _add_named(add, mentions, paths, settings)
+    _add_definitions(add, mentions, facts, categories, settings)
+
+    def score(p: str) -> float:
+        lexical = settings.bm25_weight * text_scores.get(p, 0.0) + settings.path_weight * path_scores.get(p, 0.0)
+        return (lexical + evidence[p]) * weights.get(categories[p], 1.0)
+
+    preliminary = sorted(paths, key=lambda p: (-score(p), p))
+    _add_neighbours(add, preliminary, facts, categories, settings)
+    scores = {p: score(p) for p in paths}
+    order = sorted(paths, key=lambda p: (-scores[p], p))
+    full = order[: settings.full_files]
+    skeleton = []
+    for p in order[settings.full_files : settings.full_files + settings.skeleton_files]:
+        fact = facts[p]
+        if fact.chars <= settings.small_file_chars or 2 * len(fact.skeleton) >= fact.chars:
+            full.append(p)  # its full text costs little more than a skeleton would
+            reasons[p].append("small: judged on its full text")
+        elif fact.skeleton:
+            skeleton.append(p)
+    return Selection(order=order, full=full, skeleton=skeleton, reasons=reasons, scores=scores,
+                     skeletons={p: facts[p].skeleton for p in skeleton})
+
+
+def _add_named(add: Callable[[str, float, str], None], mentions: IssueMentions, paths: list[str],
+               settings: PrefilterSettings) -> None:
+    """Files the issue names: written paths, traceback frames (the deepest in-repo frame most), modules."""
+    suffixes = _suffix_index(paths)
+    for written in mentions.paths:
+        for path in _resolve_path(written, suffixes):
+            add(path, settings.named_path_weight, f"named in the issue ({written})")
+    in_repo = [found for frame in mentions.frames for found in _resolve_path(frame, suffixes)[:1]]
+    for depth, path in enumerate(dict.fromkeys(reversed(in_repo))):
+        add(path, settings.frame_weight * (1.0 if depth == 0 else 0.75), "traceback frame")
+    modules = _module_index(paths)
+    for dotted in mentions.dotted:
+        path, matched = _module_files(dotted, modules)
+        if path is not None and (matched >= 2 or "." not in dotted):
+            add(path, settings.dotted_weight * (1.0 if matched == len(dotted.split(".")) or matched >= 2 else 0.5),
+                f"module {'.'.join(dotted.split('.')[:matched])} named")
+
+
+def _add_definitions(add: Callable[[str, float, str], None], mentions: IssueMentions,
+                     facts: Mapping[str, FileFacts], categories: dict[str, str], settings: PrefilterSettings) -> None:
+    """Files that define identifiers the issue names; a name defined in few files is strong evidence."""
+    wanted = set(mentions.identifiers)
+    definers: dict[str, list[str]] = {}
+    for path, fact in facts.items():
+        if categories[path] in ("test", "doc"):
+            continue
+        for name in wanted & fact.defines:
+            definers.setdefault(name, []).append(path)
+    gained: dict[str, float] = {}
+    named: dict[str, list[str]] = {}
+    for name, where in definers.items():
+        if len(where) > 25:
+            continue
+        for path in where:
+            gained[path] = gained.get(path, 0.0) + 1.0 / math.sqrt(len(where))
+            named.setdefault(path, []).append(name)
+    for path, gain in gained.items():
+        shown = ", ".join(named[path][:3])
+        add(path, settings.defines_weight * min(settings.defines_cap, gain), f"defines {shown}")
+
+
+def _add_neighbours(add: Callable[[str, float, str], None], preliminary: list[str], facts: Mapping[str, FileFacts],
+                    categories: dict[str, str], settings: PrefilterSettings) -> None:
+    """Files the best source files import (a fix often lands in a helper the named code calls)."""
+    modules = _module_index(list(facts))
+    best = [p for p in preliminary if categories[p] == "source"][: settings.neighbour_sources]
+    for importer in best:
+        for level, module in facts[importer].imports:
+            target = _resolve_import(importer, level, module, modules)
+            if target and target != importer and categories.get(target) == "source":
+                add(target, settings.neighbour_weight, f"imported by {importer}")
+
+
+# -- the stage's entry points ---------------------------------------------------------------------
 
 
 def _skip_notes(skipped: dict[str, list[str]]) -> list[str]:
@@ -115,15 +376,36 @@ def _skip_notes(skipped: dict[str, list[str]]) -> list[str]:
     return notes
 
 
-def prefilter_with_notes(repo_dir: Path, issue: str, top: int, max_bytes: int) -> tuple[dict[str, str], list[str]]:
-    """Texts of the top files in BM25 order, and notes on what was skipped (for the bundle)."""
-    files, skipped = _scan(repo_dir, max_bytes)
-    ranked = _bm25_order(files, issue)[:top]
+def facts_of(files: Mapping[str, str], cache: dict[str, FileFacts] | None = None) -> dict[str, FileFacts]:
+    """FileFacts of every file, reusing `cache` (keyed by extension and content hash) when given."""
+    token_cache: dict[str, list[str]] = {}
+    result = {}
+    for path, text in files.items():
+        if cache is None:
+            result[path] = file_facts(path, text, token_cache)
+            continue
+        key = f"{path.rsplit('.', 1)[-1] if '.' in path else ''}:{hashlib.sha1(text.encode()).hexdigest()}"
+        if key not in cache:
+            cache[key] = file_facts(path, text, token_cache)
+        result[path] = cache[key]
+    return result
+
+
+def prefilter_with_notes(repo_dir: Path, issue: str, settings: PrefilterSettings | int, max_bytes: int
+                         ) -> tuple[dict[str, str], Selection, list[str]]:
+    """Texts of every indexed file, the selection, and notes on what was skipped and kept (for the bundle)."""
+    if isinstance(settings, int):
+        settings = PrefilterSettings(full_files=settings)
+    files, skipped = scan_checkout(Path(repo_dir), max_bytes)
+    selection = select_files(facts_of(files), issue, settings)
     notes = _skip_notes(skipped)
-    notes.append(f"prefilter kept {len(ranked)} of {len(files)} text file(s)")
-    return {path: files[path] for path in ranked}, notes
+    notes.append(f"prefilter kept {len(selection.full)} file(s) for full-text relevance and "
+                 f"{len(selection.skeleton)} for skeleton relevance of {len(files)} text file(s)")
+    return files, selection, notes
 
 
 def prefilter(repo_dir: Path, issue: str, top: int, *, max_file_bytes: int = 512_000) -> list[str]:
-    """Repo-relative paths of the `top` text files that best match the issue lexically, best first."""
-    return list(prefilter_with_notes(Path(repo_dir), issue, top, max_file_bytes)[0])
+    """Repo-relative paths of the `top` text files that best match the issue, best first."""
+    files, selection, _ = prefilter_with_notes(Path(repo_dir), issue, PrefilterSettings(full_files=top),
+                                               max_file_bytes)
+    return selection.full

@@ -101,7 +101,8 @@ def test_prefilter_ranks_identifier_match_first_and_skips_junk(tmp_path):
         "proto/headers_pb2.py": mention,
         ".hidden/headers.py": mention,
     })
-    ranked, notes = prefilter_with_notes(repo, ISSUE, 10, 10_000)
+    _, selection, notes = prefilter_with_notes(repo, ISSUE, 10, 10_000)
+    ranked = selection.full
     assert list(ranked)[0] == "src/pkg/headers.py"
     assert set(ranked) == {"src/pkg/headers.py", "src/pkg/other.py", "src/pkg/build/steps.py", "docs/usage.md"}
     text = "\n".join(notes)
