@@ -65,9 +65,10 @@ RELEVANCE_USER = '<issue>\n{issue}\n</issue>\n\n<file path="{path}">\n{text}\n</
 
 SKELETON_SYSTEM = """\
 You decide whether one file of a repository may matter for resolving a GitHub issue. You see only \
-the file's outline: its signatures and the first lines of their docstrings; bodies are left out \
-(`...`). It may matter if it may need to change to fix the issue, or if its full text may be needed \
-to write or test the fix. When in doubt, say yes: a yes only means that the full file is read next.
+the file's outline: its signatures and the first lines of their docstrings, bodies left out \
+(`...`), or for a file without definitions its first lines. It may matter if it may need to change \
+to fix the issue, or if its full text may be needed to write or test the fix. When in doubt, say yes: \
+a yes only means that the full file is read next.
 Reply in exactly this format and nothing else:
 <relevant>yes or no</relevant>
 <summary>One short sentence on why.</summary>"""
@@ -95,13 +96,13 @@ class ContextConfig(BaseModel):
         128_000, ge=1, description="Tokens of whole files the bundle may hold (primary model's tokenizer)."
     )
     prefilter_top_files: int = Field(
-        30, ge=1, description="Best prefilter files judged on their full text; each costs one relevance call."
+        20, ge=1, description="Best prefilter files judged on their full text; each costs one relevance call."
     )
     prefilter_skeleton_files: int = Field(
-        150, ge=0, description="The next prefilter files, judged on their skeleton (one cheaper call each)."
+        100, ge=0, description="The next prefilter files, judged on their skeleton (one cheaper call each)."
     )
     skeleton_promote_max: int = Field(
-        15, ge=0, description="Skeleton-tier files that pass get a full-text call; at most this many (best first)."
+        10, ge=0, description="Skeleton-tier files that pass get a full-text call; at most this many (best first)."
     )
     max_file_bytes: int = Field(
         512_000, ge=1, description="Larger files are skipped (usually data or generated code)."

@@ -19,6 +19,7 @@ _DEF = re.compile(r"^[ \t]*(?:async[ \t]+)?(?:def|class)[ \t]+([A-Za-z_]\w*)", r
 _TOP_ASSIGN = re.compile(r"^([A-Za-z_]\w*)[ \t]*(?::[^=\n]*)?=(?!=)", re.M)
 _IMPORT = re.compile(r"^[ \t]*import[ \t]+([\w. \t,]+)", re.M)
 _FROM_IMPORT = re.compile(r"^[ \t]*from[ \t]+(\.*)([\w.]*)[ \t]+import[ \t]+(?:\(([^)]*)\)|([\w \t,]+))", re.M)
+_HEAD_CHARS = 2_000
 _COMMENT = re.compile(r"[ \t]*#.*$")
 _SIGNATURE_START = re.compile(r"^([ \t]*)(?:@|(?:async[ \t]+)?def[ \t]|class[ \t])")
 _DOCSTRING_START = re.compile(r"^[ \t]*[rRuUbB]?(\"\"\"|''')")
@@ -64,8 +65,17 @@ def file_facts(path: str, text: str, cache: dict[str, list[str]] | None = None) 
     if path.endswith((".py", ".pyi", ".pyx")):
         facts.defines = frozenset(_DEF.findall(text)) | frozenset(_TOP_ASSIGN.findall(text))
         facts.imports = _imports(text)
-        facts.skeleton = skeleton(text)
+        facts.skeleton = skeleton(text) if _DEF.search(text) else ""
+    if not facts.skeleton:  # no structure to show (data, config, prose): its head instead
+        facts.skeleton = head(text)
     return facts
+
+
+def head(text: str, lines: int = 40) -> str:
+    """The first lines of a file (at most _HEAD_CHARS), saying how much is left out."""
+    shown = "\n".join(text.splitlines()[:lines])[:_HEAD_CHARS]
+    rest = len(text) - len(shown)
+    return shown + (f"\n[... {rest} more characters]\n" if rest > 0 else "\n")
 
 
 def _imports(text: str) -> tuple[tuple[int, str], ...]:

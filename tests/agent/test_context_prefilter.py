@@ -157,3 +157,12 @@ def test_unusable_skeleton_answer_goes_on_to_the_full_text(repo, scripted, model
     assert ("full", "src/shapes/render.py") in calls and "src/shapes/render.py" in [f.path for f in bundle.files]
     assert selection.skeleton == ["src/shapes/render.py"]
 
+
+
+def test_file_without_definitions_is_outlined_by_its_head():
+    text = "".join(f"option_{i} = value {i}\n" for i in range(200))
+    outline = file_facts("setup.cfg", text).skeleton
+    assert outline.startswith("option_0 = value 0\n") and "option_39 " in outline and "option_40 " not in outline
+    assert outline.rstrip().endswith("more characters]")
+    table = file_facts("pkg/parsetab.py", "_lr_action = {" + "1: 2, " * 3000 + "}\n").skeleton
+    assert table.startswith("_lr_action = {") and len(table) < 2_100
