@@ -7,8 +7,14 @@ from pathlib import Path
 
 import typer
 
-from patchswarm.config import model_overrides
 from patchswarm.github.options import DEFAULT_ASSOCIATIONS
+
+
+def _model_overrides(model: str | None) -> list[str]:
+    from patchswarm.config import model_overrides  # lazily: `--help` must not import the model library
+
+    return model_overrides(model)
+
 
 github_app = typer.Typer(no_args_is_help=True, help="Resolve GitHub issues: draft pull requests from issues.")
 
@@ -54,7 +60,7 @@ def resolve(
         register_scripted_specs(scripted or [])
         options = ResolveOptions(
             repo=repo, issue=issue, ref=ref, setup=setup or None, test_cmd=test_cmd, preset=preset,
-            config_file=config_file, overrides=[*model_overrides(model), *(overrides or [])], max_cost=max_cost, run_dir=run_dir,
+            config_file=config_file, overrides=[*_model_overrides(model), *(overrides or [])], max_cost=max_cost, run_dir=run_dir,
             token_env=token_env, api_url=api_url, actor=actor,
             allowed_associations=allow or list(DEFAULT_ASSOCIATIONS), fork_owner=fork_owner,
             include_test=include_test, min_votes=min_votes, min_confidence=min_confidence, report_url=report_url, remove_label=remove_label,
@@ -132,7 +138,7 @@ def batch(
         options = BatchOptions(
             repo=repo, label=label, query=query, since=since, limit=limit, dry_run=dry_run, open_prs=open_prs,
             commit=commit, setup=setup or None, test_cmd=test_cmd, preset=preset, config_file=config_file,
-            overrides=[*model_overrides(model), *(overrides or [])], max_cost=max_cost, max_cost_per_instance=max_cost_per_instance,
+            overrides=[*_model_overrides(model), *(overrides or [])], max_cost=max_cost, max_cost_per_instance=max_cost_per_instance,
             workers=workers, run_dir=run_dir, redo=redo, token_env=token_env, api_url=api_url,
             fork_owner=fork_owner, include_test=include_test, min_votes=min_votes, min_confidence=min_confidence,
             report_url=report_url, live=False if quiet else None)
@@ -191,7 +197,7 @@ def follow_up_cmd(
             repo=repo, pr=pr, comment_id=comment_id, comment_kind=comment_kind, actor=actor,
             allowed_associations=[a.upper() for a in allow] if allow else list(DEFAULT_ASSOCIATIONS),
             setup=setup or None, test_cmd=test_cmd, preset=preset, config_file=config_file,
-            overrides=[*model_overrides(model), *(overrides or [])], max_cost=max_cost, run_dir=run_dir, token_env=token_env, api_url=api_url,
+            overrides=[*_model_overrides(model), *(overrides or [])], max_cost=max_cost, run_dir=run_dir, token_env=token_env, api_url=api_url,
             min_votes=min_votes, min_confidence=min_confidence, report_url=report_url,
             remove_label=remove_label, live=False if quiet else None)
     except ValueError as exc:

@@ -254,7 +254,8 @@ class _FollowUp:
             self._reply(summary.status_no_pr(result, reason, info, attempt).replace("opened no pull request",
                                                                                      "pushed nothing to this PR"))
             return Outcome(OK, "no_pr", reason, status=result.status, cost_usd=result.cost_usd, branch_url=attempt)
-        title = f"Follow-up on #{opts.pr}: " + " ".join((comment or {}).get("body", "review").split())[:60]
+        asked = " ".join(MENTION.sub("", self.redactor.scrub((comment or {}).get("body") or "review")).split())
+        title = f"Follow-up on #{opts.pr}: {asked[:60]}"  # scrubbed before it is cut short
         try:
             publisher.commit(issue.number, title, result, branch, head, replace=None)  # fast-forward only
         except GitError as exc:

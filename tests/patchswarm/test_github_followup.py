@@ -6,6 +6,7 @@ top; the demo's scripted model then answers a review comment with the right fix,
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -28,6 +29,7 @@ from tests.patchswarm.github_helpers import (
 )
 
 BRANCH = f"patchswarm/issue-{ISSUE}"
+PASTED = "ghp_" + "Zz9Yy8Xx7Ww6Vv5Uu4Tt3Ss2Rr1Qq0Pp9Oo8"  # a reviewer pasting a token by mistake
 HUNK = '@@ -10,4 +10,4 @@ def slugify(text):\n-    words = ascii_text.lower().strip().split(" ")\n+    ...'
 
 
@@ -55,7 +57,8 @@ def test_review_comment_gets_a_new_commit_on_top_of_the_maintainers(stub, remote
     before = git("rev-parse", BRANCH, cwd=remote).strip()
     pull["labels"] = [{"name": "patchswarm"}]
     comment = stub.add_review_comment(REPO, pull["number"], author="maria", association="MEMBER",
-                                      body="@patchswarm punctuation still leaks into the slug", path="textkit/slug.py",
+                                      body=f"@patchswarm {PASTED} punctuation still leaks into the slug",
+                                      path="textkit/slug.py",
                                       line=11, diff_hunk=HUNK)
 
     outcome = follow_up(fu_options(stub, tmp_path / "run", pr=pull["number"], comment_id=comment["id"],
@@ -71,7 +74,12 @@ def test_review_comment_gets_a_new_commit_on_top_of_the_maintainers(stub, remote
     replies = [c for c in stub.review_comments.values() if c.get("in_reply_to_id") == comment["id"]]
     assert len(replies) == 2 and "is working on this" in replies[0]["body"] and "pushed" in replies[1]["body"]
     assert not [c for c in stub.comments.values() if c["issue"] == pull["number"]]  # answered in the thread only
+    messages = git("log", "--format=%B", f"main..{BRANCH}", cwd=remote)
+    assert "Follow-up on #" in messages and "*** punctuation still leaks" in messages and PASTED not in messages
+    assert not any(PASTED in r["body"] for r in replies)
     assert_no_token(stub, [outcome.message], tmp_path / "run")
+    leaked = subprocess.run(["grep", "-rlaF", PASTED, str(tmp_path / "run")], capture_output=True, text=True)
+    assert leaked.stdout == ""
 
 
 @pytest.mark.docker  # the pipeline runs in sandboxes
