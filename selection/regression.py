@@ -91,7 +91,7 @@ def find_test_files(repo_dir: Path, touched: Sequence[str], limit: int) -> list[
     """Existing test files that exercise the touched files, nearest first (named after, then importing)."""
     touched_tests = [p for p in touched if is_test_file(PurePosixPath(p)) and (repo_dir / p).is_file()]
     modules = [m for p in touched if p not in touched_tests and (m := _module_of(p))]
-    scored: list[tuple[int, str]] = [(0, p) for p in touched_tests]
+    scored: list[tuple[int, int, str]] = [(0, -1000, p) for p in touched_tests]
     if modules:
         for path in sorted(repo_dir.rglob("*.py")):
             rel = PurePosixPath(path.relative_to(repo_dir).as_posix())
@@ -101,8 +101,25 @@ def find_test_files(repo_dir: Path, touched: Sequence[str], limit: int) -> list[
                 continue
             score = _relevance(rel, path.read_text(encoding="utf-8", errors="replace"), modules)
             if score is not None:
-                scored.append((score, str(rel)))
-    return [p for _, p in sorted(scored)[:limit]]
+                scored.append((score, -_nearness(rel, touched), str(rel)))
+    return [entry[-1] for entry in sorted(scored, key=lambda e: e[:-1] + (e[-1],))[:limit]]
+
+
+def _nearness(test: PurePosixPath, touched: Sequence[str]) -> int:
+    """Directories a test file shares with the nearest touched file (a sibling `tests/` counts as its own),
+    plus one when it is named exactly after that file: `pkg/sub/tests/test_mod.py` for `pkg/sub/mod.py`."""
+    best = 0
+    parts = [p for p in test.parts[:-1] if p not in TEST_DIRS]
+    for path in touched:
+        source = PurePosixPath(path)
+        shared = 0
+        for a, b in zip(parts, source.parts[:-1], strict=False):
+            if a != b:
+                break
+            shared += 1
+        exact = test.stem in (f"test_{source.stem}", f"{source.stem}_test")
+        best = max(best, 2 * shared + exact)
+    return best
 
 
 # -- reading results -----------------------------------------------------------------------------

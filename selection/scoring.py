@@ -41,6 +41,7 @@ class PatchEvidence(BaseModel):
     fatal: str | None = None
     penalties: int = 0
     lines_changed: int = 0
+    behaviour: str = Field("", description="Key of everything observed (tests, probes, regressions): equal = indistinguishable.")
 
 
 def rank_key(e: PatchEvidence, kinds: EvidenceKinds) -> tuple:
@@ -83,8 +84,12 @@ def confidence(ranked: Sequence[PatchEvidence], kinds: EvidenceKinds) -> Confide
         return make("none", f"every candidate checked breaks existing tests (the best breaks {best.regressions})")
     if len(ranked) == 1:
         return make("low", "only one candidate can win")
-    second = ranked[1]
     positive = best.votes > 0 or (kinds.probes and best.probe_fixes > best.probe_breaks)
+    # Only a candidate that behaves differently is a rival: a tie with an indistinguishable one costs nothing.
+    rivals = [e for e in ranked[1:] if not best.behaviour or e.behaviour != best.behaviour]
+    if not rivals:
+        return make("medium" if positive else "low", "every candidate behaves the same on all executed evidence")
+    second = rivals[0]
     separated = evidence_key(best, kinds) != evidence_key(second, kinds)
     if not separated:
         return make("none", f"{best.id} and {second.id} are tied on every piece of evidence; size decides")

@@ -211,7 +211,8 @@ class _Selection:
                 changed_behaviour=changed[p.key],
                 behaviour_support=behaviour_count[observed(p)] if changed[p.key] else 0,
                 patch_support=agreement[agreement_key(p.candidate.patch)], fatal=hygiene.fatal,
-                penalties=len(hygiene.penalties), lines_changed=p.lines_changed)
+                penalties=len(hygiene.penalties), lines_changed=p.lines_changed,
+                behaviour=repr((observed(p), sorted(self.regression_vectors.get(p.key, {}).items()))))
 
     def _probe_changed(self, p: DistinctPatch) -> bool:
         return bool(self.probe.original_vector) and any(

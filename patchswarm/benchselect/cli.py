@@ -11,7 +11,7 @@ from rich.console import Console
 DEFAULT_GRADES = Path("benchmarks/selection_real/grades.jsonl")
 BENCH_SETTINGS = [
     "selection.regression_max_candidates=40",  # LLM-free: every candidate's regressions are evidence
-    "selection.regression_max_files=2",  # the nearest test files: a 2-core machine runs each per candidate
+    "selection.regression_max_files=1",  # the nearest test file: a 2-core machine runs it for every candidate
     "sandbox.pool_size=2",
 ]
 
