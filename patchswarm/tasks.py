@@ -63,9 +63,10 @@ def load_tasks_jsonl(path: Path) -> list[Task]:
     `test_cmd`, `python`). Relative repo paths are relative to the file."""
     path = Path(path)
     try:
-        lines = path.read_text().splitlines()
+        data = path.read_bytes()
     except OSError as exc:
         raise TaskError(f"cannot read task file {path}: {exc.strerror}") from None
+    lines = utf8_text(data, path, TaskError).splitlines()
     tasks, seen = [], set()
     for number, line in enumerate(lines, start=1):
         if not line.strip():
@@ -84,6 +85,8 @@ def load_tasks_jsonl(path: Path) -> list[Task]:
         missing = [k for k in ("repo", "commit", "issue") if not row.get(k)]
         if missing:
             raise TaskError(f"{path} line {number}: missing {', '.join(missing)}")
+        if isinstance(row["issue"], str) and not row["issue"].strip():
+            raise TaskError(f"{path} line {number}: the issue is empty (only whitespace): nothing to solve")
         repo = str(row["repo"])
         if "://" not in repo and not repo.startswith("git@") and not Path(repo).is_absolute():
             row["repo"] = str((path.parent / repo).resolve())
@@ -98,7 +101,19 @@ def load_tasks_jsonl(path: Path) -> list[Task]:
             raise TaskError(f"{path} line {number}: duplicate instance_id {task.instance_id}")
         seen.add(task.instance_id)
         tasks.append(task)
+    if not tasks:
+        raise TaskError(f"{path}: no tasks in the file (it is empty); one JSON object per line expected")
     return tasks
+
+
+def utf8_text(data: bytes, path: Path, error: type[Exception]) -> str:
+    """`data` decoded as UTF-8, else `error` naming the file, the line and the bad byte."""
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise error(f"{path} line {line}: not UTF-8 text (byte 0x{data[exc.start]:02x}); "
+                    "save the file as UTF-8") from None
 
 
 def select_tasks(tasks: list[Task], *, pattern: str | None = None, slice_spec: str | None = None,

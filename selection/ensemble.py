@@ -11,12 +11,31 @@ from selection.models import Candidate, SelectionResult
 PATCH_SUFFIXES = (".patch", ".diff")
 
 
+def _utf8(path: Path) -> str:
+    data = path.read_bytes()
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise ValueError(f"{path} line {line}: not UTF-8 text (byte 0x{data[exc.start]:02x})") from None
+
+
 def _records(path: Path) -> list[dict]:
     """Prediction records of a .jsonl file, or of a .json list / {instance_id: record} mapping."""
-    text = path.read_text(encoding="utf-8")
+    text = _utf8(path)
     if path.suffix == ".jsonl":
-        return [json.loads(line) for line in text.splitlines() if line.strip()]
-    data = json.loads(text)
+        records = []
+        for number, line in enumerate(text.splitlines(), 1):
+            if line.strip():
+                try:
+                    records.append(json.loads(line))
+                except json.JSONDecodeError as exc:
+                    raise ValueError(f"{path} line {number}: not valid JSON ({exc.msg})") from None
+        return records
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
     if isinstance(data, list):
         return data
     if isinstance(data, dict):
@@ -64,9 +83,7 @@ def load_patch_dir(path: str | Path) -> dict[str, list[Candidate]]:
     for instance, folder in groups:
         files = sorted(f for f in folder.iterdir() if f.is_file() and f.suffix in PATCH_SUFFIXES)
         for file in files:
-            # newline="" keeps CRLF patches byte-exact
-            with open(file, encoding="utf-8", newline="") as handle:
-                patch = handle.read()
+            patch = _utf8(file)  # bytes decoded as they are: CRLF patches stay byte-exact
             out.setdefault(instance, []).append(Candidate(id=file.stem, patch=patch, source=str(file)))
     return out
 

@@ -93,11 +93,20 @@ class Prediction(BaseModel):
     model_name_or_path: str = "patchswarm"
 
 
+def _utf8(path: Path) -> str:
+    data = path.read_bytes()
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise DatasetError(f"{path} line {line}: not UTF-8 text (byte 0x{data[exc.start]:02x})") from None
+
+
 def _read_rows(path: Path) -> list[dict[str, Any]]:
     suffix = path.suffix.lower()
     if suffix == ".jsonl":
         rows = []
-        for number, line in enumerate(path.read_text().splitlines(), 1):
+        for number, line in enumerate(_utf8(path).splitlines(), 1):
             if line.strip():
                 try:
                     rows.append(json.loads(line))
@@ -105,7 +114,10 @@ def _read_rows(path: Path) -> list[dict[str, Any]]:
                     raise DatasetError(f"{path}: line {number} is not valid JSON ({exc.msg})") from None
         return rows
     if suffix == ".json":
-        data = json.loads(path.read_text())
+        try:
+            data = json.loads(_utf8(path))
+        except json.JSONDecodeError as exc:
+            raise DatasetError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
         if isinstance(data, dict):  # {instance_id: row} is common for predictions
             data = list(data.values())
         if not isinstance(data, list):
