@@ -1,7 +1,8 @@
 """Issue probes: code from the issue text, run on the original and on every candidate (LLM-free evidence).
 
 Probes come from fenced code blocks, doctest (`>>>`) and IPython (`In [1]:`) lines, and the calls in a
-traceback's `<stdin>`/`<ipython-input>` frames. Each probe runs its steps in one namespace; every step's
+traceback's `<stdin>`/`<ipython-input>` frames. All probes run in order in one namespace (the issue author's
+session; an expression followed by a `# result` comment is a step with a shown result); every step's
 printed output, value (doctest style) or exception is recorded. Evidence, per step whose result on the
 original is the same in two runs: the original raises and the candidate does not, or the original shows
 the output the issue reports and the candidate's differs, or the candidate's result is one the issue names
@@ -107,6 +108,23 @@ def _script(block: str) -> str | None:
     return code
 
 
+def _script_steps(code: str) -> list[ProbeStep]:
+    """A script cut after each expression followed by a `# output` comment (the issue's shown result)."""
+    lines = code.splitlines()
+    steps: list[ProbeStep] = []
+    start = 0
+    for node in ast.parse(code).body:
+        end = node.end_lineno or node.lineno
+        comment = lines[end].strip() if end < len(lines) else ""
+        if isinstance(node, ast.Expr) and comment.startswith("#") and len(comment) > 1:
+            steps.append(ProbeStep(code="\n".join(lines[start:end]), shown=comment.lstrip("#").strip()))
+            start = end + 1
+    rest = "\n".join(lines[start:])
+    if _parses(rest):
+        steps.append(ProbeStep(code=rest))
+    return [s for s in steps if _parses(s.code)] or [ProbeStep(code=code)]
+
+
 def extract_probes(issue: str, limit: int = MAX_PROBES) -> list[Probe]:
     """Runnable probes from an issue's text, in order of appearance, at most `limit`."""
     issue = issue.replace("\r\n", "\n").replace("\r", "\n")
@@ -131,10 +149,10 @@ def extract_probes(issue: str, limit: int = MAX_PROBES) -> list[Probe]:
         else:
             code = _script(block)
             if code:
-                add("script", [ProbeStep(code=code)])
+                add("script", _script_steps(code))
     add("doctest", _doctest_steps(outside.splitlines()))
     for code in _loose_code(outside):
-        add("script", [ProbeStep(code=code)])
+        add("script", _script_steps(code))
     add("traceback", _traceback_steps(outside))
     return probes
 
@@ -217,13 +235,13 @@ def _run(code, namespace):
         return [out.getvalue(), type(exc).__name__ + ": " + str(exc)[:300]]
 
 results = {}
+namespace = {"__name__": "__main__"}  # one session: later snippets use names earlier ones defined
+for line in PRELUDE:
+    try:
+        exec(line, namespace)
+    except BaseException:
+        pass
 for probe in PROBES:
-    namespace = {"__name__": "__main__"}
-    for line in PRELUDE:
-        try:
-            exec(line, namespace)
-        except BaseException:
-            pass
     results[probe["id"]] = [_run(step["code"], namespace) for step in probe["steps"]]
 sys.stdout.write("\n__MARKER__" + json.dumps(results) + "\n")
 '''
