@@ -10,8 +10,9 @@ import tarfile
 import threading
 import uuid
 
-from docker.errors import APIError, NotFound
+from docker.errors import APIError, DockerException, NotFound
 from docker.models.containers import Container
+from requests.exceptions import RequestException
 
 from sandbox.errors import PatchApplyError, SandboxBroken, SandboxError
 from sandbox.exec_channel import ChannelBroken, ExecChannel
@@ -148,14 +149,16 @@ class Sandbox:
                 channel = self._ready_channel() if user in (None, self.user) else None
                 if channel is not None:
                     try:
-                        return channel.run(command, timeout=timeout, env=env, workdir=workdir or self.workdir,
-                                           output_cap=output_cap, kill_strays=kill_strays)
+                        return self._unless_dead(channel.run(
+                            command, timeout=timeout, env=env, workdir=workdir or self.workdir,
+                            output_cap=output_cap, kill_strays=kill_strays))
                     except ChannelBroken as exc:
-                        # The command may have run (and killed the server); never run it twice.
+                        # The command may have run (and killed the server): its outcome is unknown, so
+                        # it is an infrastructure failure, never a result; the caller may retry elsewhere.
                         channel.close()
                         self._channel = None
-                        return ExecResult(command=command, exit_code=None, output=f"[sandbox exec server lost: {exc}]",
-                                          duration_s=0.0, output_bytes=0)
+                        self._raise_if_dead()
+                        raise SandboxBroken(f"sandbox {self.id[:12]}: exec server lost mid-command: {exc}") from None
                 user = user or self.user
                 script = self._staged_command(command, user)
                 if kill_strays:
@@ -163,11 +166,29 @@ class Sandbox:
                 result = run_exec(self._api(), self.id, script, timeout=timeout, user=user,
                                   workdir=workdir or self.workdir, env=env, output_cap=output_cap)
                 result.command = command
-                return result
+                return self._unless_dead(result)
             except NotFound:
                 raise SandboxBroken(f"sandbox container {self.id[:12]} is gone") from None
             except APIError as exc:
                 raise SandboxBroken(f"sandbox container {self.id[:12]} failed: {exc.explanation}") from None
+            except (DockerException, RequestException, OSError) as exc:  # the engine itself went away
+                raise SandboxBroken(f"sandbox {self.id[:12]}: engine unreachable ({type(exc).__name__})") from None
+
+    def _unless_dead(self, result: ExecResult) -> ExecResult:
+        """`result`, unless the container died under it (killed, engine restart, OOM of its init): then the
+        exit code (None, or 137 from the kill) says nothing about the command."""
+        if result.exit_code is None or result.killed_by_signal == 9:
+            self._raise_if_dead()
+        return result
+
+    def _raise_if_dead(self) -> None:
+        try:
+            state = self._api().inspect_container(self.id)["State"]
+        except NotFound:
+            raise SandboxBroken(f"sandbox container {self.id[:12]} is gone") from None
+        if not state.get("Running"):
+            why = "killed for memory (OOM)" if state.get("OOMKilled") else f"exited ({state.get('ExitCode')})"
+            raise SandboxBroken(f"sandbox container {self.id[:12]} died: {why}")
 
     def _staged_command(self, command: str, user: str) -> str:
         """`command` itself when it fits in one argument, else a command running it from a copied file."""
