@@ -38,7 +38,7 @@ from agent.prompt_caching import (  # noqa: E402
     supports_prompt_caching,
     warm_then_fan_out,
 )
-from agent.retry_policy import backoff_s, is_retryable, retry_after_s  # noqa: E402
+from agent.retry_policy import backoff_s, failure_hint, is_retryable, retry_after_s  # noqa: E402
 from agent.text import storable, storable_data  # noqa: E402
 
 litellm.suppress_debug_info = True  # its "Provider List" / "Give Feedback" banners would go to stdout
@@ -146,6 +146,11 @@ class ModelSettings(BaseModel):
         description="Prices by model name; win over litellm's map. Needed for models litellm cannot price, "
         "and for scripted/<name> models whose calls should count against budgets.",
     )
+    drop_unsupported_params: bool = Field(
+        True,
+        description="Let litellm leave out request parameters a model does not take instead of failing every "
+        "call (current Claude models accept no temperature but 1, so the temperatures above are not sent to them).",
+    )
     prompt_caching: bool = Field(
         True, description="Mark the shared prompt prefix for provider prompt caching where supported."
     )
@@ -216,7 +221,8 @@ def _total_cost(costs: list[float | None]) -> float | None:
 
 
 def _error_text(exc: BaseException) -> str:
-    return storable(f"{type(exc).__name__}: {exc}"[:2000])
+    hint = failure_hint(exc)  # first, so that a one-line summary of the error still says what to do
+    return storable(f"{type(exc).__name__}: {f'{hint}. ' if hint else ''}{exc}"[:2000])
 
 
 class ModelClient:
@@ -324,6 +330,8 @@ class ModelClient:
             "timeout": self.settings.request_timeout_s,
             "num_retries": 0,  # retries are ours, so every attempt is counted and charged
         }
+        if self.settings.drop_unsupported_params:
+            request["drop_params"] = True
         if max_tokens is not None:
             request["max_tokens"] = max_tokens
         record = CallRecord(call_id=uuid.uuid4().hex, key=key, role=role, model=model, started_at=time.time())

@@ -53,6 +53,15 @@ def is_priced(model: str) -> bool:
     return bool(info.get("input_cost_per_token") or info.get("output_cost_per_token"))
 
 
+def fixes_sampling(model: str) -> bool:
+    """Whether the model accepts no sampling temperature but its own (litellm's `supports_sampling_params`)."""
+    if model.startswith(SCRIPTED_PREFIX):
+        return False
+    # Read from the map itself: get_model_info leaves this flag out.
+    entry = litellm.model_cost.get(model) or litellm.model_cost.get(model.split("/", 1)[-1]) or {}
+    return entry.get("supports_sampling_params") is False
+
+
 def _reason(exc: BaseException) -> str:
     """A provider error as one short line: its kind, then the first line of litellm's message."""
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
@@ -68,7 +77,7 @@ def ping(model: str, *, timeout_s: float = 30.0) -> tuple[str | None, float]:
     started = time.monotonic()
     try:
         litellm.completion(model=model, messages=[{"role": "user", "content": "Reply with the word OK."}],
-                           max_tokens=1, timeout=timeout_s, num_retries=0)
+                           max_tokens=1, timeout=timeout_s, num_retries=0, drop_params=True)
     except Exception as exc:  # every provider failure is reported, none raised
         return f"did not answer a one-token call ({_reason(exc)})", time.monotonic() - started
     return None, time.monotonic() - started

@@ -516,7 +516,7 @@ def models_check(
     timeout: float = typer.Option(30.0, "--timeout", help="Seconds to wait for each model's answer."),
 ) -> None:
     """Each model of the config: a provider litellm knows, its key set, and a one-token call that succeeds."""
-    from agent.model_check import is_priced, model_problem, ping
+    from agent.model_check import fixes_sampling, is_priced, model_problem, ping
 
     _register_scripted(scripted)
     config = _config(preset, config_file, overrides, model=model)
@@ -534,7 +534,9 @@ def models_check(
         price = "" if is_priced(name) or name in config.models.price_overrides else \
             "; litellm has no price for it, so budgets cannot count its calls (set models.price_overrides)"
         answered = "" if offline else f", answered in {took:.1f}s"
-        out.print(f"ok: {name} ({', '.join(roles)}){answered}{price}", highlight=False, markup=False)
+        fixed = "; it takes no temperature but its own, so models.temperatures do not apply to it" \
+            if fixes_sampling(name) else ""
+        out.print(f"ok: {name} ({', '.join(roles)}){answered}{price}{fixed}", highlight=False, markup=False)
     if failed:
         raise typer.Exit(1)
 
