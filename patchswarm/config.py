@@ -19,6 +19,7 @@ from agent.context import ContextConfig
 from agent.model import ModelSettings, RoleModels
 from agent.trajectory import TrajectoryConfig
 from patchswarm.adaptive import AdaptiveConfig
+from patchswarm.models import CHEAP_MODEL, DEFAULT_ROLES, ROLES, STRONG_MODEL, model_overrides  # noqa: F401 (re-exported)
 from sandbox.manager import Limits
 from selection import SelectionConfig
 
@@ -44,22 +45,6 @@ class SandboxConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
     pool_size: int = Field(4, ge=1, description="Warm sandboxes per instance (bounds concurrent executions).")
     limits: Limits = Field(default_factory=Limits, description="CPU, memory and process limits of each sandbox.")
-
-
-# The one place the default models are named (README, presets and examples/github-workflow.yml follow it;
-# a test keeps them in step). Both are current and priced in litellm's own map, so budgets count from the
-# first call: a strong model writes tests, edits and selects; a cheap one judges file relevance (many calls).
-STRONG_MODEL = "anthropic/claude-sonnet-5-5"
-CHEAP_MODEL = "anthropic/claude-haiku-5-5"
-# Defaults of the required `models.roles`; also the base that files and overrides merge into, so that
-# `--set models.roles.primary=...` alone keeps the other two roles.
-DEFAULT_ROLES = {"relevance": CHEAP_MODEL, "primary": STRONG_MODEL, "selector": STRONG_MODEL}
-ROLES = tuple(DEFAULT_ROLES)
-
-
-def model_overrides(model: str | None) -> list[str]:
-    """`-m MODEL`: the same model for every role, as overrides that per-role `--set`s given later win over."""
-    return [] if not model else [f"models.roles.{role}={model}" for role in ROLES]
 
 
 class PatchswarmConfig(BaseModel):
