@@ -8,7 +8,6 @@ from pathlib import Path
 import typer
 
 from patchswarm.github.options import DEFAULT_ASSOCIATIONS
-from patchswarm.models import model_overrides
 
 
 def _model_overrides(model: str | None) -> list[str]:
