@@ -294,6 +294,9 @@ RULES = {
     "confidence>=0.6": StoppingRule(rule="confidence", confidence_threshold=0.6, min_samples=2, max_samples=10**6),
     "agreement>=2": StoppingRule(rule="margin", min_agreement=2, agreement_margin=1, min_samples=2, max_samples=10**6),
     "agreement>=3": StoppingRule(rule="margin", min_agreement=3, agreement_margin=1, min_samples=3, max_samples=10**6),
+    # The default cap of trajectories.adaptive (stopping.max_samples = 8).
+    "confidence>=0.9, max 8": StoppingRule(rule="confidence", confidence_threshold=0.9, min_samples=2, max_samples=8),
+    "agreement>=3, max 8": StoppingRule(rule="margin", min_agreement=3, agreement_margin=1, min_samples=3, max_samples=8),
 }
 
 
