@@ -40,8 +40,32 @@ def _last_line(text: str) -> str:
     return lines[-1] if lines else "no output"
 
 
+def _is_full_sha(commit: str) -> bool:
+    return len(commit) == 40 and all(c in "0123456789abcdef" for c in commit.lower())
+
+
+def _fetch_commit(mirror: Path, location: str, commit: str) -> subprocess.CompletedProcess:
+    """Fetch one commit (its tree, no history) from `location` into `mirror`.
+
+    A shallow fetch by commit needs only that commit's objects, so it works on partial mirrors that lack
+    blobs no wanted commit uses, and costs a fraction of a clone on long histories. Local and file://
+    servers refuse unadvertised commits unless told they may serve any object (GitHub always may).
+    """
+    args = ["fetch", "--quiet", "--depth", "1", "--no-tags"]
+    if location.startswith("file://") or "://" not in location:
+        args += ["--upload-pack", "git -c uploadpack.allowAnySHA1InWant=true upload-pack"]
+    done = _git([*args, location, commit], cwd=mirror)
+    if done.returncode == 0 and not _is_full_sha(commit):  # a branch or tag name: remember where it points
+        _git(["update-ref", "HEAD" if commit == "HEAD" else f"refs/heads/{commit}", "FETCH_HEAD"], cwd=mirror)
+    return done
+
+
 def local_git_dir(source: RepoSource, cache_dir: Path = DEFAULT_CACHE) -> Path:
-    """A git directory on the host holding `source.commit`: the path itself, or a cached bare clone of the URL."""
+    """A git directory on the host holding `source.commit`: the path itself, or a cache of the URL's commits.
+
+    URLs are fetched commit by commit (shallow), never cloned whole: each commit asked for is added to one
+    cached bare repository per URL.
+    """
     if source.is_local_path:
         path = Path(source.location).expanduser().resolve()
         if not path.exists():
@@ -51,21 +75,20 @@ def local_git_dir(source: RepoSource, cache_dir: Path = DEFAULT_CACHE) -> Path:
         return path
     cache_dir.mkdir(parents=True, exist_ok=True)
     mirror = cache_dir / (hashlib.sha256(source.location.encode()).hexdigest()[:16] + ".git")
-    # Instances of one repository are solved concurrently: one clone or fetch per mirror at a time.
+    # Instances of one repository are solved concurrently: one fetch per cached repository at a time.
     with open(mirror.with_suffix(".lock"), "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if not mirror.exists():
-            # Clone beside it and rename, so a crash never leaves a half mirror that looks complete.
+            # Made beside it and renamed, so a crash never leaves a half repository that looks complete.
             partial = Path(tempfile.mkdtemp(prefix=mirror.name + ".", dir=cache_dir))
-            done = _git(["clone", "--bare", "--quiet", source.location, str(partial / "repo.git")])
-            if done.returncode != 0:
-                shutil.rmtree(partial, ignore_errors=True)
-                raise RepoError(f"cannot clone {source.location}: {_last_line(done.stderr)}")
+            _git(["init", "--quiet", "--bare", str(partial / "repo.git")])
             (partial / "repo.git").rename(mirror)
             shutil.rmtree(partial, ignore_errors=True)
-        elif _git(["cat-file", "-e", f"{source.commit}^{{commit}}"], cwd=mirror).returncode != 0:
-            _git(["fetch", "--quiet", "origin", "+refs/heads/*:refs/heads/*", "+refs/tags/*:refs/tags/*"],
-                 cwd=mirror)
+        if _git(["cat-file", "-e", f"{source.commit}^{{commit}}"], cwd=mirror).returncode != 0:
+            done = _fetch_commit(mirror, source.location, source.commit)
+            if done.returncode != 0:
+                raise RepoError(f"cannot fetch commit {source.commit} from {source.location}: "
+                                f"{_last_line(done.stderr)}")
     return mirror
 
 

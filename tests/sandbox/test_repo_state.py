@@ -103,7 +103,7 @@ def test_missing_commit_and_bad_sources_are_named(calc_repo, tmp_path):
         resolve_commit(local_git_dir(RepoSource(location=str(path), commit="deadbeef")), "deadbeef", str(path))
     with pytest.raises(RepoError, match="does not exist"):
         local_git_dir(RepoSource(location=str(tmp_path / "nope"), commit="HEAD"))
-    with pytest.raises(RepoError, match="cannot clone file:///nonexistent/repo.git"):
+    with pytest.raises(RepoError, match="cannot fetch commit HEAD from file:///nonexistent/repo.git"):
         local_git_dir(RepoSource(location="file:///nonexistent/repo.git", commit="HEAD"), cache_dir=tmp_path)
 
 
