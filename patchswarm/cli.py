@@ -21,6 +21,7 @@ from typer.core import TyperGroup  # noqa: E402
 
 from patchswarm.benchselect.cli import register as register_bench_select  # noqa: E402
 from patchswarm.github import register as register_github  # noqa: E402
+from patchswarm.images_cli import register as register_images  # noqa: E402
 from patchswarm.paths import safe_name  # noqa: E402
 from patchswarm.report import register as register_report  # noqa: E402
 from patchswarm.swebench.cli import register as register_eval  # noqa: E402
@@ -42,6 +43,7 @@ app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__, cls=
                   context_settings={"help_option_names": ["-h", "--help"]})
 images_app = typer.Typer(no_args_is_help=True, help="Build and inspect sandbox images.")
 app.add_typer(images_app, name="images")
+register_images(images_app)
 register_report(app)
 register_eval(app)
 register_bench_select(app)

@@ -11,8 +11,8 @@ import contextlib
 import fcntl
 import hashlib
 import json
-import tempfile
 import threading
+import time
 from pathlib import Path
 
 import docker
@@ -51,6 +51,9 @@ class EnvSpec(BaseModel):
     root_setup: list[str] = Field(default_factory=list, description="Shell commands run as root, with network, before the repository is copied in (system packages, symlinks).")
     test_cmd: str | None = Field(None, description="The repository's own test command, used for regression checks.")
     setup_timeout_s: float = Field(1800, description="Time limit for all setup commands together.")
+    env: dict[str, str] = Field(default_factory=dict, description="Environment variables for setup and for every container of the image (e.g. SETUPTOOLS_SCM_PRETEND_VERSION).")
+    labels: dict[str, str] = Field(default_factory=dict, description="Labels of the image (what it is for; not part of its identity).")
+    setup_as_root: bool = Field(False, description="Run `setup` as root (the files it leaves in /repo are then given to the sandbox user). For a layer on an environment image: its locked venv is written in place instead of being copied whole into the layer to be unlocked.")
 
 
 class EnvImage(BaseModel):
@@ -63,6 +66,7 @@ class EnvImage(BaseModel):
     test_cmd: str | None = None
     built: bool = False
     build_log: str | None = None
+    build_s: float = Field(0.0, description="Seconds this call spent building (0 when the cached image was reused).")
 
 
 def use_existing_image(client: docker.DockerClient, name: str) -> str:
@@ -85,8 +89,10 @@ def _resolve_base(client: docker.DockerClient, env: EnvSpec) -> tuple[str, str |
 
 def env_image_tag(base_image_id: str, repo_sha: str, env: EnvSpec) -> str:
     spec = {"format": BUILD_FORMAT, "base": base_image_id, "sha": repo_sha, "setup": env.setup}
-    if env.root_setup:  # only when used, so images built before the field existed keep their tags
-        spec["root_setup"] = env.root_setup
+    # Each only when used, so images built before the field existed keep their tags.
+    for field in ("root_setup", "env", "setup_as_root"):
+        if getattr(env, field):
+            spec[field] = getattr(env, field)
     digest = hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:20]
     return f"patchswarm-env:{digest}"
 
@@ -96,9 +102,11 @@ def _tail(path: Path, lines: int = 20) -> str:
     return "\n".join(text[-lines:])
 
 
-def _stream_exec(client: docker.DockerClient, container_id: str, command: str, log, user: str) -> int | None:
+def _stream_exec(client: docker.DockerClient, container_id: str, command: str, log, user: str,
+                 env: dict[str, str] | None = None) -> int | None:
     api = client.api
-    exec_id = api.exec_create(container_id, ["bash", "-c", command], user=user, workdir=REPO_DIR)["Id"]
+    exec_id = api.exec_create(container_id, ["bash", "-c", command], user=user, workdir=REPO_DIR,
+                              environment=env or None)["Id"]
     for chunk in api.exec_start(exec_id, stream=True):
         log.write(chunk)
     log.flush()
@@ -106,15 +114,18 @@ def _stream_exec(client: docker.DockerClient, container_id: str, command: str, l
 
 
 def build_env_image(
-    client: docker.DockerClient, repo: RepoSource, env: EnvSpec, *, run_id: str = "build",
+    client: docker.DockerClient, repo: RepoSource | None, env: EnvSpec, *, run_id: str = "build",
     log_dir: Path | None = None, cache_dir: Path = DEFAULT_CACHE,
 ) -> EnvImage:
-    """Build (or reuse) the image for `repo` at its commit with `env`'s setup. Safe to call concurrently."""
-    git_dir = local_git_dir(repo, cache_dir)
-    sha = resolve_commit(git_dir, repo.commit, repo.location)
+    """Build (or reuse) the image for `repo` at its commit with `env`'s setup. Safe to call concurrently.
+
+    `repo=None` builds a layer without a repository (only `root_setup`: system packages shared by
+    the environments built on it)."""
+    git_dir = local_git_dir(repo, cache_dir) if repo else None
+    sha = resolve_commit(git_dir, repo.commit, repo.location) if repo else ""
     base, python = _resolve_base(client, env)
     tag = env_image_tag(client.images.get(base).id, sha, env)
-    log_dir = log_dir or Path(tempfile.gettempdir()) / "patchswarm-logs"
+    log_dir = log_dir or cache_dir.parent / "build-logs"  # one log per image, kept beside the cache
     log_dir.mkdir(parents=True, exist_ok=True)
     log_path = log_dir / f"env-{tag.split(':')[1]}.log"
     result = EnvImage(tag=tag, base_image=base, python=python, repo_sha=sha, test_cmd=env.test_cmd,
@@ -125,12 +136,13 @@ def build_env_image(
         fcntl.flock(lock, fcntl.LOCK_EX)
         if image_exists(client, tag):
             return result
+        started = time.monotonic()
         _build(client, git_dir, sha, base, tag, env, run_id, log_path)
-    result.built = True
+    result.built, result.build_s = True, round(time.monotonic() - started, 1)
     return result
 
 
-def _build(client, git_dir: Path, sha: str, base: str, tag: str, env: EnvSpec, run_id: str, log_path: Path) -> None:
+def _build(client, git_dir: Path | None, sha: str, base: str, tag: str, env: EnvSpec, run_id: str, log_path: Path) -> None:
     container = client.containers.create(
         base, ["sleep", "infinity"], user="0", working_dir="/",
         labels={**owner_labels(run_id), LABEL_KIND: "env-build"},
@@ -155,7 +167,7 @@ def _build(client, git_dir: Path, sha: str, base: str, tag: str, env: EnvSpec, r
                 log.write(f"\n{message}\n".encode())
                 log.flush()
                 raise ImageBuildError(message, str(log_path), _tail(log_path))
-            code = _stream_exec(client, container.id, SCRUB_SCRIPT, log, SANDBOX_USER)
+            code = _stream_exec(client, container.id, SCRUB_SCRIPT, log, SANDBOX_USER) if git_dir else 0
             if code != 0:
                 raise ImageBuildError("making the base commit failed", str(log_path), _tail(log_path))
             code = _stream_exec(client, container.id, LOCK_SCRIPT, log, "0")
@@ -165,7 +177,8 @@ def _build(client, git_dir: Path, sha: str, base: str, tag: str, env: EnvSpec, r
         repository, _, version = tag.partition(":")
         container.commit(repository=repository, tag=version, changes=[
             f"WORKDIR {REPO_DIR}", 'CMD ["sleep", "infinity"]', f"LABEL {LABEL_KIND}=env",
-            f"LABEL patchswarm.repo_sha={sha}",
+            f"LABEL patchswarm.repo_sha={sha or 'none'}", *(f"LABEL {k}={v}" for k, v in env.labels.items()),
+            *(f"ENV {k}={v}" for k, v in env.env.items()),
         ])
     finally:
         watchdog.cancel()
@@ -178,23 +191,34 @@ def _expire(container, expired: threading.Event) -> None:
         container.kill()
 
 
-def _setup(client, container, git_dir: Path, sha: str, env: EnvSpec, log, log_path: Path) -> None:
+def _setup(client, container, git_dir: Path | None, sha: str, env: EnvSpec, log, log_path: Path) -> None:
     """Root setup, the repository at /repo, then setup as the sandbox user (network on)."""
     for command in env.root_setup:
         log.write(f"(root) $ {command}\n".encode())
-        code = _stream_exec(client, container.id, command, log, "0")
+        code = _stream_exec(client, container.id, command, log, "0", env.env)
         if code != 0:
-            raise ImageBuildError(f"environment root setup command {command!r} failed (exit {code})",
+            raise ImageBuildError(f"environment root setup command {_short(command)!r} failed (exit {code})",
                                   str(log_path), _tail(log_path))
+    if git_dir is None:
+        return
     container.put_archive(REPO_DIR, archive_commit(git_dir, sha))
     container.exec_run(["chown", "-R", "1000:1000", REPO_DIR])
-    if env.setup:
+    if env.setup and not env.setup_as_root:
         # A base that is itself an environment image has a read-only venv (LOCK_SCRIPT): setup, which
         # runs as the sandbox user, may install into it again; LOCK_SCRIPT locks it once more after.
         container.exec_run(["sh", "-c", f"[ ! -d {VENV} ] || chown -R 1000:1000 {VENV}"])
+    user = "0" if env.setup_as_root else SANDBOX_USER
     for command in env.setup:
-        log.write(f"$ {command}\n".encode())
-        code = _stream_exec(client, container.id, command, log, SANDBOX_USER)
+        log.write(f"{'(root) ' if env.setup_as_root else ''}$ {command}\n".encode())
+        code = _stream_exec(client, container.id, command, log, user, env.env)
         if code != 0:
-            raise ImageBuildError(f"environment setup command {command!r} failed (exit {code})",
+            raise ImageBuildError(f"environment setup command {_short(command)!r} failed (exit {code})",
                                   str(log_path), _tail(log_path))
+    if env.setup_as_root:  # what setup made in /repo (egg-info, built extensions) is the sandbox user's
+        container.exec_run(["sh", "-c", f"chown -R 1000:1000 {REPO_DIR}; rm -rf /root/.cache/pip"])
+
+
+def _short(command: str, limit: int = 160) -> str:
+    """A command as an error names it: its first line, cut (heredocs and long package lists are long)."""
+    first = command.strip().splitlines()[0] if command.strip() else command
+    return first if len(first) <= limit and "\n" not in command.strip() else first[:limit] + " …"

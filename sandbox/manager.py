@@ -121,15 +121,18 @@ class SandboxManager:
             install_termination_handler()
 
     def create(self, image: str, *, network: bool = False, limits: Limits | None = None,
-               user: str = SANDBOX_USER, workdir: str = REPO_DIR, exec_server: bool = True) -> Sandbox:
-        """Start an isolated container: no network unless asked, non-root, no capabilities, limited."""
+               user: str = SANDBOX_USER, workdir: str = REPO_DIR, exec_server: bool = True,
+               cap_add: tuple[str, ...] = ()) -> Sandbox:
+        """Start an isolated container: no network unless asked, non-root, no capabilities, limited.
+
+        `cap_add`: capabilities kept anyway, e.g. for root grading in an image whose files it does not own."""
         if self.closed:
             raise SandboxBroken(f"sandbox manager of run {self.run_id} is closed")
         limits = limits or Limits()
         try:
             container = self.client.containers.run(
                 image, INIT_COMMAND, detach=True, labels=self.labels, user=user, working_dir=workdir,
-                network_mode="bridge" if network else "none", cap_drop=["ALL"],
+                network_mode="bridge" if network else "none", cap_drop=["ALL"], cap_add=list(cap_add) or None,
                 security_opt=["no-new-privileges"], pids_limit=limits.pids,
                 mem_limit=f"{limits.memory_mb}m", memswap_limit=f"{limits.memory_mb}m",
                 nano_cpus=int(limits.cpus * 1e9), environment={}, stop_signal="SIGKILL",

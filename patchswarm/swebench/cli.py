@@ -12,6 +12,7 @@ import typer  # noqa: E402
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
+from patchswarm.phases import PhaseBoard  # noqa: E402
 from patchswarm.swebench.specs import DEFAULT_REPO_URL  # noqa: E402
 
 eval_app = typer.Typer(add_completion=False, help=__doc__)
@@ -25,6 +26,14 @@ def _fail(console: Console, message: str) -> None:
 def _split_ids(values: list[str] | None) -> list[str] | None:
     ids = [part.strip() for value in values or [] for part in value.split(",") if part.strip()]
     return ids or None
+
+
+def result_line(report) -> str:
+    """One instance's outcome: status, time (build included), and the cause when it failed."""
+    line = f"{report.instance_id}: {report.status} ({report.duration_s:.0f}s)"
+    if report.error:
+        line += f": {report.error}"
+    return line
 
 
 def print_summary(console: Console, run) -> None:
@@ -101,13 +110,16 @@ def eval_command(
         base_id = run_id or new_run_id()
         broken = False
         for mode in modes:
-            run = evaluate(
-                client, instances, preds, mode=mode, spec_table=table, repo_url_template=repo_url,
-                report_dir=report_dir, run_id=base_id if len(modes) == 1 else f"{base_id}-{mode}",
-                workers=workers, timeout=timeout, system=system, prefer_official=official_images,
-                on_result=lambda r: console.print(f"{r.instance_id}: {r.status} ({r.duration_s:.0f}s)",
-                                                  highlight=False),
-            )
+            total = len(instances) if mode != "predictions" else len({p.instance_id for p in preds or []}
+                                                                      & {i.instance_id for i in instances})
+            with PhaseBoard(total, title=f"eval {mode}", console=console) as board:
+                run = evaluate(
+                    client, instances, preds, mode=mode, spec_table=table, repo_url_template=repo_url,
+                    report_dir=report_dir, run_id=base_id if len(modes) == 1 else f"{base_id}-{mode}",
+                    workers=workers, timeout=timeout, system=system, prefer_official=official_images,
+                    on_phase=board.phase, on_result=lambda r, board=board: board.finish(
+                        r.instance_id, r.status, result_line(r)),
+                )
             print_summary(console, run)
             broken = broken or bool(run.summary.env_broken_ids)
     except (DatasetError, SpecError, SandboxError) as exc:

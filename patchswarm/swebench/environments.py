@@ -19,6 +19,7 @@ and no Debian mirror needed), at the cost of tests that need those system packag
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Literal
 
@@ -31,6 +32,7 @@ from patchswarm.swebench.specs import (
     DEFAULT_REPO_URL,
     SpecTable,
     conda_packages,
+    git_show,
     read_environment_yml,
     read_requirements,
 )
@@ -40,6 +42,7 @@ from sandbox.sandbox import REPO_DIR, SANDBOX_USER
 
 OFFICIAL_WORKDIR = "/testbed"
 WIPE_REPO = f"find {REPO_DIR} -mindepth 1 -delete"
+LAYER_LABEL, REPO_LABEL = "patchswarm.layer", "patchswarm.repo"
 
 
 class InstanceImage(BaseModel):
@@ -55,6 +58,11 @@ class InstanceImage(BaseModel):
     env_tag: str | None = Field(None, description="The cached environment layer (local images).")
     built: bool = False
     build_log: str | None = None
+    env_build_log: str | None = None
+    system_build_s: float = Field(0.0, description="Seconds spent building the system layer (0: cached).")
+    env_build_s: float = Field(0.0, description="Seconds spent building the environment layer (0: cached).")
+    instance_build_s: float = Field(0.0, description="Seconds spent building the instance layer (0: cached).")
+    grade_user: str | None = Field(None, description="Who runs the eval script, when not `user` (root in ours, as in the official images).")
 
 
 def repo_url(template: str, repo: str) -> str:
@@ -65,6 +73,24 @@ def repo_url(template: str, repo: str) -> str:
 
 def _minor(version: str | None) -> tuple[int, ...]:
     return tuple(int(x) for x in (version or "0").split(".")[:2])
+
+
+def build_requires(git_dir: Path, commit: str) -> list[str] | None:
+    """The `[build-system] requires` of pyproject.toml at `commit`, or None when it names none."""
+    import tomllib
+
+    text = git_show(git_dir, commit, "pyproject.toml")
+    try:
+        requires = tomllib.loads(text).get("build-system", {}).get("requires") if text else None
+    except tomllib.TOMLDecodeError:
+        return None
+    return [str(r) for r in requires] if requires else None
+
+
+def pretend_version(version: str) -> str:
+    """The version setuptools-scm reports in our images, which have no git history (the row's X.Y as X.Y.0)."""
+    parts = version.split(".")
+    return ".".join(parts + ["0"] * (3 - len(parts)))
 
 
 def plan_for(instance: SweInstance | SweTask, table: SpecTable, git_dir: Path, *, system: bool = True) -> BuildPlan:
@@ -78,33 +104,54 @@ def plan_for(instance: SweInstance | SweTask, table: SpecTable, git_dir: Path, *
     elif spec.packages == "environment.yml":
         conda = read_environment_yml(git_dir, commit, repo_spec.environment_yml_paths, table.replace_requirements)
     return plan_build(spec, requirements=requirements, conda_requirements=conda,
-                      system_packages=table.system_packages, install_repo=repo_spec.install_repo, system=system)
+                      system_packages=table.system_packages, install_repo=repo_spec.install_repo, system=system,
+                      build_requires=build_requires(git_dir, instance.base_commit))
 
 
 def build_instance_image(
     client: docker.DockerClient, instance: SweInstance | SweTask, spec_table: SpecTable,
     repo_url_template: str = DEFAULT_REPO_URL, *, system: bool = True, run_id: str = "swebench-build",
-    log_dir: Path | None = None, cache_dir: Path = DEFAULT_CACHE,
+    log_dir: Path | None = None, cache_dir: Path = DEFAULT_CACHE, on_phase: Callable[[str], None] | None = None,
 ) -> InstanceImage:
     """Build (or reuse) the local image of `instance`: environment layer, then the repo at base_commit."""
     url = repo_url(repo_url_template, instance.repo)
     env_source = RepoSource(location=url, commit=instance.environment_setup_commit)
     git_dir = local_git_dir(env_source, cache_dir)
     resolve_commit(git_dir, instance.environment_setup_commit, url)
+    base_source = RepoSource(location=url, commit=instance.base_commit)
+    local_git_dir(base_source, cache_dir)  # both commits in the cache before the plan reads files at them
     plan = plan_for(instance, spec_table, git_dir, system=system)
-    env = build_env_image(
-        client, env_source, EnvSpec(python=plan.python, root_setup=plan.root_setup, setup=plan.env_setup),
+    if on_phase:
+        on_phase("build environment")
+    system_layer = build_env_image(
+        client, None, EnvSpec(python=plan.python, root_setup=plan.system_setup,
+                              labels={LAYER_LABEL: "swebench-system"}),
         run_id=run_id, log_dir=log_dir, cache_dir=cache_dir,
     )
+    variables = {"SETUPTOOLS_SCM_PRETEND_VERSION": pretend_version(instance.version)}
+    env = build_env_image(
+        client, env_source,
+        EnvSpec(base_image=system_layer.tag, python=system_layer.python, root_setup=plan.root_setup,
+                setup=plan.env_setup, env=variables,
+                labels={LAYER_LABEL: "swebench-env", REPO_LABEL: instance.repo, "patchswarm.version": instance.version}),
+        run_id=run_id, log_dir=log_dir, cache_dir=cache_dir,
+    )
+    if on_phase:
+        on_phase("build instance")
+    # As root: the environment's venv is locked, and root writes it in place (no copy of it in this layer).
     image = build_env_image(
-        client, RepoSource(location=url, commit=instance.base_commit),
-        EnvSpec(base_image=env.tag, python=env.python, root_setup=[WIPE_REPO], setup=plan.instance_setup),
+        client, base_source,
+        EnvSpec(base_image=env.tag, python=env.python, root_setup=[WIPE_REPO], setup=plan.instance_setup,
+                setup_as_root=True, labels={LAYER_LABEL: "swebench-instance", REPO_LABEL: instance.repo,
+                                            "patchswarm.instance": instance.instance_id}),
         run_id=run_id, log_dir=log_dir, cache_dir=cache_dir,
     )
     return InstanceImage(
         tag=image.tag, kind="local", user=SANDBOX_USER, workdir=REPO_DIR, python_wanted=plan.python,
         python_used=env.python, nearest=_minor(env.python) != _minor(plan.python), env_tag=env.tag,
-        built=env.built or image.built, build_log=image.build_log,
+        built=env.built or image.built, build_log=image.build_log, env_build_log=env.build_log,
+        system_build_s=system_layer.build_s, env_build_s=env.build_s, instance_build_s=image.build_s,
+        grade_user="0",
     )
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import threading
+import time
 import uuid
 from collections import defaultdict
 from collections.abc import Callable
@@ -114,8 +115,12 @@ def evaluate(
     timeout: float = 1800, system: bool = True, prefer_official: bool = True, cache_dir: Path = DEFAULT_CACHE,
     limits: Limits | None = None, handle_signals: bool = True,
     on_result: Callable[[InstanceReport], None] | None = None,
+    on_phase: Callable[[str, str], None] | None = None,
 ) -> EvalRun:
-    """Grade every instance that has a prediction (or, in gold/empty mode, every instance)."""
+    """Grade every instance that has a prediction (or, in gold/empty mode, every instance).
+
+    `on_phase(instance_id, phase)`: each instance's phases as they start (fetch, build environment,
+    build instance, apply patch, run tests, grade), for live progress."""
     run_id = run_id or new_run_id()
     run_dir = report_dir / safe_name(run_id)
     by_id = {p.instance_id: p for p in predictions or []}
@@ -132,22 +137,33 @@ def evaluate(
         instance, patch, name = item
         log_dir = run_dir / safe_name(name.replace("/", "__")) / safe_name(instance.instance_id)
         stage = "no image"
+
+        def phase(name: str) -> None:
+            if on_phase:
+                on_phase(instance.instance_id, name)
+
+        image, started = None, time.monotonic()
         try:
+            phase("fetch")
             with guard:
                 lock = repo_locks[instance.repo]
             with lock:
                 image = resolve_instance_image(
                     client, instance, spec_table, repo_url_template, prefer_official=prefer_official,
-                    system=system, run_id=run_id, log_dir=run_dir / "build", cache_dir=cache_dir)
+                    system=system, run_id=run_id, log_dir=run_dir / "build", cache_dir=cache_dir, on_phase=phase)
             stage = "grading failed"
             report = grade_instance(client, instance, patch, image, manager=manager, spec_table=spec_table,
                                     model_name=name, timeout=timeout, log_dir=log_dir,
-                                    skip_patch=mode == "empty", limits=limits)
+                                    skip_patch=mode == "empty", limits=limits, on_phase=phase)
         except Exception as exc:  # noqa: BLE001 - one broken instance must not end a run of hundreds
-            message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
             report = InstanceReport(instance_id=instance.instance_id, repo=instance.repo, model_name_or_path=name,
                                     status="error", resolved=False, report=blank_report(instance.instance_id, patch),
-                                    error=f"{stage}: {message}")
+                                    error=f"{stage}: {error_text(exc)}")
+        report.duration_s = round(time.monotonic() - started, 2)  # build included
+        if image is not None:
+            report.system_build_s, report.env_build_s = image.system_build_s, image.env_build_s
+            report.instance_build_s = image.instance_build_s
+            report.build_log = image.build_log
         if mode != "predictions":
             mark_validation(report, mode)
         if on_result:
@@ -162,6 +178,15 @@ def evaluate(
     summary = summarize(reports, instances, run_id, mode, model_name)
     _write(run_dir, summary, reports)
     return EvalRun(summary=summary, instances=reports, run_dir=str(run_dir))
+
+
+def error_text(exc: BaseException, tail_lines: int = 3) -> str:
+    """One line naming what failed; for a failed build also the last lines of its output (⏎ between)."""
+    message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    tail = [line.strip() for line in (getattr(exc, "tail", "") or "").splitlines() if line.strip()]
+    if tail:
+        message += " — last output: " + " ⏎ ".join(line[:200] for line in tail[-tail_lines:])
+    return message
 
 
 def _write(run_dir: Path, summary: RunSummary, reports: list[InstanceReport]) -> None:

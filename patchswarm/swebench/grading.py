@@ -13,11 +13,12 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Literal
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 from swebench.harness.constants import (
     APPLY_PATCH_FAIL,
     APPLY_PATCH_PASS,
@@ -36,15 +37,20 @@ from swebench.types import TestSpec
 from patchswarm.paths import safe_name
 from patchswarm.swebench.dataset import SweInstance
 from patchswarm.swebench.environments import InstanceImage
-from patchswarm.swebench.scripts import adapt_for_local_image, make_eval_script
+from patchswarm.swebench.scripts import WHEELHOUSE, adapt_for_local_image, make_eval_script
 from patchswarm.swebench.specs import SpecError, SpecTable
 from sandbox import Limits, SandboxError, SandboxManager
 
 Status = Literal["resolved", "unresolved", "patch_failed", "empty_patch", "timeout", "error"]
 EVAL_SCRIPT_PATH = "/tmp/eval.sh"
 OUTPUT_CAP = 256 * 1024 * 1024  # the harness keeps whole logs; parsers need every line
-# Our images have no network: a re-install in the eval script must fail fast, not retry an index.
-LOCAL_EVAL_ENV = MappingProxyType({"PIP_NO_INDEX": "1", "PIP_DISABLE_PIP_VERSION_CHECK": "1"})
+# Our images have no network: a re-install in the eval script must not wait on an index; the build
+# backend's wheels were put in the image's wheelhouse at build time.
+LOCAL_EVAL_ENV = MappingProxyType({"PIP_NO_INDEX": "1", "PIP_DISABLE_PIP_VERSION_CHECK": "1",
+                                   "PIP_FIND_LINKS": WHEELHOUSE})
+# Root in our images grades as root does in the official ones, where it owns every file: it may
+# rewrite the repository (the sandbox user's) and reinstall into the locked venv. Still no network.
+ROOT_GRADING_CAPS = ("CHOWN", "DAC_OVERRIDE", "FOWNER")
 
 
 class InstanceReport(BaseModel):
@@ -63,6 +69,11 @@ class InstanceReport(BaseModel):
     log_dir: str | None = None
     duration_s: float = 0.0
     error: str | None = None
+    patch_applied: bool | None = Field(None, description="Our own record: the apply chain succeeded (the harness's report says false whenever the log has no test results).")
+    system_build_s: float = 0.0
+    env_build_s: float = 0.0
+    instance_build_s: float = 0.0
+    build_log: str | None = None
     env_broken: bool = False
     env_broken_reason: str | None = None
 
@@ -123,10 +134,16 @@ def grade_instance(
     client, instance: SweInstance, model_patch: str | None, image: InstanceImage, *,
     manager: SandboxManager | None = None, spec_table: SpecTable | None = None, model_name: str = "patchswarm",
     timeout: float = 1800, log_dir: Path | None = None, skip_patch: bool = False, limits: Limits | None = None,
+    on_phase: Callable[[str], None] | None = None,
 ) -> InstanceReport:
     """Apply `model_patch` (unless `skip_patch`) in a fresh no-network sandbox of `image`, run the eval script,
     and grade the log. Nothing raises for a bad patch or failing tests; both are outcomes."""
     started = time.monotonic()
+
+    def phase(name: str) -> None:
+        if on_phase:
+            on_phase(name)
+
     log_dir = log_dir or Path("logs") / "patchswarm-eval" / safe_name(model_name) / safe_name(instance.instance_id)
     log_dir.mkdir(parents=True, exist_ok=True)
     result = InstanceReport(
@@ -145,14 +162,20 @@ def grade_instance(
         if image.kind == "local":
             script = adapt_for_local_image(script, instance.base_commit)
         (log_dir / "eval.sh").write_text(script)
-        sandbox = manager.create(image.tag, user=image.user, workdir=image.workdir, limits=limits or Limits())
+        user = image.grade_user or image.user
+        caps = ROOT_GRADING_CAPS if user != image.user else ()
+        sandbox = manager.create(image.tag, user=user, workdir=image.workdir, limits=limits or Limits(),
+                                 cap_add=caps)
         try:
             if not skip_patch:
+                phase("apply patch")
                 (log_dir / "patch.diff").write_text(model_patch or "")
-                if not _apply(sandbox, model_patch or "", log_dir, image.workdir):
+                result.patch_applied = _apply(sandbox, model_patch or "", log_dir, image.workdir)
+                if not result.patch_applied:
                     result.status = "patch_failed"
                     result.error = "the patch does not apply"
                     return result
+            phase("run tests")
             sandbox.write_file(EVAL_SCRIPT_PATH, script)
             env = dict(LOCAL_EVAL_ENV) if image.kind == "local" else None
             run = sandbox.exec(f"/bin/bash {EVAL_SCRIPT_PATH}", timeout=timeout, env=env,
@@ -164,11 +187,17 @@ def grade_instance(
         if run.timed_out:
             result.status, result.error = "timeout", f"tests timed out after {timeout:.0f}s"
         else:
+            phase("grade")
             patch = "" if skip_patch else model_patch
             result.report = grade_log(test_spec, patch, log_path, model_name)
             entry = result.report[instance.instance_id]
             result.resolved = bool(entry["resolved"])
             result.status = "resolved" if result.resolved else "unresolved"
+            if not entry.get("patch_successfully_applied", True) and patch is not None:
+                # The harness's flag means "the log has test results"; say why there are none.
+                result.error = "no test results in the log" + (
+                    f" ({entry['infra_failure_reason']})" if entry.get("infra_failure_reason") else "") + \
+                    f": {_last_lines(run.output)}"
     except (SandboxError, ValueError, OSError) as exc:
         result.status, result.error = "error", str(exc).splitlines()[0] if str(exc) else type(exc).__name__
     finally:
@@ -177,6 +206,11 @@ def grade_instance(
         result.duration_s = round(time.monotonic() - started, 2)
         (log_dir / LOG_REPORT).write_text(json.dumps(result.report, indent=4))
     return result
+
+
+def _last_lines(output: str, count: int = 3) -> str:
+    lines = [line.strip() for line in output.splitlines() if line.strip() and not line.startswith("+ ")]
+    return " ⏎ ".join(line[:200] for line in lines[-count:]) or "no output"
 
 
 def _apply(sandbox, patch: str, log_dir: Path, workdir: str) -> bool:

@@ -38,6 +38,13 @@ conda() {{
   esac
 }}
 """
+# The venv of Debian's Python 3.9 has pip 20.3, too old for editable installs of pyproject-only packages
+# (PEP 660 needs 21.3). The official images' conda pip is 23-24, so older pips are raised to 24.0.
+PIP_FLOOR = ("python -c 'import sys, pip; sys.exit(tuple(map(int, pip.__version__.split(\".\")[:2])) < (21, 3))' "
+             "|| python -m pip install -q 'pip==24.0'")
+# Where an instance image keeps the wheels its build backend needs, so the eval script's reinstall works offline.
+WHEELHOUSE = "/opt/patchswarm-wheels"
+DEFAULT_BUILD_REQUIRES = ("setuptools>=40.8.0", "wheel")
 # Lines of `pre_install` that change the system rather than the repository need root.
 ROOT_LINE = re.compile(r"^\s*(sudo\s+)?(apt-get|apt|dpkg|locale-gen|update-locale|ln\s+-s\S*\s+/usr)\b|\s/etc/")
 
@@ -46,7 +53,8 @@ class BuildPlan(BaseModel):
     """Commands that turn a base image into an instance image, split by layer and by who runs them."""
 
     python: str = Field(description="The Python version the spec asks for.")
-    root_setup: list[str] = Field(description="Env layer, as root before the repo is copied in: apt, shim, /testbed.")
+    system_setup: list[str] = Field(default_factory=list, description="System layer (shared by every environment on one Python), as root: the official base image's apt packages, shim, /testbed.")
+    root_setup: list[str] = Field(description="Env layer, as root before the repo is copied in: the spec's system pre_install lines.")
     env_setup: list[str] = Field(description="Env layer, as the sandbox user: dependencies into the venv.")
     instance_setup: list[str] = Field(description="Instance layer, as the sandbox user: pre_install and install.")
 
@@ -70,19 +78,27 @@ def _requirements_file_install(text: str) -> str:
             f"python -m pip install -r {path} && rm -f {path}")
 
 
+def wheelhouse_command(build_requires: list[str]) -> str:
+    """Download the build backend's wheels into the image (a failure only costs the offline reinstall)."""
+    return (f"python -m pip download -q -d {WHEELHOUSE} {' '.join(shlex.quote(r) for r in build_requires)} "
+            "|| echo 'patchswarm: build requirements not downloaded: a reinstall at evaluation will fail offline'")
+
+
 def plan_build(spec: VersionSpec, *, requirements: str | None = None, conda_requirements: list[str] = (),
-               system_packages: list[str] = (), install_repo: str | None = None, system: bool = True) -> BuildPlan:
+               system_packages: list[str] = (), install_repo: str | None = None, system: bool = True,
+               build_requires: list[str] | None = None) -> BuildPlan:
     """The build steps for one spec. `requirements`: the requirements text read from the repository;
     `conda_requirements`: the spec's conda packages (or its environment.yml) converted for pip;
     `system=False` leaves out the apt packages and the root-only `pre_install` lines."""
-    root = [*layout_commands()]
+    shared = [*layout_commands()]
     if system and system_packages:
-        root.append("apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "
-                    + " ".join(system_packages))
+        shared.append("apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "
+                      + " ".join(system_packages) + " && rm -rf /var/lib/apt/lists/*")
+    root = []
     system_lines = [line for line in spec.pre_install if ROOT_LINE.search(line)]
     if system and system_lines:
         root.append("set -e\nexport DEBIAN_FRONTEND=noninteractive\n" + "\n".join(system_lines))
-    env = []
+    env = [PIP_FLOOR]
     if conda_requirements:
         env.append(_pip_install(list(conda_requirements)))
     if requirements is not None:
@@ -95,7 +111,8 @@ def plan_build(spec: VersionSpec, *, requirements: str | None = None, conda_requ
         instance.append("set -e\ncd /testbed\n" + "\n".join(repo_lines))
     if spec.install:
         instance.append(spec.install)
-    return BuildPlan(python=spec.python, root_setup=root, env_setup=env, instance_setup=instance)
+    instance.append(wheelhouse_command(list(build_requires or DEFAULT_BUILD_REQUIRES)))
+    return BuildPlan(python=spec.python, system_setup=shared, root_setup=root, env_setup=env, instance_setup=instance)
 
 
 # -- the evaluation script --------------------------------------------------------------------------

@@ -16,14 +16,13 @@ from patchswarm.swebench.dataset import (
     load_predictions,
 )
 
-SHARED_DATA = Path(__file__).parents[2].parent / "shared" / "data"
-FILES = ("swe-bench-lite.dev.jsonl", "swe-bench-lite.test.jsonl", "swe-bench-verified.test.jsonl")
+# A few real rows per repository, committed (see its README): the suite needs no ../shared.
+SHARED_DATA = Path(__file__).parents[1] / "fixtures" / "swebench_rows"
+FILES = ("swe-bench-lite.dev.jsonl", "swe-bench-lite.test.jsonl", "swe-bench-verified.test.jsonl", "swe-bench.dev.jsonl")
 
 
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
-    if not (SHARED_DATA / FILES[0]).is_file():
-        pytest.fail(f"real SWE-bench rows are expected in {SHARED_DATA} (shared/data beside the clone)", pytrace=False)
     return SHARED_DATA
 
 

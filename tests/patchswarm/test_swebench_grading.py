@@ -25,7 +25,8 @@ from patchswarm.swebench.grading import (
 from patchswarm.swebench.specs import load_spec_table
 from tests.conftest import FIXTURES
 
-SHARED_DATA = Path(__file__).parents[2].parent / "shared" / "data"
+# A few real rows per repository, committed (see its README): the suite needs no ../shared.
+SHARED_DATA = FIXTURES / "swebench_rows"
 LOGS = FIXTURES / "swebench_logs"
 CALC = FIXTURES / "swebench_calc"
 
@@ -40,8 +41,6 @@ def calc_row() -> dict:
 @pytest.fixture(scope="module")
 def django_13220() -> SweInstance:
     path = SHARED_DATA / "swe-bench-lite.test.jsonl"
-    if not path.is_file():
-        pytest.fail(f"real SWE-bench rows are expected in {SHARED_DATA} (shared/data beside the clone)", pytrace=False)
     return load_instances(path, instance_ids=["django__django-13220"])[0]
 
 

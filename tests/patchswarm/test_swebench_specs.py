@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 
 from patchswarm.swebench.dataset import SweInstance, load_instances
 from patchswarm.swebench.scripts import (
     CONDA_ACTIVATE,
+    PIP_FLOOR,
+    WHEELHOUSE,
     adapt_for_local_image,
     directives,
     make_eval_script,
@@ -27,7 +28,8 @@ from patchswarm.swebench.specs import (
 )
 from tests.conftest import FIXTURES, make_git_repo
 
-SHARED_DATA = Path(__file__).parents[2].parent / "shared" / "data"
+# A few real rows per repository, committed (see its README): the suite needs no ../shared.
+SHARED_DATA = FIXTURES / "swebench_rows"
 FILES = ("swe-bench-lite.dev.jsonl", "swe-bench-lite.test.jsonl", "swe-bench-verified.test.jsonl")
 # Published eval scripts with an instance-specific extra line the per-version specs cannot know.
 HAND_EDITED = frozenset({"astropy__astropy-8707", "astropy__astropy-8872"})
@@ -41,8 +43,6 @@ PYTHON_REPOS = frozenset({
 
 @pytest.fixture(scope="module")
 def rows() -> list[SweInstance]:
-    if not (SHARED_DATA / FILES[0]).is_file():
-        pytest.fail(f"real SWE-bench rows are expected in {SHARED_DATA} (shared/data beside the clone)", pytrace=False)
     return [instance for name in FILES for instance in load_instances(SHARED_DATA / name)]
 
 
@@ -64,7 +64,7 @@ def test_table_covers_every_repo_and_version_in_the_data(rows, table):
 def test_generated_eval_scripts_match_the_published_ones(rows, table):
     mismatched = {i.instance_id for i in rows if make_eval_script(i, table.spec(i.repo, i.version)) != i.eval_script}
     assert mismatched == HAND_EDITED
-    assert len(rows) - len(mismatched) > 800
+    assert len(rows) - len(mismatched) > 50
 
 
 def test_unknown_repo_or_version_is_a_clear_error(table):
@@ -109,16 +109,21 @@ def test_conda_specs_become_pip_requirements():
     assert environment_yml_requirements(yml) == ["numpy==1.23", "matplotlib", "pytest-xdist"]
 
 
-def test_build_plan_splits_root_and_repository_steps(table):
-    plan = plan_build(table.spec("matplotlib/matplotlib", "3.5"), system_packages=table.system_packages)
-    root, instance = "\n".join(plan.root_setup), "\n".join(plan.instance_setup)
-    assert CONDA_ACTIVATE in root and "ln -sfn /repo /testbed" in root
-    assert "apt-get install -y imagemagick" in root and "build-essential" in root
+def test_build_plan_splits_layers_and_users(table):
+    plan = plan_build(table.spec("matplotlib/matplotlib", "3.5"), system_packages=table.system_packages,
+                      build_requires=["setuptools>=64", "setuptools_scm>=7"])
+    system, root, instance = ("\n".join(steps) for steps in (plan.system_setup, plan.root_setup, plan.instance_setup))
+    # Shared by every environment on one Python: the official base image's packages and the layout.
+    assert CONDA_ACTIVATE in system and "ln -sfn /repo /testbed" in system and "build-essential" in system
+    assert "imagemagick" not in system  # the spec's own system packages belong to its environment
+    assert "apt-get install -y imagemagick" in root and "build-essential" not in root
     assert 'QHULL_BUILD_DIR="/testbed/build"' in instance and "apt-get" not in instance
-    assert plan.instance_setup[-1] == "python -m pip install -e ."
-    assert any("pip install" in step for step in plan.env_setup)
+    assert plan.instance_setup[-2] == "python -m pip install -e ."
+    assert plan.instance_setup[-1].startswith(f"python -m pip download -q -d {WHEELHOUSE} 'setuptools>=64'")
+    assert plan.env_setup[0] == PIP_FLOOR and any("pip install" in step for step in plan.env_setup[1:])
     quiet = plan_build(table.spec("matplotlib/matplotlib", "3.5"), system_packages=table.system_packages, system=False)
-    assert "apt-get" not in "\n".join(quiet.root_setup) and len(quiet.root_setup) == 2
+    assert "apt-get" not in "\n".join(quiet.system_setup + quiet.root_setup) and len(quiet.system_setup) == 2
+    assert "'setuptools>=40.8.0' wheel" in quiet.instance_setup[-1]  # no pyproject: what pip assumes
     django = plan_build(table.spec("django/django", "1.7"))
     assert "locale-gen en_US.UTF-8" in "\n".join(django.root_setup)
 
