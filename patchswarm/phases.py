@@ -84,7 +84,7 @@ class PhaseBoard:
         return " · ".join(p for p in parts if p)
 
     def _print(self, text: str) -> None:
-        self.console.print(text, highlight=False, markup=False)
+        self.console.print(text, highlight=False, markup=False, soft_wrap=True)
 
     def _table(self) -> Table:
         table = Table(title=f"{self.title} — {self.totals()}" if self.title else self.totals(), title_justify="left")

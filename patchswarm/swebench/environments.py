@@ -1,14 +1,21 @@
 """Images to evaluate SWE-bench instances in: the official instance image when there is one, else built locally.
 
-Local images come in two layers, both cached by content hash through `sandbox.build_env_image`:
+Local images come in three layers, each cached by content hash through `sandbox.build_env_image` and
+built once for everything that uses it (gold, empty, candidates, solving):
 
-1. environment (per repository, version, environment_setup_commit and Python): the patchswarm base image
-   whose Python is nearest to the spec's; as root, the official base image's apt packages, the spec's
-   system `pre_install` lines (apt, locales), the `conda activate` shim and `/testbed -> /repo`; as the
-   sandbox user, the spec's packages, requirement files (read with `git show` at
-   environment_setup_commit) and pip packages, installed into the venv.
-2. instance: the repository at base_commit (replacing the environment layer's copy), the repository-level
-   `pre_install` lines and the install command, as the sandbox user.
+1. system (per Python): the patchswarm base image whose Python is nearest to the spec's, with the
+   official base image's apt packages, the `conda activate` shim and `/testbed -> /repo`, as root.
+2. environment (per repository, version, environment_setup_commit and Python): as root, the spec's
+   system `pre_install` lines (apt, locales); as the sandbox user, pip raised to a version that can do
+   what the spec asks, then the spec's packages, requirement files (read with `git show` at
+   environment_setup_commit) and pip packages, installed into the venv. Then the venv is locked.
+3. instance: the repository at base_commit (replacing the environment layer's copy), the
+   repository-level `pre_install` lines, the install command and the build backend's wheels (so the
+   eval script's reinstall works offline), as root so the locked venv is written in place.
+
+Repositories are fetched commit by commit (shallow), so partial mirrors work. Without git history,
+setuptools-scm is given `SETUPTOOLS_SCM_PRETEND_VERSION` (the row's version). Build logs are kept one per
+image (`~/.cache/patchswarm/build-logs/env-<digest>.log`).
 
 Root-only steps run at build time, never at evaluation: sandboxes of local images run as the sandbox user
 without network, as every other sandbox does. Root commands inside published eval scripts (Django's
@@ -27,7 +34,7 @@ import docker
 from pydantic import BaseModel, Field
 
 from patchswarm.swebench.dataset import SweInstance, SweTask
-from patchswarm.swebench.scripts import BuildPlan, plan_build
+from patchswarm.swebench.scripts import CONSTRAINTS_PATH, BuildPlan, plan_build
 from patchswarm.swebench.specs import (
     DEFAULT_REPO_URL,
     SpecTable,
@@ -128,7 +135,7 @@ def build_instance_image(
                               labels={LAYER_LABEL: "swebench-system"}),
         run_id=run_id, log_dir=log_dir, cache_dir=cache_dir,
     )
-    variables = {"SETUPTOOLS_SCM_PRETEND_VERSION": pretend_version(instance.version)}
+    variables = {"SETUPTOOLS_SCM_PRETEND_VERSION": pretend_version(instance.version), "PIP_CONSTRAINT": CONSTRAINTS_PATH}
     env = build_env_image(
         client, env_source,
         EnvSpec(base_image=system_layer.tag, python=system_layer.python, root_setup=plan.root_setup,

@@ -150,7 +150,8 @@ def evaluate(
             with lock:
                 image = resolve_instance_image(
                     client, instance, spec_table, repo_url_template, prefer_official=prefer_official,
-                    system=system, run_id=run_id, log_dir=run_dir / "build", cache_dir=cache_dir, on_phase=phase)
+                    system=system, run_id=run_id, cache_dir=cache_dir, on_phase=phase)  # logs: one per image
+            image_s = round(time.monotonic() - started, 2)
             stage = "grading failed"
             report = grade_instance(client, instance, patch, image, manager=manager, spec_table=spec_table,
                                     model_name=name, timeout=timeout, log_dir=log_dir,
@@ -161,6 +162,7 @@ def evaluate(
                                     error=f"{stage}: {error_text(exc)}")
         report.duration_s = round(time.monotonic() - started, 2)  # build included
         if image is not None:
+            report.image_s = image_s
             report.system_build_s, report.env_build_s = image.system_build_s, image.env_build_s
             report.instance_build_s = image.instance_build_s
             report.build_log = image.build_log

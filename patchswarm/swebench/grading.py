@@ -70,6 +70,7 @@ class InstanceReport(BaseModel):
     duration_s: float = 0.0
     error: str | None = None
     patch_applied: bool | None = Field(None, description="Our own record: the apply chain succeeded (the harness's report says false whenever the log has no test results).")
+    image_s: float = Field(0.0, description="Seconds spent getting the image: fetch and build, or finding it cached.")
     system_build_s: float = 0.0
     env_build_s: float = 0.0
     instance_build_s: float = 0.0

@@ -18,6 +18,7 @@ from unidiff import PatchSet
 
 from patchswarm.swebench.dataset import SweInstance
 from patchswarm.swebench.specs import SpecError, VersionSpec
+from sandbox.sandbox import REPO_DIR
 
 TESTBED = "/testbed"
 ENV_NAME = "testbed"
@@ -40,8 +41,16 @@ conda() {{
 """
 # The venv of Debian's Python 3.9 has pip 20.3, too old for editable installs of pyproject-only packages
 # (PEP 660 needs 21.3). The official images' conda pip is 23-24, so older pips are raised to 24.0.
-PIP_FLOOR = ("python -c 'import sys, pip; sys.exit(tuple(map(int, pip.__version__.split(\".\")[:2])) < (21, 3))' "
-             "|| python -m pip install -q 'pip==24.0'")
+# The conda env also has setuptools and wheel: with both, pip installs a project without pyproject.toml
+# in place (`setup.py develop`, a path entry) as the official images do, not through an import hook that
+# breaks plugin discovery by directory listing (pylint's checkers).
+PIP_FLOOR = ("(python -c 'import sys, pip; sys.exit(tuple(map(int, pip.__version__.split(\".\")[:2])) < (21, 3))' "
+             "|| python -m pip install -q 'pip==24.0') && python -m pip install -q 'setuptools==69.5.1' 'wheel==0.43.0'")
+# pip resolves against today's index, the official images against the index of their build (2024):
+# packages that since dropped what old releases import are held back (docutils 0.22 moved `roman`
+# out, which Sphinx 3-4 import).
+CONSTRAINTS_PATH = "/etc/patchswarm-constraints.txt"
+CONSTRAINTS = ("docutils<0.22",)
 # Where an instance image keeps the wheels its build backend needs, so the eval script's reinstall works offline.
 WHEELHOUSE = "/opt/patchswarm-wheels"
 DEFAULT_BUILD_REQUIRES = ("setuptools>=40.8.0", "wheel")
@@ -90,7 +99,7 @@ def plan_build(spec: VersionSpec, *, requirements: str | None = None, conda_requ
     """The build steps for one spec. `requirements`: the requirements text read from the repository;
     `conda_requirements`: the spec's conda packages (or its environment.yml) converted for pip;
     `system=False` leaves out the apt packages and the root-only `pre_install` lines."""
-    shared = [*layout_commands()]
+    shared = [*layout_commands(), f"printf '%s\\n' {' '.join(shlex.quote(c) for c in CONSTRAINTS)} > {CONSTRAINTS_PATH}"]
     if system and system_packages:
         shared.append("apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "
                       + " ".join(system_packages) + " && rm -rf /var/lib/apt/lists/*")
@@ -108,7 +117,7 @@ def plan_build(spec: VersionSpec, *, requirements: str | None = None, conda_requ
     instance = [install_repo] if install_repo else []
     repo_lines = [line for line in spec.pre_install if not ROOT_LINE.search(line)]
     if repo_lines:  # one shell: later lines use variables set by earlier ones
-        instance.append("set -e\ncd /testbed\n" + "\n".join(repo_lines))
+        instance.append(f"set -e\ncd {REPO_DIR}\n" + "\n".join(repo_lines))
     if spec.install:
         instance.append(spec.install)
     instance.append(wheelhouse_command(list(build_requires or DEFAULT_BUILD_REQUIRES)))
@@ -165,7 +174,17 @@ def adapt_for_local_image(script: str, base_commit: str) -> str:
     Our images carry no upstream history, so the script's `git checkout <base_commit> <test files>`
     (and its informational diff) name HEAD instead, which has the same tree for those files. Its
     informational `git show` would print that whole commit (the entire repository), so it shows
-    the header only.
+    the header only. Its commands work in /repo itself rather than through the /testbed link: a
+    reinstall from /testbed would register the package under a second path, and tests importing it
+    twice (pylint's checkers) break.
     """
-    lines = ["git show --no-patch" if line == "git show" else line for line in script.split("\n")]
-    return "\n".join(lines).replace(base_commit, "HEAD")
+    out, heredoc = [], None
+    for line in script.split("\n"):
+        if heredoc is None:
+            line = "git show --no-patch" if line == "git show" else re.sub(rf"{TESTBED}(?=/|\s|$)", REPO_DIR, line)
+            opened = re.search(r"<<\s*'?(\w+)'?\s*$", line)
+            heredoc = opened.group(1) if opened else None
+        elif line == heredoc:
+            heredoc = None
+        out.append(line)
+    return "\n".join(out).replace(base_commit, "HEAD")

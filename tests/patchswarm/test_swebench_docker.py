@@ -90,6 +90,23 @@ def test_local_image_has_the_official_layout(calc_image, docker_client):
     assert out.split() == ["/repo", "fixture-build", "1", "testbed", "/repo/calc/__init__.py"]
 
 
+def test_layers_are_labelled_logged_and_locked(calc, calc_image, docker_client):
+    instance = calc[0]
+    image, env = docker_client.images.get(calc_image.tag), docker_client.images.get(calc_image.env_tag)
+    assert image.labels["patchswarm.layer"] == "swebench-instance"
+    assert image.labels["patchswarm.instance"] == instance.instance_id
+    assert env.labels["patchswarm.layer"] == "swebench-env" and env.labels["patchswarm.repo"] == "fixture/calc"
+    # No git history in our images: setuptools-scm is told the version.
+    assert "SETUPTOOLS_SCM_PRETEND_VERSION=0.1.0" in image.attrs["Config"]["Env"]
+    # One log per image, named by its tag's digest, beside the cache (written when the image is built).
+    assert Path(calc_image.build_log).name == f"env-{calc_image.tag.split(':')[1]}.log"
+    assert Path(calc_image.env_build_log).parent.name == "build-logs"
+    # Solving runs as the sandbox user, who cannot change the environment.
+    out = docker_client.containers.run(calc_image.tag, ["bash", "-c", "touch /opt/venv/x 2>&1; stat -c %u /opt/venv"],
+                                       user="1000:1000", network_mode="none", remove=True).decode()
+    assert "Permission denied" in out and out.split()[-1] == "0"
+
+
 def test_gold_resolves_empty_does_not_bad_patch_fails(calc, calc_image, docker_client, manager, tmp_path):
     instance, table, _, _ = calc
     gold = grade_instance(docker_client, instance, instance.patch, calc_image, manager=manager, spec_table=table,
@@ -99,6 +116,8 @@ def test_gold_resolves_empty_does_not_bad_patch_fails(calc, calc_image, docker_c
     assert entry["tests_status"]["FAIL_TO_PASS"]["success"] == ["tests/test_ops.py::test_divide_by_zero"]
     log = (tmp_path / "gold" / "test_output.txt").read_text()
     assert "+ : '>>>>> Start Test Output'" in log and "PASSED tests/test_ops.py::test_divide_by_zero" in log
+    # The eval script's reinstall works: grading runs as root, as in the official images (no network still).
+    assert "Successfully installed" in log and "Permission denied" not in log
     assert json.loads((tmp_path / "gold" / "report.json").read_text()) == gold.report
 
     empty = grade_instance(docker_client, instance, "", calc_image, manager=manager, model_name="empty",

@@ -122,7 +122,7 @@ def test_build_plan_splits_layers_and_users(table):
     assert plan.instance_setup[-1].startswith(f"python -m pip download -q -d {WHEELHOUSE} 'setuptools>=64'")
     assert plan.env_setup[0] == PIP_FLOOR and any("pip install" in step for step in plan.env_setup[1:])
     quiet = plan_build(table.spec("matplotlib/matplotlib", "3.5"), system_packages=table.system_packages, system=False)
-    assert "apt-get" not in "\n".join(quiet.system_setup + quiet.root_setup) and len(quiet.system_setup) == 2
+    assert "apt-get" not in "\n".join(quiet.system_setup + quiet.root_setup) and len(quiet.system_setup) == 3
     assert "'setuptools>=40.8.0' wheel" in quiet.instance_setup[-1]  # no pyproject: what pip assumes
     django = plan_build(table.spec("django/django", "1.7"))
     assert "locale-gen en_US.UTF-8" in "\n".join(django.root_setup)
@@ -135,6 +135,11 @@ def test_local_adaptation_names_head_and_keeps_markers(rows):
     assert f"git checkout HEAD {' '.join(patched_files(instance.test_patch))}" in script
     assert ": '>>>>> Start Test Output'" in script and "\ngit show --no-patch\n" in script
     assert script.count("\n") == instance.eval_script.count("\n")
+    # Commands work in /repo itself (a reinstall through the /testbed link would register a second path)...
+    assert "cd /testbed" not in script and "\ncd /repo\n" in script and "safe.directory /repo" in script
+    # ...but the test patch is applied exactly as published.
+    odd = instance.eval_script.replace("<<'EOF_114329324912'\n", "<<'EOF_114329324912'\n+see /testbed/x\n", 1)
+    assert "+see /testbed/x" in adapt_for_local_image(odd, instance.base_commit)
 
 
 def test_django_directives_are_modules(rows):
