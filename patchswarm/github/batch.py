@@ -65,7 +65,7 @@ class BatchOptions(BaseModel):
     include_test: bool = False
     min_votes: int = Field(1, ge=0)
     min_confidence: str = "high"
-    _confidence = field_validator("min_confidence")(classmethod(lambda cls, v: check_min_confidence(v)))
+    _confidence = field_validator("min_confidence", mode="before")(classmethod(lambda cls, v: check_min_confidence(v)))
     report_url: str | None = None
     live: bool | None = None
     throttle: bool = True

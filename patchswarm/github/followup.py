@@ -66,7 +66,7 @@ class FollowUpOptions(BaseModel):
     api_url: str = "https://api.github.com"
     min_votes: int = Field(1, ge=0)
     min_confidence: str = "high"
-    _confidence = field_validator("min_confidence")(classmethod(lambda cls, v: check_min_confidence(v)))
+    _confidence = field_validator("min_confidence", mode="before")(classmethod(lambda cls, v: check_min_confidence(v)))
     report_url: str | None = None
     remove_label: str | None = Field(None, description="Label taken off the PR when the run ends (a PR label trigger).")
     live: bool | None = None

@@ -65,7 +65,7 @@ class ResolveOptions(BaseModel):
             raise ValueError(f"--repo must look like OWNER/NAME, got {value!r}")
         return value
 
-    _confidence = field_validator("min_confidence")(classmethod(lambda cls, v: check_min_confidence(v)))
+    _confidence = field_validator("min_confidence", mode="before")(classmethod(lambda cls, v: check_min_confidence(v)))
 
     @field_validator("allowed_associations")
     @classmethod
