@@ -90,7 +90,7 @@ def test_local_image_has_the_official_layout(calc_image, docker_client):
     assert out.split() == ["/repo", "fixture-build", "1", "testbed", "/repo/calc/__init__.py"]
 
 
-def test_layers_are_labelled_logged_and_locked(calc, calc_image, docker_client):
+def test_layers_are_labelled_logged_and_locked(calc, calc_image, docker_client, manager):
     instance = calc[0]
     image, env = docker_client.images.get(calc_image.tag), docker_client.images.get(calc_image.env_tag)
     assert image.labels["patchswarm.layer"] == "swebench-instance"
@@ -102,8 +102,9 @@ def test_layers_are_labelled_logged_and_locked(calc, calc_image, docker_client):
     assert Path(calc_image.build_log).name == f"env-{calc_image.tag.split(':')[1]}.log"
     assert Path(calc_image.env_build_log).parent.name == "build-logs"
     # Solving runs as the sandbox user, who cannot change the environment.
-    out = docker_client.containers.run(calc_image.tag, ["bash", "-c", "touch /opt/venv/x 2>&1; stat -c %u /opt/venv"],
-                                       user="1000:1000", network_mode="none", remove=True).decode()
+    sandbox = manager.create(calc_image.tag)  # labelled: the shared engine's sweeps leave it alone
+    out = sandbox.exec("touch /opt/venv/x 2>&1; stat -c %u /opt/venv", timeout=60).output
+    manager.discard(sandbox)
     assert "Permission denied" in out and out.split()[-1] == "0"
 
 
