@@ -26,3 +26,11 @@ def storable_data(value: Any) -> Any:
     if isinstance(value, list | tuple):
         return [storable_data(v) for v in value]
     return value
+
+
+def clip_middle(text: str, head: int, tail: int) -> str:
+    """`text` if it has at most head + tail characters, else its first `head` and last `tail` with a
+    marker saying how much was cut between them (the end of output is where errors show)."""
+    if len(text) <= head + tail:
+        return text
+    return f"{text[:head]}\n[... {len(text) - head - tail} characters cut ...]\n{text[len(text) - tail:]}"

@@ -208,7 +208,8 @@ def _budget_overrides(max_cost: float | None, max_cost_per_instance: float | Non
 
 def _run(tasks, config, run_dir: Path, redo: bool, quiet: bool, executor=None, model_name: str | None = None):
     from agent.budget import BudgetUnenforceable
-    from patchswarm.pipeline import RunDirInUse, run_tasks
+    from patchswarm.pipeline import run_tasks
+    from patchswarm.store import RunDirInUse
 
     try:
         return run_tasks(tasks, config, run_dir, redo=redo, live=False if quiet else None, executor=executor,
@@ -543,28 +544,12 @@ def models_check(
         raise typer.Exit(1)
 
 
-def _run_dir_locked(run_dir: Path) -> bool:
-    """Whether a live process holds the run directory's lock (see pipeline._exclusive)."""
-    import fcntl
-
-    lock = run_dir / ".lock"
-    if not lock.exists():
-        return False
-    with open(lock) as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return True
-        fcntl.flock(handle, fcntl.LOCK_UN)
-        return False
-
-
 @app.command()
 def runs(root: Path = typer.Option(Path("runs"), "--root", help="Directory holding run directories.")) -> None:
     """List runs with status, instances and cost."""
     from rich.table import Table
 
-    from patchswarm.store import RunStore
+    from patchswarm.store import RunStore, run_dir_in_use
 
     table = Table("run", "status", "instances", "solved", "errors", "cost (USD)")
     for db in sorted(root.glob("*/run.sqlite")):
@@ -572,7 +557,7 @@ def runs(root: Path = typer.Option(Path("runs"), "--root", help="Directory holdi
         try:
             items = store.instances()
             status = str(store.get_meta("status", "?"))
-            if status == "running" and not _run_dir_locked(db.parent):
+            if status == "running" and not run_dir_in_use(db.parent):
                 status = "interrupted"  # its process died without saying so (kill -9, power loss)
             table.add_row(db.parent.name, status, str(len(items)),
                           str(sum(i["status"] == "solved" for i in items)),

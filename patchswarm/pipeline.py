@@ -9,10 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import fcntl
 import importlib.metadata
 import json
-import os
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -35,7 +33,14 @@ from patchswarm.adaptive import AdaptiveRecord, AdaptiveSampler, candidates_of
 from patchswarm.config import PatchswarmConfig
 from patchswarm.paths import safe_name
 from patchswarm.progress import Progress
-from patchswarm.store import NamespacedStateStore, RunCallStore, RunStore, current_epoch, current_instance
+from patchswarm.store import (
+    NamespacedStateStore,
+    RunCallStore,
+    RunStore,
+    current_epoch,
+    current_instance,
+    exclusive_run_dir,
+)
 from patchswarm.tasks import Task
 from sandbox import EnvSpec, RepoSource, SandboxManager, SandboxPool, build_env_image
 from sandbox.engine import docker_client
@@ -499,28 +504,6 @@ async def _run_all(runner: Runner, tasks: list[Task], workers: int,
         raise
 
 
-class RunDirInUse(RuntimeError):
-    """Another live process is running in the same run directory."""
-
-
-@contextlib.contextmanager
-def _exclusive(run_dir: Path):
-    """One process per run directory: two would redo (and pay for) the same work. The kernel drops the
-    lock when its process dies, even by SIGKILL, so a crashed run never blocks its resume."""
-    with open(run_dir / ".lock", "a+") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            handle.seek(0)
-            owner = handle.read().strip()
-            raise RunDirInUse(f"run directory {run_dir} is in use by another patchswarm process"
-                              f"{f' (pid {owner})' if owner else ''}; wait for it or pick another --run-dir") from None
-        handle.truncate(0)
-        handle.write(str(os.getpid()))
-        handle.flush()
-        yield
-
-
 def run_tasks(tasks: list[Task], config: PatchswarmConfig, run_dir: Path, *, redo: bool = False,
               live: bool | None = None, executor: Executor | None = None,
               model_name: str | None = None) -> list[InstanceResult]:
@@ -531,7 +514,7 @@ def run_tasks(tasks: list[Task], config: PatchswarmConfig, run_dir: Path, *, red
     check_budget_prices(config)  # before anything is made or paid
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    with _exclusive(run_dir), Progress(len(tasks), run_dir / "events.jsonl", live=live, max_cost_usd=config.budget.max_cost_usd) as progress:
+    with exclusive_run_dir(run_dir), Progress(len(tasks), run_dir / "events.jsonl", live=live, max_cost_usd=config.budget.max_cost_usd) as progress:
         runner = Runner(config, run_dir, progress, redo=redo, model_name=model_name)
         runner.store.set_meta("status", "running")
         try:

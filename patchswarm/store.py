@@ -7,17 +7,21 @@ config that affects results: rerunning the same command resumes, a changed confi
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import json
+import os
 import sqlite3
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from agent.call_records import CallRecord
 from agent.text import storable, storable_data
 from patchswarm.paths import inside
+from sandbox.locks import file_lock, is_locked
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -36,6 +40,32 @@ CREATE TABLE IF NOT EXISTS call_log (
 CREATE TABLE IF NOT EXISTS events (
   id INTEGER PRIMARY KEY AUTOINCREMENT, instance_id TEXT, kind TEXT NOT NULL, data TEXT, created_at REAL NOT NULL);
 """
+
+
+class RunDirInUse(RuntimeError):
+    """Another live process is running in the same run directory."""
+
+
+@contextlib.contextmanager
+def exclusive_run_dir(run_dir: Path) -> Iterator[None]:
+    """One process per run directory: two would redo (and pay for) the same work. The lock holds the
+    owner's pid, for the message another process gets."""
+    lock, held = Path(run_dir) / ".lock", contextlib.ExitStack()
+    try:
+        fd = held.enter_context(file_lock(lock, blocking=False))
+    except BlockingIOError:
+        owner = lock.read_text().strip() if lock.exists() else ""
+        raise RunDirInUse(f"run directory {run_dir} is in use by another patchswarm process"
+                          f"{f' (pid {owner})' if owner else ''}; wait for it or pick another --run-dir") from None
+    with held:
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, str(os.getpid()).encode(), 0)
+        yield
+
+
+def run_dir_in_use(run_dir: Path) -> bool:
+    """Whether a live process holds the run directory (see `exclusive_run_dir`)."""
+    return is_locked(Path(run_dir) / ".lock")
 
 
 class RunStore:
@@ -112,12 +142,6 @@ class RunStore:
     def save(self, key: str, state: dict[str, Any]) -> None:
         self._exec("INSERT OR REPLACE INTO states VALUES (?, ?, ?)", (key, _json(state), time.time()))
 
-    def forget_states(self, prefix: str) -> int:
-        """For --redo: drop saved states whose key starts with `prefix`."""
-        rows = self._exec("SELECT COUNT(*) FROM states WHERE key LIKE ? ESCAPE '\\'", (_like_prefix(prefix),))
-        self._exec("DELETE FROM states WHERE key LIKE ? ESCAPE '\\'", (_like_prefix(prefix),))
-        return rows[0][0]
-
     # -- events ----------------------------------------------------------------------------------
 
     def event(self, kind: str, instance_id: str | None = None, **data: Any) -> None:
@@ -174,6 +198,17 @@ class RunStore:
         if instance_id is not None:
             sql, params = sql + " AND instance_id = ?", (instance_id,)
         return dict(self._exec(sql + " GROUP BY role", params))
+
+    def usage_by_role_and_model(self) -> list[tuple[str, str, int, int, float, int, int, int]]:
+        """(role, model, billed calls, replayed calls, USD, billed calls of unknown cost, input tokens,
+        output tokens) per role and model, from the call log."""
+        return self._exec(
+            "SELECT COALESCE(role, '?'), COALESCE(model, '?'), SUM(reused = 0), SUM(reused != 0), "
+            "COALESCE(SUM(CASE WHEN reused = 0 THEN cost_usd END), 0), "
+            "SUM(CASE WHEN reused = 0 AND cost_usd IS NULL THEN 1 ELSE 0 END), "
+            "COALESCE(SUM(CASE WHEN reused = 0 THEN input_tokens END), 0), "
+            "COALESCE(SUM(CASE WHEN reused = 0 THEN output_tokens END), 0) "
+            "FROM call_log GROUP BY 1, 2 ORDER BY 1, 2")
 
     def get_call(self, key: str) -> CallRecord | None:
         rows = self._exec("SELECT record FROM calls WHERE key = ?", (key,))
@@ -255,10 +290,6 @@ TABLES = ("meta", "instances", "states", "calls", "call_log", "events")
 def _check_table(table: str) -> None:
     if table not in TABLES:  # table names go into SQL text: only ours
         raise ValueError(f"unknown run store table {table!r}")
-
-
-def _like_prefix(prefix: str) -> str:
-    return prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
 
 
 # The instance a model call belongs to: set by the pipeline in each instance's task; asyncio copies it

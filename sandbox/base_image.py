@@ -7,7 +7,6 @@ step adds the user, the venv and the CA bundle, so both paths give the same sand
 
 from __future__ import annotations
 
-import fcntl
 import os
 import shutil
 import subprocess
@@ -19,6 +18,7 @@ from docker.errors import APIError, ImageNotFound
 
 from sandbox.errors import ImageBuildError, ImageError
 from sandbox.execution import one_file_tar
+from sandbox.locks import file_lock
 from sandbox.manager import owner_labels
 
 SUITE_PYTHON = {"bullseye": "3.9", "bookworm": "3.11", "trixie": "3.13"}
@@ -182,15 +182,10 @@ def ensure_base_image(
     log_dir = log_dir or Path(tempfile.gettempdir()) / "patchswarm-logs"
     log_dir.mkdir(parents=True, exist_ok=True)
     # Concurrent workers (whatever their log_dir): one builds, the others wait here, then find the image.
-    # Read-only is enough for flock, so a lock file another user created works too.
-    lock = os.open(Path(tempfile.gettempdir()) / f"patchswarm-base-{suite}.lock", os.O_RDONLY | os.O_CREAT, 0o644)
-    try:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+    with file_lock(Path(tempfile.gettempdir()) / f"patchswarm-base-{suite}.lock"):
         if image_exists(client, tag) and not rebuild:
             return tag
         _build_base_image(client, suite, source, tag, log_dir / f"base-image-{suite}.log")
-    finally:
-        os.close(lock)
     return tag
 
 

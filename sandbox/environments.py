@@ -8,7 +8,6 @@ artefacts too and no history of the source repository exists inside.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
 import json
 import threading
@@ -21,6 +20,7 @@ from pydantic import BaseModel, Field
 
 from sandbox.base_image import LABEL_KIND, VENV, ensure_base_image, image_exists, suite_for_python
 from sandbox.errors import ImageBuildError, ImageError
+from sandbox.locks import file_lock
 from sandbox.manager import owner_labels
 from sandbox.repos import DEFAULT_CACHE, RepoSource, archive_commit, local_git_dir, resolve_commit
 from sandbox.sandbox import REPO_DIR, SANDBOX_USER
@@ -132,8 +132,7 @@ def build_env_image(
                       build_log=str(log_path))
     cache_dir.mkdir(parents=True, exist_ok=True)
     # One builder per tag; a second worker waits and then reuses the image.
-    with open(cache_dir / f".lock-{tag.split(':')[1]}", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+    with file_lock(cache_dir / f".lock-{tag.split(':')[1]}"):
         if image_exists(client, tag):
             return result
         started = time.monotonic()

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from docker import APIClient
 
-from sandbox.execution import ExecResult, one_file_tar
+from sandbox.execution import ExecResult, join_head_tail, one_file_tar
 
 SERVER_PATH = "/tmp/.patchswarm/exec_server.py"
 _SERVER_SOURCE = (Path(__file__).parent / "exec_server_script.py").read_bytes()
@@ -88,12 +88,10 @@ class ExecChannel:
             raise ChannelBroken(f"exec server connection failed: {exc}") from None
         head = base64.b64decode(reply["head"])
         tail = base64.b64decode(reply["tail"])
-        cut = reply["total"] - len(head) - len(tail)
-        head_text, tail_text = head.decode("utf-8", errors="replace"), tail.decode("utf-8", errors="replace")
-        output = f"{head_text}\n[... {cut} bytes of output cut ...]\n{tail_text}" if cut > 0 else head_text + tail_text
+        output, cut = join_head_tail(head, tail, reply["total"])
         return ExecResult(command=command, exit_code=reply["exit_code"], output=output,
                           timed_out=reply["timed_out"], duration_s=reply["duration"],
-                          output_bytes=reply["total"], truncated_bytes=max(cut, 0))
+                          output_bytes=reply["total"], truncated_bytes=cut)
 
     def close(self) -> None:
         try:

@@ -82,13 +82,17 @@ class OutputCollector:
         tail = b"".join(self.tail)
         if len(tail) > self.half:
             tail = tail[-self.half :]
-        cut = self.total - len(self.head) - len(tail)
-        # Invalid UTF-8 is replaced, never dropped, so byte counts in the marker stay honest.
-        head_text = self.head.decode("utf-8", errors="replace")
-        tail_text = tail.decode("utf-8", errors="replace")
-        if cut > 0:
-            return f"{head_text}\n[... {cut} bytes of output cut ...]\n{tail_text}", cut
-        return head_text + tail_text, 0
+        return join_head_tail(bytes(self.head), tail, self.total)
+
+
+def join_head_tail(head: bytes, tail: bytes, total: int) -> tuple[str, int]:
+    """Output text from the kept head and tail of `total` bytes, with a marker for the bytes cut between."""
+    cut = total - len(head) - len(tail)
+    # Invalid UTF-8 is replaced, never dropped, so byte counts in the marker stay honest.
+    head_text, tail_text = head.decode("utf-8", errors="replace"), tail.decode("utf-8", errors="replace")
+    if cut > 0:
+        return f"{head_text}\n[... {cut} bytes of output cut ...]\n{tail_text}", cut
+    return head_text + tail_text, 0
 
 
 def run_exec(

@@ -6,7 +6,6 @@ so no later fix can be read from objects, refs or reflogs.
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import shutil
 import subprocess
@@ -16,6 +15,7 @@ from pathlib import Path
 from pydantic import BaseModel, Field
 
 from sandbox.errors import RepoError
+from sandbox.locks import file_lock
 
 DEFAULT_CACHE = Path.home() / ".cache" / "patchswarm" / "repos"
 
@@ -76,8 +76,7 @@ def local_git_dir(source: RepoSource, cache_dir: Path = DEFAULT_CACHE) -> Path:
     cache_dir.mkdir(parents=True, exist_ok=True)
     mirror = cache_dir / (hashlib.sha256(source.location.encode()).hexdigest()[:16] + ".git")
     # Instances of one repository are solved concurrently: one fetch per cached repository at a time.
-    with open(mirror.with_suffix(".lock"), "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+    with file_lock(mirror.with_suffix(".lock")):
         if not mirror.exists():
             # Made beside it and renamed, so a crash never leaves a half repository that looks complete.
             partial = Path(tempfile.mkdtemp(prefix=mirror.name + ".", dir=cache_dir))
@@ -113,8 +112,7 @@ def checkout_tree(git_dir: Path, sha: str, dest: Path) -> Path:
     import tarfile
 
     dest.parent.mkdir(parents=True, exist_ok=True)
-    with open(dest.parent / f".{dest.name}.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)  # two tasks at one commit share the checkout
+    with file_lock(dest.parent / f".{dest.name}.lock"):  # two tasks at one commit share the checkout
         if dest.exists():
             return dest
         partial = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", dir=dest.parent))

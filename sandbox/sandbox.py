@@ -16,7 +16,7 @@ from requests.exceptions import RequestException
 
 from sandbox.errors import PatchApplyError, SandboxBroken, SandboxError
 from sandbox.exec_channel import ChannelBroken, ExecChannel
-from sandbox.execution import DEFAULT_OUTPUT_CAP, ExecResult, kill_all_processes, one_file_tar, run_exec
+from sandbox.execution import DEFAULT_OUTPUT_CAP, ExecResult, one_file_tar, run_exec
 
 REPO_DIR = "/repo"
 SANDBOX_USER = "1000:1000"
@@ -305,9 +305,6 @@ class Sandbox:
         if result.exit_code != 0:
             raise SandboxBroken(f"reset failed in sandbox {self.id[:12]}: {result.output.strip()[:300]}")
         self.dirty = False
-
-    def kill_processes(self) -> None:
-        kill_all_processes(self._api(), self.id, self.user)
 
     def close(self) -> None:
         """Remove the container. Safe to call twice."""

@@ -8,6 +8,7 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+from agent.text import clip_middle
 from agent.types import REPRO_TEST_PATH, repro_command
 from sandbox.errors import PatchApplyError, SandboxError
 from sandbox.execution import DEFAULT_OUTPUT_CAP, ExecResult
@@ -54,9 +55,7 @@ class Job:
 
 
 def _stored_output(text: str) -> str:
-    if len(text) <= STORED_HEAD + STORED_TAIL:
-        return text
-    return f"{text[:STORED_HEAD]}\n[... output cut ...]\n{text[-STORED_TAIL:]}"
+    return clip_middle(text, STORED_HEAD, STORED_TAIL)
 
 
 class Executor:

@@ -26,7 +26,8 @@ from agent.actions import Action, ConversationMachine, MachineState
 from agent.budget import Budget
 from agent.model import ModelClient
 from agent.prompts import user
-from agent.types import InMemoryStateStore, StateStore
+from agent.text import clip_middle
+from agent.types import EXIT_ERROR, EXIT_FIXED, EXIT_ISSUE_PRESENT, InMemoryStateStore, StateStore
 from selection.candidates import DistinctPatch, touched_files
 from selection.matrix import Executor, run_single_tests
 from selection.models import Outcome, TranscriptMessage
@@ -203,9 +204,7 @@ def original_files(repo_dir: Path, patches: Sequence[DistinctPatch]) -> str:
 
 
 def _clip(text: str, limit: int) -> str:
-    if len(text) <= limit:
-        return text
-    return f"{text[: limit // 3]}\n[... {len(text) - limit} characters cut ...]\n{text[-(2 * limit) // 3 :]}"
+    return clip_middle(text, limit // 3, limit - limit // 3)
 
 
 def first_prompt(issue: str, files: str, finalists: Sequence[DistinctPatch], labels: Sequence[str],
@@ -215,7 +214,8 @@ def first_prompt(issue: str, files: str, finalists: Sequence[DistinctPatch], lab
         parts.append(f'<candidate label="{label}">\n{_clip(patch.candidate.patch, MAX_DIFF_CHARS)}\n</candidate>\n'
                      f"Evidence so far for {label}: {evidence.get(patch.key, 'none')}")
     if example_test:
-        parts.append("An example reproduction test (exit 2 = issue present, 0 = fixed, 1 = other error):\n"
+        parts.append(f"An example reproduction test (exit {EXIT_ISSUE_PRESENT} = issue present, {EXIT_FIXED} = fixed, "
+                     f"{EXIT_ERROR} = other error):\n"
                      f"<example_test>\n{example_test.rstrip()}\n</example_test>")
     if max_attempts == 1:
         parts.append("You have a single reply: answer with <choice>X</choice> now.")

@@ -126,8 +126,8 @@ def batch(
     """Solve a repository's issues as one resumable batch; with --open-prs answer each as `resolve` does."""
     from patchswarm.cli import _executor, fail
     from patchswarm.github.batch import BatchOptions, run_batch
-    from patchswarm.pipeline import RunDirInUse
     from patchswarm.scripted_cli import register_scripted_specs
+    from patchswarm.store import RunDirInUse
     from sandbox.errors import SandboxError
 
     if not logging.getLogger().handlers:

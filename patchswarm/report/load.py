@@ -7,7 +7,6 @@ older or newer versions, and importing the pipeline would pull in litellm (secon
 from __future__ import annotations
 
 import json
-import sqlite3
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -60,10 +59,11 @@ def load_run(run_dir: Path) -> RunData:
     try:
         meta = {key: store.get_meta(key) for key in ("config", "config_hash", "versions", "models", "status")}
         rows = store.instances()
+        usage = [RoleUsage(*row) for row in store.usage_by_role_and_model()]
     finally:
         store.close()
     return RunData(run_dir=run_dir, meta=meta, instances=_pick_instances(run_dir, rows, meta.get("config_hash")),
-                   usage=_usage(run_dir / "run.sqlite"))
+                   usage=usage)
 
 
 def _pick_instances(run_dir: Path, rows: list[dict[str, Any]], config_hash: str | None) -> list[InstanceRecord]:
@@ -88,24 +88,6 @@ def _result_file(run_dir: Path, instance_id: str) -> dict[str, Any] | None:
         return json.loads(path.read_text())
     except (OSError, ValueError):
         return None
-
-
-def _usage(db_path: Path) -> list[RoleUsage]:
-    # A read-only connection of our own: RunStore has no per-role token query.
-    db = sqlite3.connect(f"{db_path.resolve().as_uri()}?mode=ro", uri=True)
-    try:
-        rows = db.execute(
-            "SELECT COALESCE(role, '?'), COALESCE(model, '?'), SUM(reused = 0), SUM(reused != 0), "
-            "COALESCE(SUM(CASE WHEN reused = 0 THEN cost_usd END), 0), "
-            "SUM(CASE WHEN reused = 0 AND cost_usd IS NULL THEN 1 ELSE 0 END), "
-            "COALESCE(SUM(CASE WHEN reused = 0 THEN input_tokens END), 0), "
-            "COALESCE(SUM(CASE WHEN reused = 0 THEN output_tokens END), 0) "
-            "FROM call_log GROUP BY 1, 2 ORDER BY 1, 2").fetchall()
-    except sqlite3.Error:
-        return []  # a run from before the call log existed
-    finally:
-        db.close()
-    return [RoleUsage(*row) for row in rows]
 
 
 # -- evaluation ----------------------------------------------------------------------------------

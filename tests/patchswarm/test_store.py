@@ -49,15 +49,6 @@ def test_states_save_load_overwrite_and_survive_reopen(tmp_path):
         reopened.close()
 
 
-def test_forget_states_takes_the_prefix_literally(store):
-    for key in ("a_b:1", "a_b:2", "axb:1", "a%b:1", "a_b"):
-        store.save(key, {"k": key})
-    assert store.forget_states("a_b:") == 2  # '_' is not a wildcard
-    assert store.load("axb:1") is not None and store.load("a_b") is not None
-    assert store.forget_states("a%") == 1
-    assert store.load("a_b") == {"k": "a_b"}
-
-
 def test_namespaced_state_store_keeps_instances_and_configs_apart(store):
     one, two = NamespacedStateStore(store, "inst:hash1:0"), NamespacedStateStore(store, "inst:hash2:0")
     one.save("traj/editing/0", {"v": 1})
