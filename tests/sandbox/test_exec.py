@@ -92,7 +92,7 @@ def test_finished_command_with_background_child_is_not_a_timeout(manager, calc_i
     assert sb.exec("ps -eo args --no-headers | grep -c '[s]leep 30' || true").output.strip() == "0"
     detached = sb.exec("sleep 30 > /dev/null 2>&1 & echo detached", timeout=3)
     assert detached.exit_code == 0 and not detached.timed_out
-    chatty = sb.exec("yes & echo started", timeout=10, output_cap=1000)  # output never pauses
+    chatty = sb.exec("echo started; yes &", timeout=10, output_cap=1000)  # its child's output never pauses
     assert chatty.exit_code == 0 and not chatty.timed_out and chatty.output.startswith("started")
     assert sb.exec("ps -eo args --no-headers | grep -c '^[y]es' || true").output.strip() == "0"
 
