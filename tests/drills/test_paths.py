@@ -19,6 +19,7 @@ def files_below(root):
     return {p for p in root.rglob("*") if p.is_file()}
 
 
+@pytest.mark.docker  # the pipeline runs in sandboxes
 def test_hostile_instance_id_stays_inside_the_run_directory(tmp_path):
     """A task with instance_id "../../../escaped" wrote its result files outside the run directory."""
     repo, sha = calc_repo(tmp_path)
