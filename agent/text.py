@@ -5,9 +5,19 @@ pydantic's JSON refuse. Replacing them once at the boundary keeps every later wr
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from typing import Any
 
 _SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def utf8_text(data: bytes, path: Path, error: type[Exception], hint: str = "") -> str:
+    """`data` decoded as UTF-8, else `error` naming the file, the line and the bad byte (then `hint`)."""
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise error(f"{path} line {line}: not UTF-8 text (byte 0x{data[exc.start]:02x}){hint}") from None
 
 
 def storable(text: str) -> str:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, Field, ValidationError, field_validator
 
-from agent.text import storable, storable_data
+from agent.text import storable, storable_data, utf8_text
 
 
 class TaskError(ValueError):
@@ -66,7 +66,7 @@ def load_tasks_jsonl(path: Path) -> list[Task]:
         data = path.read_bytes()
     except OSError as exc:
         raise TaskError(f"cannot read task file {path}: {exc.strerror}") from None
-    lines = utf8_text(data, path, TaskError).splitlines()
+    lines = utf8_text(data, path, TaskError, "; save the file as UTF-8").splitlines()
     tasks, seen = [], set()
     for number, line in enumerate(lines, start=1):
         if not line.strip():
@@ -104,16 +104,6 @@ def load_tasks_jsonl(path: Path) -> list[Task]:
     if not tasks:
         raise TaskError(f"{path}: no tasks in the file (it is empty); one JSON object per line expected")
     return tasks
-
-
-def utf8_text(data: bytes, path: Path, error: type[Exception]) -> str:
-    """`data` decoded as UTF-8, else `error` naming the file, the line and the bad byte."""
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        line = data[: exc.start].count(b"\n") + 1
-        raise error(f"{path} line {line}: not UTF-8 text (byte 0x{data[exc.start]:02x}); "
-                    "save the file as UTF-8") from None
 
 
 def select_tasks(tasks: list[Task], *, pattern: str | None = None, slice_spec: str | None = None,

@@ -6,23 +6,15 @@ import json
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
+from agent.text import utf8_text
 from selection.models import Candidate, SelectionResult
 
 PATCH_SUFFIXES = (".patch", ".diff")
 
 
-def _utf8(path: Path) -> str:
-    data = path.read_bytes()
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        line = data[: exc.start].count(b"\n") + 1
-        raise ValueError(f"{path} line {line}: not UTF-8 text (byte 0x{data[exc.start]:02x})") from None
-
-
 def _records(path: Path) -> list[dict]:
     """Prediction records of a .jsonl file, or of a .json list / {instance_id: record} mapping."""
-    text = _utf8(path)
+    text = utf8_text(path.read_bytes(), path, ValueError)
     if path.suffix == ".jsonl":
         records = []
         for number, line in enumerate(text.splitlines(), 1):
@@ -83,7 +75,7 @@ def load_patch_dir(path: str | Path) -> dict[str, list[Candidate]]:
     for instance, folder in groups:
         files = sorted(f for f in folder.iterdir() if f.is_file() and f.suffix in PATCH_SUFFIXES)
         for file in files:
-            patch = _utf8(file)  # bytes decoded as they are: CRLF patches stay byte-exact
+            patch = utf8_text(file.read_bytes(), file, ValueError)  # bytes decoded as they are: CRLF patches stay byte-exact
             out.setdefault(instance, []).append(Candidate(id=file.stem, patch=patch, source=str(file)))
     return out
 

@@ -14,6 +14,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from agent.text import utf8_text
+
 REQUIRED_COLUMNS = (
     "instance_id", "repo", "base_commit", "problem_statement", "version", "environment_setup_commit",
     "patch", "test_patch", "FAIL_TO_PASS", "PASS_TO_PASS",
@@ -93,20 +95,11 @@ class Prediction(BaseModel):
     model_name_or_path: str = "patchswarm"
 
 
-def _utf8(path: Path) -> str:
-    data = path.read_bytes()
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        line = data[: exc.start].count(b"\n") + 1
-        raise DatasetError(f"{path} line {line}: not UTF-8 text (byte 0x{data[exc.start]:02x})") from None
-
-
 def _read_rows(path: Path) -> list[dict[str, Any]]:
     suffix = path.suffix.lower()
     if suffix == ".jsonl":
         rows = []
-        for number, line in enumerate(_utf8(path).splitlines(), 1):
+        for number, line in enumerate(utf8_text(path.read_bytes(), path, DatasetError).splitlines(), 1):
             if line.strip():
                 try:
                     rows.append(json.loads(line))
@@ -115,7 +108,7 @@ def _read_rows(path: Path) -> list[dict[str, Any]]:
         return rows
     if suffix == ".json":
         try:
-            data = json.loads(_utf8(path))
+            data = json.loads(utf8_text(path.read_bytes(), path, DatasetError))
         except json.JSONDecodeError as exc:
             raise DatasetError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
         if isinstance(data, dict):  # {instance_id: row} is common for predictions
