@@ -10,6 +10,13 @@ import typer
 from patchswarm.github.options import DEFAULT_ASSOCIATIONS
 
 
+def _bot_logging() -> None:
+    """Timestamped INFO lines for the job log, unless the caller set up logging already."""
+    if not logging.getLogger().handlers:
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        logging.getLogger("LiteLLM").setLevel(logging.WARNING)  # one line per model call drowns the bot's own
+
+
 def _model_overrides(model: str | None) -> list[str]:
     from patchswarm.config import model_overrides  # lazily: `--help` must not import the model library
 
@@ -53,9 +60,7 @@ def resolve(
     from patchswarm.github.resolve import resolve_issue
     from patchswarm.scripted_cli import register_scripted_specs
 
-    if not logging.getLogger().handlers:
-        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-        logging.getLogger("LiteLLM").setLevel(logging.WARNING)  # one line per model call drowns the bot's own
+    _bot_logging()
     try:
         register_scripted_specs(scripted or [])
         options = ResolveOptions(
@@ -130,9 +135,7 @@ def batch(
     from patchswarm.store import RunDirInUse
     from sandbox.errors import SandboxError
 
-    if not logging.getLogger().handlers:
-        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-        logging.getLogger("LiteLLM").setLevel(logging.WARNING)
+    _bot_logging()
     try:
         register_scripted_specs(scripted or [])
         options = BatchOptions(
@@ -188,9 +191,7 @@ def follow_up_cmd(
     from patchswarm.github.followup import FollowUpOptions, follow_up
     from patchswarm.scripted_cli import register_scripted_specs
 
-    if not logging.getLogger().handlers:
-        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-        logging.getLogger("LiteLLM").setLevel(logging.WARNING)
+    _bot_logging()
     try:
         register_scripted_specs(scripted or [])
         options = FollowUpOptions(
