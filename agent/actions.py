@@ -3,7 +3,7 @@
 A reply carries exactly one action:
 
     <test>...python...</test>            write (or replace) the reproduction test
-    <edit>...</edit>, <delete>…</delete>  one complete edit (agent.edits syntax); several blocks are one action
+    <edit>...</edit>, <delete>…</delete>  one complete edit (agent.edit.blocks syntax); several blocks are one action
     <approve/>, <finish/>, <done/>        "done" (synonyms: a slip of the tag name is not worth an attempt)
     <choice>X</choice>                    the selector's pick (only where a machine takes it; else plain text)
 
@@ -47,7 +47,7 @@ _UNCLOSED_EDIT = re.compile(r"^[ \t]*<edit>", re.M)
 
 class Action(BaseModel):
     kind: ActionKind
-    body: str = ""  # the test's code; a choice's label; for an edit the whole reply (agent.edits reads it)
+    body: str = ""  # the test's code; a choice's label; for an edit the whole reply (agent.edit.blocks reads it)
 
 
 class ActionFormatError(Exception):
@@ -88,7 +88,7 @@ def parse_action(text: str, accepts: Mapping[str, str]) -> Action:
             found.append(("done", ""))
     rest = _ACTION.sub("", text)
     if _UNCLOSED_EDIT.search(rest):
-        found.append(("edit", ""))  # agent.edits explains what is wrong with the block
+        found.append(("edit", ""))  # agent.edit.blocks explains what is wrong with the block
     if _UNCLOSED_TEST.search(rest):
         raise ActionFormatError("Your <test> tag is not closed with </test>.", accepts)
     kinds = list(dict.fromkeys(kind for kind, _ in found))

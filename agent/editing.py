@@ -21,7 +21,7 @@ from pydantic import BaseModel, Field
 
 from agent.actions import Action, ConversationMachine, MachineState
 from agent.budget import Budget
-from agent.edits import EditError, apply_edit_text
+from agent.edit.blocks import EditError, apply_edit_text
 from agent.instance import Instance, TrajectoryConfig
 from agent.prompts import editing_prefix, editing_report, editing_seed, patch_failed, user
 from agent.testing import ReproRun, TestingResult, in_sandbox, run_test

@@ -17,7 +17,7 @@ from __future__ import annotations
 from types import MappingProxyType
 from typing import Any
 
-from agent.edits import EDIT_FORMAT_INSTRUCTIONS
+from agent.edit.blocks import EDIT_FORMAT_INSTRUCTIONS
 from agent.types import EXIT_ERROR, EXIT_FIXED, EXIT_ISSUE_PRESENT, REPRO_TEST_PATH, ContextBundle
 
 EXIT_CONVENTION = f"""\

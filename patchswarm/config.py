@@ -15,7 +15,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from agent.context import ContextConfig
+from agent.context.build import ContextConfig
 from agent.model import ModelSettings, RoleModels
 from agent.trajectory import TrajectoryConfig
 from patchswarm.adaptive import AdaptiveConfig

@@ -21,7 +21,7 @@ from pydantic import BaseModel, Field
 
 from agent.allocation import SharePool, Shares
 from agent.budget import Budget, BudgetExceeded, BudgetUnenforceable
-from agent.context import build_context
+from agent.context.build import build_context
 from agent.instance import Instance
 from agent.model import ModelClient
 from agent.pricing import price_fix, unpriced

@@ -37,20 +37,20 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
-from agent.context import (  # noqa: E402
+from agent.context.build import (  # noqa: E402
     ContextConfig,
     count_tokens,
     prefilter_settings,
     relevance_messages,
     skeleton_messages,
 )
-from agent.context_prefilter import (  # noqa: E402
+from agent.context.prefilter import (  # noqa: E402
     PrefilterSettings,
     decode_text,
     select_files,
     skip_reason,
 )
-from agent.context_signals import FileFacts, file_facts, tokenize  # noqa: E402
+from agent.context.signals import FileFacts, file_facts, tokenize  # noqa: E402
 
 GOAL_INSTANCE_RECALL = 0.95
 GOAL_REPO_RECALL = 0.85

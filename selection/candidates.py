@@ -10,8 +10,8 @@ from pydantic import BaseModel, Field
 from unidiff import PatchSet
 from unidiff.errors import UnidiffParseError
 
-from agent.edit_diff import loose_patch_text, normalize_patch
-from agent.edits import diff_stats
+from agent.edit.blocks import diff_stats
+from agent.edit.diff import loose_patch_text, normalize_patch
 from selection.models import Candidate, GeneratedTest
 
 # A patch unidiff cannot read still gets a size, just the worst one, so it never wins a size tie.

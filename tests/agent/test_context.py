@@ -10,7 +10,7 @@ import pytest  # noqa: E402
 
 from agent.budget import Budget, BudgetExceeded  # noqa: E402
 from agent.call_records import CallRecord, InMemoryCallStore  # noqa: E402
-from agent.context import (  # noqa: E402
+from agent.context.build import (  # noqa: E402
     ContextConfig,
     build_context,
     merge_rankings,
@@ -18,7 +18,7 @@ from agent.context import (  # noqa: E402
     parse_relevance,
     prefilter,
 )
-from agent.context_prefilter import prefilter_with_notes, tokenize  # noqa: E402
+from agent.context.prefilter import prefilter_with_notes, tokenize  # noqa: E402
 from agent.model import ModelClient  # noqa: E402
 from agent.scripted import Fault, Reply  # noqa: E402
 from agent.types import InMemoryStateStore  # noqa: E402

@@ -11,9 +11,15 @@ from pathlib import Path  # noqa: E402
 
 import pytest  # noqa: E402
 
-from agent.context import ContextConfig, build_context, count_tokens, relevance_messages, skeleton_messages  # noqa: E402
-from agent.context_prefilter import PrefilterSettings, category, prefilter_with_notes  # noqa: E402
-from agent.context_signals import file_facts, issue_mentions, skeleton  # noqa: E402
+from agent.context.build import (  # noqa: E402
+    ContextConfig,
+    build_context,
+    count_tokens,
+    relevance_messages,
+    skeleton_messages,
+)
+from agent.context.prefilter import PrefilterSettings, category, prefilter_with_notes  # noqa: E402
+from agent.context.signals import file_facts, issue_mentions, skeleton  # noqa: E402
 
 FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "context_shapes"
 ISSUE = (FIXTURE / "issue.md").read_text()

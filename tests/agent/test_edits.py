@@ -1,4 +1,4 @@
-"""Tests for agent.edits: parsing, applying against pristine repos, and real `git apply` of the diffs."""
+"""Tests for agent.edit.blocks: parsing, applying against pristine repos, and real `git apply` of the diffs."""
 
 from __future__ import annotations
 
@@ -8,8 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from agent.edit_diff import loose_patch_text, render_file_diff
-from agent.edits import (
+from agent.edit.blocks import (
     EDIT_FORMAT_INSTRUCTIONS,
     EditError,
     EditFormatError,
@@ -21,6 +20,7 @@ from agent.edits import (
     normalize_patch,
     parse_edits,
 )
+from agent.edit.diff import loose_patch_text, render_file_diff
 
 PY_SOURCE = "import os\n\n\ndef greet(name):\n    return 'hello ' + name\n\n\ndef part():\n    return 1\n"
 

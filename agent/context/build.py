@@ -1,6 +1,6 @@
 """Context stage: model-free prefilter → relevance calls in two tiers → ranking samples → whole files under a budget.
 
-The prefilter (agent/context_prefilter.py) orders every file by evidence and splits the best into two
+The prefilter (agent/context/prefilter.py) orders every file by evidence and splits the best into two
 tiers: the top files get one full-text relevance call each (CodeMonkeys' design); the next ones are
 judged on their skeleton first (signatures and docstring openings, a fraction of the tokens) and only
 those that pass get the full-text call. Ranking of the relevant files is unchanged.
@@ -26,7 +26,7 @@ import litellm  # noqa: E402
 from pydantic import BaseModel, ConfigDict, Field  # noqa: E402
 
 from agent.budget import Budget  # noqa: E402
-from agent.context_prefilter import (  # noqa: E402
+from agent.context.prefilter import (  # noqa: E402
     PrefilterSettings,
     Selection,
     prefilter,

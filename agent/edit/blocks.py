@@ -37,9 +37,9 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, field_validator
 
-from agent.edit_diff import diff_stats, normalize_patch, render_file_diff, split_keepends
-from agent.edit_hints import MismatchExplainer, find_matches, line_content, line_list
-from agent.edit_paths import (
+from agent.edit.diff import diff_stats, normalize_patch, render_file_diff, split_keepends
+from agent.edit.hints import MismatchExplainer, find_matches, line_content, line_list
+from agent.edit.paths import (
     UTF8_BOM,
     TextFile,
     UnreadableFile,

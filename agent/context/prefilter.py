@@ -18,7 +18,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from agent.context_signals import FileFacts, IssueMentions, file_facts, issue_mentions, tokenize
+from agent.context.signals import FileFacts, IssueMentions, file_facts, issue_mentions, tokenize
 
 __all__ = [
     "PrefilterSettings",

@@ -1,4 +1,4 @@
-"""Unified diffs in git's format, patch statistics and patch normalisation (used by `agent.edits`).
+"""Unified diffs in git's format, patch statistics and patch normalisation (used by `agent.edit.blocks`).
 
 `render_file_diff` writes what `git diff` would write for one file, minus the `index` line, so that
 `git apply` accepts it: `diff --git` headers with `a/` and `b/` prefixes, `new file mode` /

@@ -1,4 +1,4 @@
-"""Path safety and text-file loading for edit blocks (used by `agent.edits`).
+"""Path safety and text-file loading for edit blocks (used by `agent.edit.blocks`).
 
 Every path a model names is untrusted. A path is refused when it is absolute or home-relative, has a
 `..` component, points into a `.git` directory, contains control characters, or passes through a

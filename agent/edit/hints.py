@@ -11,7 +11,7 @@ from __future__ import annotations
 import difflib
 from pathlib import Path
 
-from agent.edit_paths import list_repo_text_files
+from agent.edit.paths import list_repo_text_files
 
 # Below this similarity a "closest region" would only distract the model.
 NEAR_MISS_MIN_RATIO = 0.5
