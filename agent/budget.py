@@ -1,7 +1,7 @@
 """Hierarchical spending limits (trajectory → instance → run).
 
 One `Budget` object is shared by every task that spends against it, across asyncio tasks and
-threads alike, so all state sits behind a `threading.Lock`. Before a call starts it *reserves* its
+threads alike, so its `Tally` keeps all state behind a `threading.Lock`. Before a call starts it *reserves* its
 worst case (agent.pricing) on every budget in the chain, and settles to the real cost afterwards.
 A call starts only if its worst case fits next to what is spent and held, or if nothing else is in
 flight and money is left (the one call allowed to cross the limit); otherwise it waits for others to
@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, Protocol
 
 Hold = Literal["held", "wait", "exceeded"]
 
@@ -40,20 +40,70 @@ class Reservation:
     nodes: list[Budget] = field(default_factory=list)
 
 
+class Tally:
+    """What one budget has spent and holds: the one accounting type.
+
+    A `Budget` keeps its tally here; the Ray executor makes one `Tally` an actor shared by every node
+    (patchswarm.ray_node), so a run's spending and reservations are counted by the same code everywhere.
+    """
+
+    def __init__(self, spent_usd: float = 0.0, unknown_cost_calls: int = 0) -> None:
+        self._lock = threading.Lock()
+        self._spent, self._unknown_cost_calls = spent_usd, unknown_cost_calls
+        self._reserved = 0.0
+        self._holds = 0  # reservations outstanding (a count: float sums never return to exactly 0)
+
+    def add(self, cost_usd: float | None) -> None:
+        with self._lock:
+            if cost_usd is None:
+                self._unknown_cost_calls += 1
+            else:
+                self._spent += cost_usd
+
+    def hold(self, limit_usd: float | None, amount: float) -> Hold:
+        with self._lock:
+            verdict = hold_verdict(limit_usd, self._spent, self._reserved, self._holds, amount)
+            if verdict == "held":
+                self._reserved += amount
+                self._holds += 1
+            return verdict
+
+    def settle(self, amount: float, cost_usd: float | None, billed: bool) -> None:
+        with self._lock:
+            self._reserved = max(0.0, self._reserved - amount)
+            self._holds = max(0, self._holds - 1)
+        if billed:
+            self.add(cost_usd)
+
+    def totals(self) -> tuple[float, int]:
+        """(USD spent, calls of unknown cost)."""
+        with self._lock:
+            return self._spent, self._unknown_cost_calls
+
+
+class TallyPort(Protocol):
+    """Where a budget's tally lives: a `Tally` here, or a proxy to one in another process."""
+
+    def add(self, cost_usd: float | None) -> None: ...
+
+    def hold(self, limit_usd: float | None, amount: float) -> Hold: ...
+
+    def settle(self, amount: float, cost_usd: float | None, billed: bool) -> None: ...
+
+    def totals(self) -> tuple[float, int]: ...
+
+
 class Budget:
     """A spending limit in USD; `limit_usd=None` means unlimited (it still tallies spending)."""
 
-    def __init__(self, limit_usd: float | None, name: str, parent: Budget | None = None) -> None:
+    def __init__(self, limit_usd: float | None, name: str, parent: Budget | None = None,
+                 tally: TallyPort | None = None) -> None:
         if limit_usd is not None and limit_usd < 0:
             raise ValueError(f"budget '{name}': limit must be >= 0, got {limit_usd}")
         self.limit_usd = limit_usd
         self.name = name
         self.parent = parent
-        self._lock = threading.Lock()
-        self._spent = 0.0
-        self._unknown_cost_calls = 0
-        self._reserved = 0.0
-        self._holds = 0  # reservations outstanding (a count: float sums never return to exactly 0)
+        self.tally: TallyPort = tally if tally is not None else Tally()
 
     def child(self, limit_usd: float | None, name: str) -> Budget:
         return Budget(limit_usd, name, parent=self)
@@ -69,7 +119,7 @@ class Budget:
     def check(self) -> None:
         """Raise `BudgetExceeded` for the nearest budget in the chain that has reached its limit."""
         for node in self._chain():
-            spent = node._spent_now()
+            spent = node.spent_usd
             if node.limit_usd is not None and spent >= node.limit_usd:
                 raise BudgetExceeded(node.name, spent, node.limit_usd)
 
@@ -82,7 +132,7 @@ class Budget:
         if cost_usd is not None and cost_usd < 0:
             raise ValueError(f"negative cost {cost_usd} charged to budget '{self.name}'")
         for node in self._chain():
-            node._add(cost_usd)
+            node.tally.add(cost_usd)
 
     def reserve(self, amount_usd: float) -> Reservation | None:
         """Hold `amount_usd` on every budget of the chain, or None: wait, other calls hold what is left.
@@ -91,11 +141,11 @@ class Budget:
         """
         reservation = Reservation(max(amount_usd, 0.0))
         for node in self._chain():
-            verdict = node._hold(reservation.amount)
+            verdict = node.tally.hold(node.limit_usd, reservation.amount)
             if verdict != "held":
                 self.settle(reservation, None, billed=False)
                 if verdict == "exceeded":
-                    raise BudgetExceeded(node.name, node._spent_now(), node.limit_usd or 0.0)
+                    raise BudgetExceeded(node.name, node.spent_usd, node.limit_usd or 0.0)
                 return None
             reservation.nodes.append(node)
         return reservation
@@ -106,44 +156,15 @@ class Budget:
             raise ValueError(f"negative cost {cost_usd} charged to budget '{self.name}'")
         nodes, reservation.nodes = reservation.nodes, []
         for node in nodes:
-            node._settle(reservation.amount, cost_usd, billed)
-
-    # Where a node's tally is read and written: a subclass may keep it elsewhere
-    # (e.g. in a process shared by several machines).
-    def _spent_now(self) -> float:
-        with self._lock:
-            return self._spent
-
-    def _add(self, cost_usd: float | None) -> None:
-        with self._lock:
-            if cost_usd is None:
-                self._unknown_cost_calls += 1
-            else:
-                self._spent += cost_usd
-
-    def _hold(self, amount: float) -> Hold:
-        with self._lock:
-            verdict = hold_verdict(self.limit_usd, self._spent, self._reserved, self._holds, amount)
-            if verdict == "held":
-                self._reserved += amount
-                self._holds += 1
-            return verdict
-
-    def _settle(self, amount: float, cost_usd: float | None, billed: bool) -> None:
-        with self._lock:
-            self._reserved = max(0.0, self._reserved - amount)
-            self._holds = max(0, self._holds - 1)
-        if billed:
-            self._add(cost_usd)
+            node.tally.settle(reservation.amount, cost_usd, billed)
 
     @property
     def spent_usd(self) -> float:
-        return self._spent_now()
+        return self.tally.totals()[0]
 
     @property
     def unknown_cost_calls(self) -> int:
-        with self._lock:
-            return self._unknown_cost_calls
+        return self.tally.totals()[1]
 
     @property
     def remaining_usd(self) -> float | None:
@@ -167,7 +188,7 @@ class Budget:
 
 
 def hold_verdict(limit: float | None, spent: float, reserved: float, holds: int, amount: float) -> Hold:
-    """The reservation rule, shared with the Ray tally: fits next to what is held, or is the only call."""
+    """The reservation rule: fits next to what is held, or is the only call."""
     if limit is None or spent + reserved + amount <= limit:
         return "held"
     if spent >= limit:

@@ -4,8 +4,8 @@ The driver keeps what a local run has: the one SQLite run store, the run budget,
 Each instance is one streaming Ray task (`ray_node.solve_on_node`): it gets the instance's rows from
 the driver's store, solves on its node and streams the rows it writes back, which the driver merges
 into its store as they come; the driver then writes result files and predictions as for a local run.
-The run budget is one `BudgetTally` actor that every node checks before a call and charges after it;
-adaptive sampling's budget shares are one `SharePool` actor.
+The run budget's tally is one `agent.budget.Tally` actor that every node reserves on before a call and
+charges after it; adaptive sampling's budget shares are one `SharePool` actor.
 """
 
 from __future__ import annotations
@@ -17,8 +17,9 @@ from pathlib import Path
 from typing import Any
 
 from agent.allocation import SharePool
+from agent.budget import Tally
 from patchswarm.pipeline import ERROR_STATUSES, InstanceResult, Runner, share_pool
-from patchswarm.ray_node import SHIP_EVERY_S, BudgetTally, NodeJob, ray, solve_on_node  # ray: guarded there
+from patchswarm.ray_node import SHIP_EVERY_S, NodeJob, ray, solve_on_node  # ray: guarded there
 from patchswarm.store import RunStore
 from patchswarm.tasks import Task
 
@@ -40,8 +41,7 @@ class RayExecutor:
             _check_reachable(self.address)
             ray.init(address=self.address, logging_level="WARNING")
         try:
-            tally = ray.remote(num_cpus=0)(BudgetTally).remote(runner.budget.spent_usd,
-                                                               runner.budget.unknown_cost_calls)
+            tally = ray.remote(num_cpus=0)(Tally).remote(*runner.budget.tally.totals())
             # Adaptive sampling's budget shares: one SharePool actor, as the tally, for every node.
             local = share_pool(runner.config, len(tasks))
             shares = None if local is None else ray.remote(num_cpus=0)(SharePool).remote(

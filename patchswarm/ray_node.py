@@ -33,7 +33,7 @@ except ImportError:
 from rich.console import Console  # noqa: E402
 
 from agent.allocation import RemoteSharePool  # noqa: E402
-from agent.budget import Budget, Hold, hold_verdict  # noqa: E402
+from agent.budget import Budget, Hold  # noqa: E402
 from patchswarm.config import PatchswarmConfig  # noqa: E402
 from patchswarm.pipeline import Runner  # noqa: E402
 from patchswarm.progress import Progress  # noqa: E402
@@ -45,63 +45,30 @@ SHIP_EVERY_S = 2.0
 STREAMED = ("meta", "states", "calls", "call_log", "events")
 
 
-class BudgetTally:
-    """The run's spending, as one Ray actor shared by every node, so `--max-cost` holds across machines."""
-
-    def __init__(self, spent_usd: float = 0.0, unknown_cost_calls: int = 0) -> None:
-        self.spent_usd, self.unknown_cost_calls = spent_usd, unknown_cost_calls
-        self.reserved_usd, self.holds = 0.0, 0
-
-    def charge(self, cost_usd: float | None) -> None:
-        if cost_usd is None:
-            self.unknown_cost_calls += 1
-        else:
-            self.spent_usd += cost_usd
-
-    # An actor runs one method at a time: each reservation is atomic across all nodes.
-    def hold(self, limit_usd: float | None, amount: float) -> str:
-        verdict = hold_verdict(limit_usd, self.spent_usd, self.reserved_usd, self.holds, amount)
-        if verdict == "held":
-            self.reserved_usd += amount
-            self.holds += 1
-        return verdict
-
-    def settle(self, amount: float, cost_usd: float | None, billed: bool) -> None:
-        self.reserved_usd = max(0.0, self.reserved_usd - amount)
-        self.holds = max(0, self.holds - 1)
-        if billed:
-            self.charge(cost_usd)
-
-    def totals(self) -> tuple[float, int]:
-        return self.spent_usd, self.unknown_cost_calls
-
-
-class SharedBudget(Budget):
-    """The run budget on a node: its tally is the run's BudgetTally actor.
+class RemoteTally:
+    """The run budget's tally on a node: the run's one `Tally`, a Ray actor every node shares, so
+    `--max-cost` holds across machines.
 
     Each reservation and settlement is one round trip to the actor (sub-millisecond next to a model call),
-    so the overrun stays bounded by one call's worst case on all nodes together (agent.budget).
+    so the overrun stays bounded by one call's worst case on all nodes together (agent.budget). An actor
+    runs one method at a time: each reservation is atomic across all nodes.
     """
 
-    def __init__(self, tally: Any, limit_usd: float | None, name: str = "run") -> None:
-        super().__init__(limit_usd, name)
-        self._tally = tally
+    def __init__(self, actor: Any) -> None:
+        self._actor = actor
 
-    def _spent_now(self) -> float:
-        return ray.get(self._tally.totals.remote())[0]
+    def add(self, cost_usd: float | None) -> None:
+        ray.get(self._actor.add.remote(cost_usd))
 
-    def _add(self, cost_usd: float | None) -> None:
-        ray.get(self._tally.charge.remote(cost_usd))
+    def hold(self, limit_usd: float | None, amount: float) -> Hold:
+        return ray.get(self._actor.hold.remote(limit_usd, amount))
 
-    def _hold(self, amount: float) -> Hold:
-        return ray.get(self._tally.hold.remote(self.limit_usd, amount))
+    def settle(self, amount: float, cost_usd: float | None, billed: bool) -> None:
+        ray.get(self._actor.settle.remote(amount, cost_usd, billed))
 
-    def _settle(self, amount: float, cost_usd: float | None, billed: bool) -> None:
-        ray.get(self._tally.settle.remote(amount, cost_usd, billed))
-
-    @property
-    def unknown_cost_calls(self) -> int:
-        return ray.get(self._tally.totals.remote())[1]
+    def totals(self) -> tuple[float, int]:
+        spent, unknown = ray.get(self._actor.totals.remote())
+        return spent, unknown
 
 
 @dataclass
@@ -133,7 +100,7 @@ def solve_on_node(job: NodeJob) -> Iterator[dict[str, Any]]:
             # label: a name unique to this instance keeps two instances starting in the same second apart.
             runner = Runner(config, scratch / f"{job.run_name}-{uuid.uuid4().hex[:8]}", progress, redo=job.redo)
             try:
-                runner.budget = SharedBudget(job.tally, config.budget.max_cost_usd)
+                runner.budget = Budget(config.budget.max_cost_usd, "run", tally=RemoteTally(job.tally))
                 runner.shares = RemoteSharePool(job.shares) if job.shares is not None else None
                 runner.store.import_rows(job.seed)
                 cursors = {table: runner.store.last_rowid(table) for table in STREAMED}  # seeds are not news
