@@ -41,7 +41,7 @@ def bench_select_command(
     from patchswarm.benchselect.grades import GradeBook, grade_all, load_candidates
     from patchswarm.benchselect.run import ABLATIONS, graded, score_one, totals
     from patchswarm.benchselect.table import print_scores
-    from patchswarm.cli import _config, _register_scripted, fail
+    from patchswarm.cli.common import config_or_fail, fail, register_scripted
     from patchswarm.swebench.dataset import DatasetError, load_instances
     from patchswarm.swebench.tasks import tasks_from_dataset
 
@@ -74,7 +74,7 @@ def bench_select_command(
         console.print(f"{len(chosen) - len(ready)} instance(s) not fully graded yet: skipped (use --grade)",
                       highlight=False)
     if scripted:
-        _register_scripted(scripted)
+        register_scripted(scripted)
     extra = list(BENCH_SETTINGS) + [f"selection.cache_dir={run_dir / 'exec-cache'}"]
     if model:
         extra += [f"models.roles.{role}={model}" for role in ("relevance", "primary", "selector")]
@@ -83,7 +83,7 @@ def bench_select_command(
     modes = ABLATIONS if ablation else {"all": {}}
     summary: dict[str, object] = {}
     for name, off in modes.items():
-        config = _config(preset, None, overrides, extra + [f"selection.{k}={str(v).lower()}" for k, v in off.items()])
+        config = config_or_fail(preset, None, overrides, extra + [f"selection.{k}={str(v).lower()}" for k, v in off.items()])
         scores = []
         for instance_id in ready:
             score = score_one(tasks[instance_id], rows[instance_id], book, config, run_dir / name,

@@ -129,7 +129,7 @@ def batch(
     quiet: bool = typer.Option(False, "--quiet", help="Line-oriented progress (automatic when not a TTY)."),
 ) -> None:
     """Solve a repository's issues as one resumable batch; with --open-prs answer each as `resolve` does."""
-    from patchswarm.cli import _executor, fail
+    from patchswarm.cli.common import executor_or_fail, fail
     from patchswarm.github.batch import BatchOptions, run_batch
     from patchswarm.scripted_cli import register_scripted_specs
     from patchswarm.store import RunDirInUse
@@ -147,7 +147,7 @@ def batch(
             report_url=report_url, live=False if quiet else None)
     except ValueError as exc:  # pydantic's ValidationError is one
         _options_error(exc)
-    executor = _executor(executor_name, ray_address, scripted)
+    executor = executor_or_fail(executor_name, ray_address, scripted)
     try:
         outcome = run_batch(options, executor=executor)
     except (SandboxError, RunDirInUse, ConnectionError) as exc:
