@@ -33,6 +33,7 @@ EditingOutcome = Literal["finished", "attempts_exhausted", "budget_exhausted", "
 
 
 class EditingState(MachineState):
+    outcome: EditingOutcome | None = None
     test_code: str | None = None
     original: ReproRun | None = Field(None, description="test_code on the original repository; None: not run yet.")
     candidate: str | None = Field(None, description="Diff of the newest edit, waiting for its run.")
@@ -140,6 +141,7 @@ class EditingMachine(ConversationMachine[EditingState]):
 
     def result(self) -> EditingResult:
         state = self.state
+        assert state.outcome is not None, "result() of a machine that has not stopped"
         edited = state.edited if state.patch else None
         return EditingResult(
             index=self.index, patch=state.patch, test_code=state.test_code, outcome=state.outcome,

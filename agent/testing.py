@@ -73,6 +73,7 @@ def run_test(sandbox: SandboxPort, test_code: str, *, patch: str | None = None, 
 
 class TestingState(MachineState):
     __test__ = False  # not a pytest class
+    outcome: TestingOutcome | None = None
     test_code: str | None = None
     run: ReproRun | None = Field(None, description="The last run of test_code on the original repository.")
 
@@ -141,6 +142,7 @@ class TestingMachine(ConversationMachine[TestingState]):
 
     def result(self) -> TestingResult:
         state, run = self.state, self.state.run
+        assert state.outcome is not None, "result() of a machine that has not stopped"
         return TestingResult(
             index=self.index, test_code=state.test_code, approved=state.outcome == "approved",
             original_exit_code=run.exit_code if run else None, original_output=run.output if run else None,

@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-from collections.abc import Awaitable, Mapping
+from collections.abc import Awaitable, Mapping, Sequence
+from typing import Any
 
 from pydantic import BaseModel, Field
 
@@ -49,7 +50,7 @@ def choose_seeds(results: list[TestingResult], count: int) -> list[TestingResult
     return [approved[i % len(approved)] if approved else None for i in range(count)]
 
 
-async def _fan_out(machines: list[ConversationMachine], warm: bool) -> list:
+async def _fan_out(machines: Sequence[ConversationMachine[Any]], warm: bool) -> list:
     """Run all machines; never raises for one machine. With `warm`, machine 0's first call runs alone
     first so the others read the provider's cache of the shared prefix."""
     if not machines:
@@ -100,13 +101,14 @@ async def run_trajectories(
     for i in range(count):
         testing = tested[i] if i < len(tested) else None
         editing = edited[i] if i < len(edited) else None
-        machines = [m[i] for m in (testers, editors) if i < len(m)]
+        machines: list[ConversationMachine[Any]] = [m[i] for m in (testers, editors) if i < len(m)]
+        seed = seeds[i] if i < len(seeds) else None
         error = _failure(testing, "testing") or _failure(editing, "editing")
         results.append(TrajectoryResult(
             index=i,
             testing=testing if isinstance(testing, TestingResult) else None,
             editing=editing if isinstance(editing, EditingResult) else None,
-            seed_test_index=seeds[i].index if i < len(seeds) and seeds[i] is not None else None,
+            seed_test_index=seed.index if seed is not None else None,
             cost_usd=sum(m.state.cost_usd for m in machines),
             unknown_cost_calls=sum(m.state.unknown_cost_calls for m in machines),
             error=error,

@@ -121,8 +121,10 @@ def build_env_image(
 
     `repo=None` builds a layer without a repository (only `root_setup`: system packages shared by
     the environments built on it)."""
-    git_dir = local_git_dir(repo, cache_dir) if repo else None
-    sha = resolve_commit(git_dir, repo.commit, repo.location) if repo else ""
+    git_dir, sha = None, ""
+    if repo:
+        git_dir = local_git_dir(repo, cache_dir)
+        sha = resolve_commit(git_dir, repo.commit, repo.location)
     base, python = _resolve_base(client, env)
     tag = env_image_tag(client.images.get(base).id, sha, env)
     log_dir = log_dir or cache_dir.parent / "build-logs"  # one log per image, kept beside the cache

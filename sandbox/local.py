@@ -22,7 +22,7 @@ import subprocess
 import tempfile
 import threading
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
 
 from sandbox.errors import PatchApplyError, SandboxBroken
@@ -83,7 +83,7 @@ class LocalSandbox:
                                                           else "unknown"), rejected, detail)
 
     def run(
-        self, command: str, *, patch: str | None = None, files: dict[str, str | bytes] | None = None,
+        self, command: str, *, patch: str | None = None, files: Mapping[str, str | bytes] | None = None,
         timeout: float | None = 60, env: dict[str, str] | None = None, reset: bool = True,
         output_cap: int = DEFAULT_OUTPUT_CAP,
     ) -> ExecResult:

@@ -7,6 +7,7 @@ so the logic above can be unit-tested without a Docker engine.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from contextlib import AbstractAsyncContextManager
 from typing import Protocol
 
@@ -17,7 +18,7 @@ class SandboxPort(Protocol):
     """One isolated copy of the repository at its base commit."""
 
     def run(
-        self, command: str, *, patch: str | None = None, files: dict[str, str | bytes] | None = None,
+        self, command: str, *, patch: str | None = None, files: Mapping[str, str | bytes] | None = None,
         timeout: float | None = 60, env: dict[str, str] | None = None, reset: bool = True,
         output_cap: int = DEFAULT_OUTPUT_CAP,
     ) -> ExecResult:

@@ -9,6 +9,8 @@ import shlex
 import tarfile
 import threading
 import uuid
+from collections.abc import Mapping
+from typing import Literal
 
 from docker.errors import APIError, DockerException, NotFound
 from docker.models.containers import Container
@@ -102,9 +104,9 @@ def rejected_hunks(output: str) -> list[str]:
         for prefix in ("patching file ", "checking file "):
             if line.startswith(prefix):
                 current = line[len(prefix) :].strip()
-        m = re.match(r"Hunk #(\d+) FAILED at (\d+)", line)
-        if m:
-            rejected.append(f"{current} hunk #{m.group(1)} (at line {m.group(2)})")
+        failed = re.match(r"Hunk #(\d+) FAILED at (\d+)", line)
+        if failed:
+            rejected.append(f"{current} hunk #{failed.group(1)} (at line {failed.group(2)})")
     return list(dict.fromkeys(rejected))
 
 
@@ -121,7 +123,7 @@ class Sandbox:
         self.closed = False
         self._lock = threading.Lock()
         # The in-sandbox exec server (see exec_channel); None until first use, False once unusable.
-        self._channel: ExecChannel | None | bool = None if use_server else False
+        self._channel: ExecChannel | None | Literal[False] = None if use_server else False
 
     @property
     def id(self) -> str:
@@ -213,7 +215,7 @@ class Sandbox:
         return self._channel
 
     def run(
-        self, command: str, *, patch: str | None = None, files: dict[str, str | bytes] | None = None,
+        self, command: str, *, patch: str | None = None, files: Mapping[str, str | bytes] | None = None,
         timeout: float | None = 60, env: dict[str, str] | None = None, reset: bool = True,
         output_cap: int = DEFAULT_OUTPUT_CAP,
     ) -> ExecResult:
@@ -266,9 +268,10 @@ class Sandbox:
             raise FileNotFoundError(f"no file {path} in sandbox") from None
         with tarfile.open(fileobj=io.BytesIO(b"".join(stream))) as tar:
             member = tar.next()
-            if member is None or not member.isfile():
+            data = tar.extractfile(member) if member is not None and member.isfile() else None
+            if data is None:
                 raise IsADirectoryError(f"{path} is not a regular file in sandbox")
-            return tar.extractfile(member).read()
+            return data.read()
 
     # -- repository state ------------------------------------------------------------------------
 

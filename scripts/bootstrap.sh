@@ -19,7 +19,7 @@ fi
 # Installed, with its dependencies, from this very checkout? (Checked from / so the checkout itself
 # on sys.path does not fake an installation.)
 here=$(pwd)
-installed=$(cd / && python3 -c "import os, patchswarm, litellm, docker, swebench, ray, selenium; print(os.path.dirname(os.path.dirname(patchswarm.__file__)))" 2>/dev/null || true)
+installed=$(cd / && python3 -c "import os, importlib.metadata, patchswarm, litellm, docker, swebench, ray, selenium, mypy; importlib.metadata.version('types-PyYAML'); print(os.path.dirname(os.path.dirname(patchswarm.__file__)))" 2>/dev/null || true)
 if [ "$installed" != "$here" ] || [ "${PATCHSWARM_REINSTALL:-0}" = 1 ]; then
   echo "bootstrap: installing the patchswarm package"
   python3 -m pip install -q -e '.[test]'

@@ -103,7 +103,9 @@ class Executor:
                 results[(job.patch_key, job.test_key, run)] = outcome
         for job in jobs:  # a text found not to apply invalidates every result taken for it
             failure = self._apply_failure(job.text_key)
-            for run in job.runs if failure is not None else []:
+            if failure is None:
+                continue
+            for run in job.runs:
                 results[(job.patch_key, job.test_key, run)] = failure
         return results
 

@@ -82,7 +82,9 @@ class Outcome(BaseModel):
             return "timeout"
         if self.exit_code is None:
             return "unknown"
-        return {0: "pass", 2: "issue"}.get(self.exit_code, "error")
+        if self.exit_code == 0:
+            return "pass"
+        return "issue" if self.exit_code == 2 else "error"
 
     def cell(self) -> MatrixCell:
         return MatrixCell(exit_code=self.exit_code, timed_out=self.timed_out, apply_failed=self.apply_failed,

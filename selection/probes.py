@@ -282,7 +282,7 @@ def raises(result: str) -> bool:
 
 
 def _shown_matches(shown: str | None, result: str) -> bool:
-    return bool(shown) and normalize_output(shown) == result
+    return bool(shown and normalize_output(shown) == result)
 
 
 def expected_by_issue(result: str, issue: str) -> bool:

@@ -13,6 +13,7 @@ from selection.models import (
     BehaviourGroup,
     Candidate,
     CandidateReport,
+    CandidateStatus,
     MatrixCell,
     ReproTestReport,
 )
@@ -34,7 +35,7 @@ def candidate_reports(patches: Sequence[DistinctPatch], by_id: Mapping[str, Cand
     for patch in patches:
         for member in patch.members:
             first = member == patch.id
-            status = "empty" if patch.empty else "apply_failed" if member in patch.failed else "ok"
+            status: CandidateStatus = "empty" if patch.empty else "apply_failed" if member in patch.failed else "ok"
             reports[member] = CandidateReport(
                 id=member, source=by_id[member].source, status=status, apply_error=patch.failed.get(member),
                 duplicate_of=None if first else patch.id, support=support[agreement[member]],

@@ -197,7 +197,7 @@ class _Selection:
         for p in eligible:
             if changed[p.key]:
                 behaviour_count[observed(p)] += weight[p.key]
-        agreement = Counter()
+        agreement: Counter[str] = Counter()
         for p in eligible:
             for variant in p.variants:
                 if variant.id not in p.failed:

@@ -37,6 +37,8 @@ def judge_test(first: Outcome, second: Outcome) -> Verdict:
         return Verdict(status="flaky", reason=f"two runs on the original ended differently ({runs})")
     if first.timed_out:
         return Verdict(status="timed_out", reason="timed out on the original; a timeout proves nothing")
+    if first.exit_code is None:  # e.g. the run on the original could not even start
+        return Verdict(status="unknown", reason=f"could not run on the original ({runs})")
     if first.exit_code == 0:
         return Verdict(status="passes_on_original",
                            reason="exits 0 on the original, so it does not reproduce the issue")
@@ -61,7 +63,7 @@ def count_votes(patch: DistinctPatch, voting: Sequence[str], matrix: ReproMatrix
 def behaviour(patch: DistinctPatch, stable_tests: Mapping[str, str], matrix: ReproMatrix,
               regression: Mapping[str, str] | None = None) -> dict[str, str]:
     """Observed outcomes: test id → outcome class, plus regression test statuses when checked."""
-    vector = {test_id: matrix.cells[(key, patch.key)].outcome for key, test_id in stable_tests.items()}
+    vector: dict[str, str] = {test_id: matrix.cells[(key, patch.key)].outcome for key, test_id in stable_tests.items()}
     for name, status in (regression or {}).items():
         vector[f"regression:{name}"] = status
     return vector

@@ -323,9 +323,9 @@ def _add_named(add: Callable[[str, float, str], None], mentions: IssueMentions, 
         add(path, settings.frame_weight * (1.0 if depth == 0 else 0.75), "traceback frame")
     modules = _module_index(paths)
     for dotted in mentions.dotted:
-        path, matched = _module_files(dotted, modules)
-        if path is not None and (matched >= 2 or "." not in dotted):
-            add(path, settings.dotted_weight * (1.0 if matched == len(dotted.split(".")) or matched >= 2 else 0.5),
+        module_path, matched = _module_files(dotted, modules)
+        if module_path is not None and (matched >= 2 or "." not in dotted):
+            add(module_path, settings.dotted_weight * (1.0 if matched == len(dotted.split(".")) or matched >= 2 else 0.5),
                 f"module {'.'.join(dotted.split('.')[:matched])} named")
 
 

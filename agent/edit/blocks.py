@@ -126,9 +126,12 @@ class FileEdit(BaseModel):
         return clean_path(path)
 
 
+ChangeStatus = Literal["modified", "created", "deleted"]
+
+
 class FileChange(BaseModel):
     path: str
-    status: Literal["modified", "created", "deleted"]
+    status: ChangeStatus
     lines_added: int
     lines_removed: int
     new_text: str | None  # full new content (None when deleted), handy for writing files directly
@@ -352,7 +355,7 @@ def apply_edits(repo_dir: Path, edits: Sequence[FileEdit]) -> EditResult:
         if not file_diff.text:
             continue  # every REPLACE equalled its SEARCH
         diffs.append(file_diff.text)
-        status = "deleted" if new_text is None else "modified" if original.exists else "created"
+        status: ChangeStatus = "deleted" if new_text is None else "modified" if original.exists else "created"
         changes.append(
             FileChange(
                 path=edit.path,

@@ -111,6 +111,11 @@ def test_who_votes(first, second, status):
     assert judge_test(outcome(*first), outcome(*second)).status == status
 
 
+def test_a_test_whose_prelude_failed_twice_on_the_original_proves_nothing():
+    failed = Outcome(exit_code=None, apply_failed=True, error="prelude failed")
+    assert judge_test(failed, failed).status == "unknown"  # used to compare None >= 128 and raise
+
+
 def test_parse_unittest_old_and_new_formats():
     output = """\
 test_a (pkg.tests.test_x.T.test_a) ... ok
