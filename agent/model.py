@@ -7,7 +7,6 @@ so a reply that later fails to parse is still accounted for.
 from __future__ import annotations
 
 import asyncio
-import os
 import random
 import threading
 import time
@@ -16,13 +15,11 @@ import weakref
 from collections.abc import Awaitable, Callable
 from typing import Any, Literal
 
-os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # no network fetch of the price map
+from pydantic import BaseModel, ConfigDict, Field
 
-import litellm  # noqa: E402
-from pydantic import BaseModel, ConfigDict, Field  # noqa: E402
-
-from agent.budget import Budget, BudgetExceeded, Reservation  # noqa: E402
-from agent.call_records import (  # noqa: E402
+from agent import llm
+from agent.budget import Budget, BudgetExceeded, Reservation
+from agent.call_records import (
     CallRecord,
     CallRecorder,
     CallStore,
@@ -31,17 +28,15 @@ from agent.call_records import (  # noqa: E402
     Usage,
     call_key,
 )
-from agent.pricing import worst_case_usd  # noqa: E402
-from agent.prompt_caching import (  # noqa: E402
+from agent.pricing import worst_case_usd
+from agent.prompt_caching import (
     SCRIPTED_PREFIX,
     mark_cache_prefix,
     supports_prompt_caching,
     warm_then_fan_out,
 )
-from agent.retry_policy import backoff_s, failure_hint, is_retryable, retry_after_s  # noqa: E402
-from agent.text import storable, storable_data  # noqa: E402
-
-litellm.suppress_debug_info = True  # its "Provider List" / "Give Feedback" banners would go to stdout
+from agent.retry_policy import backoff_s, failure_hint, is_retryable, retry_after_s
+from agent.text import storable, storable_data
 
 __all__ = [
     "Budget",
@@ -181,10 +176,7 @@ def missing_api_key(model: str) -> str | None:
     """Environment variable(s) litellm needs for `model` that are unset, else None."""
     if model.startswith(SCRIPTED_PREFIX):
         return None
-    try:
-        missing = litellm.validate_environment(model).get("missing_keys") or []
-    except Exception:  # unknown provider: let the call itself report it
-        return None
+    missing = llm.missing_keys(model)
     return ", ".join(missing) if missing else None
 
 
@@ -237,8 +229,11 @@ class ModelClient:
         sleep: Sleep = asyncio.sleep,
         rng: random.Random | None = None,
         charge_replays: bool = True,
+        providers: llm.Providers | None = None,
     ) -> None:
         self.settings = settings
+        # Providers the caller injects by model prefix (the scripted model); litellm serves the rest.
+        self.providers: llm.Providers = dict(providers or {})
         # False when the caller charges budgets with what was spent before a resume by other means.
         self.charge_replays = charge_replays
         self.store = store
@@ -282,10 +277,7 @@ class ModelClient:
             return override.cost_usd(usage)
         if model.startswith(SCRIPTED_PREFIX):
             return None  # litellm cannot price it; asking would only log noise
-        try:
-            cost = litellm.completion_cost(completion_response=response)
-        except Exception:
-            return None
+        cost = llm.completion_cost(response)
         if cost is None:
             return None
         # litellm answers 0 for models missing from its map; a call that used tokens is not free.
@@ -351,7 +343,7 @@ class ModelClient:
                     record.attempts += 1
                     sent_at = time.monotonic()
                     try:
-                        response = await litellm.acompletion(**request)
+                        response = await self._provider(request["model"]).acompletion(**request)
                     finally:
                         record.latency_s = time.monotonic() - sent_at
             except BudgetExceeded as exc:
@@ -359,11 +351,11 @@ class ModelClient:
                     self._finish_failed(record, costs, exc)
                 raise
             except Exception as exc:
-                if isinstance(exc, litellm.Timeout):
+                if isinstance(exc, llm.Timeout):
                     # The provider may have generated (and billed) tokens we never received.
                     costs.append(None)
                 if reservation is not None:
-                    budget.settle(reservation, None, billed=isinstance(exc, litellm.Timeout))
+                    budget.settle(reservation, None, billed=isinstance(exc, llm.Timeout))
                 if is_retryable(exc) and record.attempts <= self.settings.max_retries:
                     delay = backoff_s(
                         record.attempts,
@@ -381,6 +373,16 @@ class ModelClient:
                     budget.settle(reservation, None)
                 raise
             return self._finish_succeeded(record, costs, response, budget, reservation)
+
+    def _provider(self, model: str) -> llm.ChatProvider:
+        injected = llm.provider_for(model, self.providers)
+        if injected is not None:
+            return injected
+        if model.startswith(SCRIPTED_PREFIX):  # litellm would only say it knows no such provider
+            raise llm.BadRequestError(message=f"{model}: no scripted models were given to this client "
+                                      "(--scripted NAME=FILE.yaml or NAME=module:callable)",
+                                      model=model, llm_provider="scripted")
+        return llm.LITELLM
 
     async def _reserve(self, budget: Budget, request: dict[str, Any]) -> Reservation:
         """Hold the attempt's worst case on the budget chain, waiting while other calls hold what is left."""

@@ -5,26 +5,17 @@ Each check returns what is wrong as a short clause (the caller names the model a
 
 from __future__ import annotations
 
-import os
 import time
 
-os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # no network fetch of the price map
-
-import litellm  # noqa: E402
-
-from agent.prompt_caching import SCRIPTED_PREFIX  # noqa: E402
-
-litellm.suppress_debug_info = True  # its "Provider List" / "Give Feedback" banners would go to stdout
+from agent import llm
+from agent.prompt_caching import SCRIPTED_PREFIX
 
 
 def provider_of(model: str) -> str | None:
     """The litellm provider `model` routes to, or None when litellm cannot route it."""
     if model.startswith(SCRIPTED_PREFIX):
         return SCRIPTED_PREFIX.rstrip("/")
-    try:
-        return litellm.get_llm_provider(model)[1]
-    except Exception:  # litellm raises BadRequestError for a name it cannot route
-        return None
+    return llm.provider_of(model)
 
 
 def model_problem(model: str) -> str | None:
@@ -35,10 +26,7 @@ def model_problem(model: str) -> str | None:
         return "is empty"
     if provider_of(model) is None:
         return "does not name a provider litellm knows (write PROVIDER/MODEL, e.g. anthropic/claude-sonnet-5-5)"
-    try:
-        missing = litellm.validate_environment(model).get("missing_keys") or []
-    except Exception:  # an odd provider litellm cannot check: the call itself will say
-        return None
+    missing = llm.missing_keys(model)  # None: an odd provider litellm cannot check; the call itself will say
     return f"needs {', '.join(missing)} in the environment" if missing else None
 
 
@@ -46,10 +34,7 @@ def is_priced(model: str) -> bool:
     """Whether litellm's price map knows `model` (else its calls count as unknown cost)."""
     if model.startswith(SCRIPTED_PREFIX):
         return False
-    try:
-        info = litellm.get_model_info(model)
-    except Exception:
-        return False
+    info = llm.model_info(model)
     return bool(info.get("input_cost_per_token") or info.get("output_cost_per_token"))
 
 
@@ -58,8 +43,7 @@ def fixes_sampling(model: str) -> bool:
     if model.startswith(SCRIPTED_PREFIX):
         return False
     # Read from the map itself: get_model_info leaves this flag out.
-    entry = litellm.model_cost.get(model) or litellm.model_cost.get(model.split("/", 1)[-1]) or {}
-    return entry.get("supports_sampling_params") is False
+    return llm.map_entry(model).get("supports_sampling_params") is False
 
 
 def _reason(exc: BaseException) -> str:
@@ -69,15 +53,18 @@ def _reason(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text[:200]}"
 
 
-def ping(model: str, *, timeout_s: float = 30.0) -> tuple[str | None, float]:
-    """A one-token call: (what went wrong or None, seconds it took). Costs a few input tokens."""
+def ping(model: str, *, timeout_s: float = 30.0, providers: llm.Providers | None = None) -> tuple[str | None, float]:
+    """A one-token call: (what went wrong or None, seconds it took). Costs a few input tokens.
+
+    `providers`: the ones injected for model prefixes (the scripted model), as `ModelClient` takes them."""
     problem = model_problem(model)
     if problem is not None:
         return problem, 0.0
     started = time.monotonic()
     try:
-        litellm.completion(model=model, messages=[{"role": "user", "content": "Reply with the word OK."}],
-                           max_tokens=1, timeout=timeout_s, num_retries=0, drop_params=True)
+        provider = llm.provider_for(model, providers or {}) or llm.LITELLM
+        provider.completion(model=model, messages=[{"role": "user", "content": "Reply with the word OK."}],
+                            max_tokens=1, timeout=timeout_s, num_retries=0, drop_params=True)
     except Exception as exc:  # every provider failure is reported, none raised
         return f"did not answer a one-token call ({_reason(exc)})", time.monotonic() - started
     return None, time.monotonic() - started

@@ -13,8 +13,7 @@ import math
 from collections.abc import Mapping
 from typing import Any, Protocol
 
-import litellm
-
+from agent import llm
 from agent.prompt_caching import SCRIPTED_PREFIX
 
 CHARS_PER_TOKEN = 3
@@ -31,10 +30,7 @@ class Price(Protocol):
 def _map_info(model: str) -> dict[str, Any]:
     if model.startswith(SCRIPTED_PREFIX):
         return {}  # litellm cannot know it (and asking prints a banner)
-    try:
-        return dict(litellm.get_model_info(model))
-    except Exception:
-        return {}
+    return llm.model_info(model)
 
 
 def per_token_prices(model: str, overrides: Mapping[str, Price]) -> tuple[float, float] | None:

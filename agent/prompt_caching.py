@@ -9,13 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import copy
-import os
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
-os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
-
-import litellm  # noqa: E402  (the switch above must precede the import)
+from agent import llm
 
 SCRIPTED_PREFIX = "scripted/"
 EPHEMERAL = {"type": "ephemeral"}
@@ -31,10 +28,7 @@ def supports_prompt_caching(model: str) -> bool:
     """
     if model.startswith(SCRIPTED_PREFIX):
         return True
-    try:
-        return bool(litellm.utils.supports_prompt_caching(model))
-    except Exception:  # unknown model: litellm raises rather than answering False
-        return False
+    return llm.supports_prompt_caching(model)
 
 
 def mark_cache_prefix(messages: list[dict[str, Any]], upto_index: int, model: str) -> list[dict[str, Any]]:

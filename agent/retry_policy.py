@@ -3,14 +3,11 @@
 from __future__ import annotations
 
 import email.utils
-import os
 import random
 import time
 from typing import Any
 
-os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # no network fetch of the price map
-
-import litellm  # noqa: E402
+from agent import llm
 
 
 def is_retryable(exc: BaseException) -> bool:
@@ -24,13 +21,13 @@ def is_retryable(exc: BaseException) -> bool:
 
 def failure_hint(exc: BaseException) -> str | None:
     """What to do about a failure that retrying cannot fix, for the error text (None when nothing to say)."""
-    if isinstance(exc, litellm.ContextWindowExceededError):
+    if isinstance(exc, llm.ContextWindowExceededError):
         return ("the prompt is longer than the model's context window: lower context.token_budget or "
                 "trajectories.max_attempts_*, or pick a model with a larger window")
     status = getattr(exc, "status_code", None)
-    if status == 401 or isinstance(exc, litellm.AuthenticationError):
+    if status == 401 or isinstance(exc, llm.AuthenticationError):
         return "the provider rejected the API key: check the key variable litellm names for this provider"
-    if status == 404 or isinstance(exc, litellm.NotFoundError):
+    if status == 404 or isinstance(exc, llm.NotFoundError):
         return "the provider does not know this model name: check it (`patchswarm models check`)"
     return None
 

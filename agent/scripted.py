@@ -1,12 +1,15 @@
-"""Deterministic `scripted/<name>` litellm provider: test configs and pipelines without spending.
+"""Deterministic `scripted/<name>` provider: test configs and pipelines without spending.
 
-    handler = register_scripted_provider(ScriptedLLM({"demo": ["first reply", Fault.rate_limit(2), "second"]}))
-    litellm.completion(model="scripted/demo", messages=[...])   # -> "first reply"
+    handler = ScriptedLLM({"demo": ["first reply", Fault.rate_limit(2), "second"]})
+    client = ModelClient(settings, providers={"scripted": handler})   # scripted/demo -> "first reply"
 
-Each script answers from a list (consumed in order; running out is an error) or from a callable
-`(messages) -> str | Reply | Fault`. Faults raise the same litellm exceptions real providers do,
-so `ModelClient` retries them exactly as it would in production. Every message list received is
-kept (`handler.calls(name)`), so tests can assert what reached the model.
+A `agent.llm.ChatProvider` the caller injects into the clients that should use it (nothing
+process-wide), so two handlers in one process never see each other's scripts. Each script answers
+from a list (consumed in order; running out is an error) or from a callable
+`(messages) -> str | Reply | Fault`. Replies are litellm responses and faults raise the same litellm
+exceptions real providers do, so `ModelClient` retries and accounts for them exactly as it would in
+production. Every message list received is kept (`handler.calls(name)`), so tests can assert what
+reached the model.
 
 Usage is deterministic (about 4 characters per token). litellm has no price for scripted models,
 so their cost is unknown unless `ModelSettings.price_overrides` names `scripted/<name>`; set an
@@ -27,7 +30,6 @@ from __future__ import annotations
 
 import asyncio
 import copy
-import os
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -35,14 +37,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # no network fetch of the price map
+import httpx
+import yaml
 
-import httpx  # noqa: E402
-import litellm  # noqa: E402
-import yaml  # noqa: E402
-from litellm import CustomLLM  # noqa: E402
-from litellm.types.utils import Choices, Message, ModelResponse  # noqa: E402
-from litellm.types.utils import Usage as ProviderUsage  # noqa: E402
+from agent import llm
 
 PROVIDER = "scripted"
 CHARS_PER_TOKEN = 4
@@ -97,7 +95,7 @@ class Script:
     responses: list[Item] | Responder
 
 
-class ScriptError(litellm.BadRequestError):
+class ScriptError(llm.BadRequestError):
     """The script cannot answer (unknown name, exhausted list). Not retryable: it is a setup bug."""
 
     def __init__(self, message: str, model: str) -> None:
@@ -122,11 +120,10 @@ def _delay_of(item: Item) -> float:
     return 0.0 if isinstance(item, str) else item.delay_s
 
 
-class ScriptedLLM(CustomLLM):
-    """litellm custom provider answering from named scripts. Safe to share across threads and loops."""
+class ScriptedLLM:
+    """A `ChatProvider` answering `scripted/<name>` from named scripts. Safe to share across threads and loops."""
 
     def __init__(self, scripts: Mapping[str, Script | list[Item] | Responder] | None = None) -> None:
-        super().__init__()
         self._lock = threading.Lock()
         self._scripts: dict[str, Script] = {}
         self._next_index: dict[str, int] = {}
@@ -174,34 +171,28 @@ class ScriptedLLM(CustomLLM):
             responder = script.responses
         return responder(copy.deepcopy(messages))  # outside the lock: user code may be slow
 
-    def _respond(self, name: str, messages: list[dict[str, Any]], item: Item) -> ModelResponse:
+    def _respond(self, name: str, messages: list[dict[str, Any]], item: Item) -> llm.ModelResponse:
         if isinstance(item, Fault) and item.kind != "malformed":
             raise _fault_exception(name, item)
         text = item if isinstance(item, str) else item.text
         prompt_tokens = count_tokens("".join(text_of(m.get("content")) for m in messages))
-        completion_tokens = count_tokens(text)
-        return ModelResponse(
-            model=name,
-            choices=[Choices(index=0, finish_reason="stop", message=Message(role="assistant", content=text))],
-            usage=ProviderUsage(
-                prompt_tokens=prompt_tokens,
-                completion_tokens=completion_tokens,
-                total_tokens=prompt_tokens + completion_tokens,
-            ),
-        )
+        return llm.reply(name, text, prompt_tokens, count_tokens(text))
 
-    # litellm calls these with keyword arguments; `model` arrives without the "scripted/" prefix.
-    def completion(self, model: str, messages: list, *args: Any, **kwargs: Any) -> ModelResponse:  # type: ignore[override]
-        item = self._take(model, messages)
+    # Called as litellm is: keyword arguments, `model` as "scripted/<name>"; sampling and timeout
+    # parameters mean nothing to a script.
+    def completion(self, *, model: str, messages: list[dict[str, Any]], **params: Any) -> llm.ModelResponse:
+        name = model.removeprefix(f"{PROVIDER}/")
+        item = self._take(name, messages)
         if _delay_of(item):
             time.sleep(_delay_of(item))
-        return self._respond(model, messages, item)
+        return self._respond(name, messages, item)
 
-    async def acompletion(self, model: str, messages: list, *args: Any, **kwargs: Any) -> ModelResponse:  # type: ignore[override]
-        item = self._take(model, messages)
+    async def acompletion(self, *, model: str, messages: list[dict[str, Any]], **params: Any) -> llm.ModelResponse:
+        name = model.removeprefix(f"{PROVIDER}/")
+        item = self._take(name, messages)
         if _delay_of(item):
             await asyncio.sleep(_delay_of(item))
-        return self._respond(model, messages, item)
+        return self._respond(name, messages, item)
 
 
 def _fault_exception(name: str, fault: Fault) -> Exception:
@@ -211,27 +202,16 @@ def _fault_exception(name: str, fault: Fault) -> Exception:
         response = httpx.Response(
             429, headers=headers, request=httpx.Request("POST", "http://scripted.invalid")
         )
-        return litellm.RateLimitError(
+        return llm.RateLimitError(
             f"scripted rate limit on '{name}'", llm_provider=PROVIDER, model=model, response=response
         )
     if fault.kind == "server_error":
-        return litellm.InternalServerError(
+        return llm.InternalServerError(
             f"scripted server error on '{name}'", llm_provider=PROVIDER, model=model
         )
     if fault.kind == "timeout":
-        return litellm.Timeout(f"scripted timeout on '{name}'", model=model, llm_provider=PROVIDER)
+        return llm.Timeout(f"scripted timeout on '{name}'", model=model, llm_provider=PROVIDER)
     raise ValueError(f"fault '{fault.kind}' does not raise")
-
-
-def register_scripted_provider(handler: ScriptedLLM) -> ScriptedLLM:
-    """Route `scripted/<name>` models to `handler`, replacing any handler registered before.
-
-    litellm only knows custom providers through its process-wide `custom_provider_map`, so one
-    scripted handler serves the whole process; use distinct script names to share it.
-    """
-    others = [entry for entry in litellm.custom_provider_map if entry.get("provider") != PROVIDER]
-    litellm.custom_provider_map = [*others, {"provider": PROVIDER, "custom_handler": handler}]
-    return handler
 
 
 _FAULT_FIELDS: dict[str, set[str]] = {

@@ -11,6 +11,7 @@ import asyncio
 from pathlib import Path
 
 from agent.instance import Instance
+from agent.llm import Providers
 from agent.trajectory import TrajectoryConfig, run_trajectories
 from patchswarm.config import PatchswarmConfig
 from patchswarm.paths import safe_name
@@ -65,14 +66,15 @@ async def _select_in_environment(runner: Runner, task: Task, candidates: list[Ca
 
 def select_candidates(tasks: list[Task], candidates: dict[str, list[Candidate]], config: PatchswarmConfig,
                       run_dir: Path, out: Path, *, generate_tests: bool = True, live: bool | None = None,
-                      model_name: str = "patchswarm-select") -> dict[str, SelectionResult]:
+                      model_name: str = "patchswarm-select",
+                      providers: Providers | None = None) -> dict[str, SelectionResult]:
     """Select per instance; writes one prediction file with the provenance of each choice."""
     check_budget_prices(config)
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     chosen_tasks = [t for t in tasks if t.instance_id in candidates]
     with Progress(len(chosen_tasks), run_dir / "events.jsonl", live=live) as progress:
-        runner = Runner(config, run_dir, progress)
+        runner = Runner(config, run_dir, progress, providers=providers)
         try:
             async def all_of() -> list[SelectionResult]:
                 slots = asyncio.Semaphore(config.workers)

@@ -23,6 +23,7 @@ from agent.allocation import SharePool, Shares
 from agent.budget import Budget, BudgetExceeded, BudgetUnenforceable
 from agent.context.build import build_context
 from agent.instance import Instance
+from agent.llm import Providers
 from agent.model import ModelClient
 from agent.pricing import price_fix, unpriced
 from agent.text import storable_data
@@ -197,7 +198,7 @@ class Runner:
     """Shared by every instance of a run: config, store, sandboxes, model client, budgets, progress."""
 
     def __init__(self, config: PatchswarmConfig, run_dir: Path, progress: Progress, *, redo: bool = False,
-                 model_name: str | None = None):
+                 model_name: str | None = None, providers: Providers | None = None):
         self.config, self.run_dir, self.progress, self.redo = config, Path(run_dir), progress, redo
         # model_name_or_path of the predictions: what a leaderboard shows; the primary model unless named.
         self.model_name = model_name or config.models.roles.primary
@@ -208,7 +209,7 @@ class Runner:
         # Budgets are charged from the store's totals on resume, so replayed calls must not count again.
         self.model = ModelClient(config.models, store=RunCallStore(self.store, self.config_hash),
                                  recorder=_CountingRecorder(RunCallStore(self.store, self.config_hash), progress),
-                                 charge_replays=False)
+                                 charge_replays=False, providers=providers)
         self.budget = Budget(config.budget.max_cost_usd, "run")
         self.budget.charge(self.store.totals()["cost_usd"])  # a resumed run's budget counts what was spent
         self.shares: Shares | None = None  # the batch's budget shares, for adaptive sampling (share_tasks)
@@ -506,16 +507,17 @@ async def _run_all(runner: Runner, tasks: list[Task], workers: int,
 
 def run_tasks(tasks: list[Task], config: PatchswarmConfig, run_dir: Path, *, redo: bool = False,
               live: bool | None = None, executor: Executor | None = None,
-              model_name: str | None = None) -> list[InstanceResult]:
+              model_name: str | None = None, providers: Providers | None = None) -> list[InstanceResult]:
     """Solve `tasks` into `run_dir` (resuming what is there). Ctrl-C leaves no container behind.
 
     `executor` None solves on this machine; another executor (e.g. Ray) solves elsewhere into the same store.
+    `providers`: model providers injected by prefix (the scripted model, agent.llm); litellm serves the rest.
     """
     check_budget_prices(config)  # before anything is made or paid
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     with exclusive_run_dir(run_dir), Progress(len(tasks), run_dir / "events.jsonl", live=live, max_cost_usd=config.budget.max_cost_usd) as progress:
-        runner = Runner(config, run_dir, progress, redo=redo, model_name=model_name)
+        runner = Runner(config, run_dir, progress, redo=redo, model_name=model_name, providers=providers)
         runner.store.set_meta("status", "running")
         try:
             results = asyncio.run(_run_all(runner, tasks, config.workers, executor))

@@ -8,22 +8,18 @@ seconds, so a lost node loses only the last seconds of work, as `kill -9` does l
 
 from __future__ import annotations
 
-import os
-
-os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # before litellm loads: no network fetch on nodes
-
-import asyncio  # noqa: E402
-import contextlib  # noqa: E402
-import shutil  # noqa: E402
-import signal  # noqa: E402
-import tempfile  # noqa: E402
-import threading  # noqa: E402
-import uuid  # noqa: E402
-from collections.abc import Iterator  # noqa: E402
-from concurrent.futures import ThreadPoolExecutor  # noqa: E402
-from dataclasses import dataclass, field  # noqa: E402
-from pathlib import Path  # noqa: E402
-from typing import Any  # noqa: E402
+import asyncio
+import contextlib
+import shutil
+import signal
+import tempfile
+import threading
+import uuid
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
 try:
     import ray
@@ -34,10 +30,11 @@ from rich.console import Console  # noqa: E402
 
 from agent.allocation import RemoteSharePool  # noqa: E402
 from agent.budget import Budget, Hold  # noqa: E402
+from agent.llm import Providers  # noqa: E402
 from patchswarm.config import PatchswarmConfig  # noqa: E402
 from patchswarm.pipeline import Runner  # noqa: E402
 from patchswarm.progress import Progress  # noqa: E402
-from patchswarm.scripted_cli import register_scripted_specs  # noqa: E402
+from patchswarm.scripted_cli import scripted_providers  # noqa: E402
 from patchswarm.tasks import Task  # noqa: E402
 
 SHIP_EVERY_S = 2.0
@@ -91,14 +88,15 @@ def solve_on_node(job: NodeJob) -> Iterator[dict[str, Any]]:
     """Solve one instance here; yields batches of new rows, the last one with the result and log files."""
     scratch = Path(tempfile.mkdtemp(prefix="patchswarm-ray-"))
     try:
-        _register_scripts(job, scratch)
+        providers = _scripted_providers(job, scratch)
         config = PatchswarmConfig.model_validate(job.config)
         task = Task.model_validate(job.task)
         with Progress(1, scratch / "events.jsonl", live=False) as progress:
             progress.console = Console(quiet=True)  # the driver shows progress: no second set of lines
             # Sandboxes are labelled `<run dir name>-<start second>` and a closing runner removes all of its
             # label: a name unique to this instance keeps two instances starting in the same second apart.
-            runner = Runner(config, scratch / f"{job.run_name}-{uuid.uuid4().hex[:8]}", progress, redo=job.redo)
+            runner = Runner(config, scratch / f"{job.run_name}-{uuid.uuid4().hex[:8]}", progress, redo=job.redo,
+                            providers=providers)
             try:
                 runner.budget = Budget(config.budget.max_cost_usd, "run", tally=RemoteTally(job.tally))
                 runner.shares = RemoteSharePool(job.shares) if job.shares is not None else None
@@ -161,11 +159,13 @@ def _log_files(run_dir: Path) -> dict[str, str]:
     return {str(p.relative_to(run_dir)): p.read_text(errors="replace") for p in files}
 
 
-def _register_scripts(job: NodeJob, scratch: Path) -> None:
+def _scripted_providers(job: NodeJob, scratch: Path) -> Providers:
+    """The scripted models of the driver's `--scripted`, made again on this node: a script is code and
+    state (its next reply) in one process, and a node runs in another, so its specs travel, not its handler."""
     specs = list(job.scripted_specs)
     for name, text in job.scripted_yaml.items():
         path = scratch / "scripted" / f"{name}.yaml"
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text)
         specs.append(f"{name}={path}")
-    register_scripted_specs(specs)
+    return scripted_providers(specs)

@@ -1,27 +1,23 @@
-"""`--scripted NAME=SPEC`: register scripted models from a YAML file or a Python callable."""
+"""`--scripted NAME=SPEC`: scripted models from a YAML file or a Python callable, as providers to inject."""
 
 from __future__ import annotations
 
 import importlib
 from pathlib import Path
 
-import litellm
-
-from agent.scripted import Script, ScriptedLLM, load_script_file, register_scripted_provider
-
-
-def _current_handler() -> ScriptedLLM:
-    for entry in litellm.custom_provider_map:
-        if entry.get("provider") == "scripted" and isinstance(entry.get("custom_handler"), ScriptedLLM):
-            return entry["custom_handler"]
-    return register_scripted_provider(ScriptedLLM())
+from agent.llm import Providers
+from agent.scripted import PROVIDER, Script, ScriptedLLM, load_script_file
 
 
-def register_scripted_specs(specs: list[str]) -> None:
-    """Each spec is NAME=path/to/script.yaml or NAME=package.module:callable (a factory or a script callable)."""
-    if not specs:
-        return
-    handler = _current_handler()
+def scripted_providers(specs: list[str], handler: ScriptedLLM | None = None) -> Providers:
+    """The providers a run's model client takes: `handler` (or a new one) with each spec added, or none.
+
+    Each spec is NAME=path/to/script.yaml or NAME=package.module:callable (a factory or a script callable).
+    An in-process caller (a test) may pass its own `handler`, to keep a callable script or read what it got.
+    """
+    if not specs and handler is None:
+        return {}
+    handler = handler if handler is not None else ScriptedLLM()
     for spec in specs:
         name, sep, target = spec.partition("=")
         if not sep or not name or not target:
@@ -38,3 +34,4 @@ def register_scripted_specs(specs: list[str]) -> None:
             raise ValueError(f"--scripted {name}: cannot load {target} ({exc})") from None
         made = factory() if isinstance(factory, type) else factory
         handler.add(name, made if isinstance(made, Script) else Script(made))
+    return {PROVIDER: handler}

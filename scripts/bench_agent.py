@@ -7,7 +7,7 @@ at once, so only the agent's own work is measured. The context is ~120k characte
 
 Prints ratios against their targets:
   1. CPU per LLM turn of the trajectory code (machines, prompts, edits, state saves), instant model / 2 ms   (target <= 1)
-  2. CPU per LLM turn end to end through ModelClient + litellm + the scripted provider / 2 ms            (reported)
+  2. CPU per LLM turn end to end through ModelClient + the injected scripted provider / 2 ms        (reported)
   3. peak memory of 100 concurrent trajectories (RSS high-water delta, tracemalloc peak) / 1 GiB          (target < 1)
   4. share of each editing call's input that is a prefix common to all trajectories (min, mean)          (target >= 0.90)
 """
@@ -25,13 +25,12 @@ import tracemalloc
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
 from agent.call_records import CallRecord, Completion  # noqa: E402
 from agent.instance import Instance  # noqa: E402
 from agent.model import ModelClient, ModelSettings, PriceOverride, RoleModels  # noqa: E402
 from agent.prompts import EDITING_SYSTEM, TESTING_SYSTEM  # noqa: E402
-from agent.scripted import Reply, ScriptedLLM, register_scripted_provider  # noqa: E402
+from agent.scripted import Reply, ScriptedLLM  # noqa: E402
 from agent.trajectory import TrajectoryConfig, run_trajectories  # noqa: E402
 from agent.types import ContextBundle, ContextFile, InMemoryStateStore  # noqa: E402
 from sandbox.execution import ExecResult  # noqa: E402
@@ -128,7 +127,7 @@ def run_instance(client: ModelClient, count: int, repo: Path, context: ContextBu
     return sum(r.testing.attempts + r.editing.attempts for r in results), cpu
 
 
-def litellm_cpu_per_call(client: ModelClient, context: ContextBundle, calls: int = 200) -> float:
+def client_cpu_per_call(client: ModelClient, context: ContextBundle, calls: int = 200) -> float:
     messages = [{"role": "system", "content": EDITING_SYSTEM}, {"role": "user", "content": context.render()}]
 
     async def go() -> None:
@@ -156,11 +155,12 @@ def prefix_shares(calls: list[list[dict]]) -> list[float]:
 
 
 def main() -> None:
-    handler = register_scripted_provider(ScriptedLLM({"main": respond}))
+    handler = ScriptedLLM({"main": respond})
+    scripts = {"scripted": handler}
     with tempfile.TemporaryDirectory() as tmp:
         repo, context = make_repo(Path(tmp))
         context_chars = len(context.render())
-        instant, real = InstantClient(settings(8)), ModelClient(settings(8))
+        instant, real = InstantClient(settings(8)), ModelClient(settings(8), providers=scripts)
         run_instance(instant, 2, repo, context)  # warm-up: imports, lazy initialisation
         run_instance(real, 2, repo, context)
 
@@ -171,11 +171,11 @@ def main() -> None:
         end_to_end = cpu_e2e / turns_e2e
         instance_calls = handler.calls("main")[seen:]
         shares = prefix_shares([c for c in instance_calls if text_of(c[0]) == EDITING_SYSTEM])
-        per_litellm_call = litellm_cpu_per_call(real, context)
+        per_client_call = client_cpu_per_call(real, context)
 
         # 100 trajectories at once: every call in flight together, each taking 50 ms.
         handler.add("main", lambda messages: Reply(respond(messages), delay_s=0.05))
-        wide = ModelClient(settings(100))
+        wide = ModelClient(settings(100), providers=scripts)
         baseline = rss_bytes("VmRSS")
         with contextlib.suppress(OSError):
             Path("/proc/self/clear_refs").write_text("5")  # resets the RSS high-water mark
@@ -190,9 +190,9 @@ def main() -> None:
     print(f"context: {context_chars} characters (~{context_chars // 4} tokens), {len(context.files)} files")
     print(f"1. CPU per LLM turn, trajectory code only: {ours * 1000:.3f} ms over {turns} turns"
           f" -> ratio {ours / MS_TARGET:.3f} (target <= 1)")
-    print(f"2. CPU per LLM turn end to end (ModelClient + litellm + scripted): {end_to_end * 1000:.3f} ms"
-          f" -> ratio {end_to_end / MS_TARGET:.3f}; of which ModelClient + litellm alone:"
-          f" {per_litellm_call * 1000:.3f} ms per call")
+    print(f"2. CPU per LLM turn end to end (ModelClient + scripted provider): {end_to_end * 1000:.3f} ms"
+          f" -> ratio {end_to_end / MS_TARGET:.3f}; of which ModelClient alone:"
+          f" {per_client_call * 1000:.3f} ms per call")
     print(f"3. peak memory, 100 concurrent trajectories: RSS +{rss_peak / 2**20:.1f} MiB"
           f" -> ratio {rss_peak / GIB:.4f}; tracemalloc peak {traced_peak / 2**20:.1f} MiB"
           f" -> ratio {traced_peak / GIB:.4f} (target < 1)")

@@ -25,7 +25,6 @@ import argparse
 import dataclasses
 import json
 import math
-import os
 import re
 import statistics
 import subprocess
@@ -35,7 +34,6 @@ from collections import Counter, defaultdict
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
 from agent.context.build import (  # noqa: E402
     ContextConfig,

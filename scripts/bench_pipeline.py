@@ -36,10 +36,9 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
 from agent.model import ModelClient  # noqa: E402
-from agent.scripted import Reply, ScriptedLLM, register_scripted_provider  # noqa: E402
+from agent.scripted import Reply, ScriptedLLM  # noqa: E402
 from agent.types import REPRO_TEST_PATH  # noqa: E402
 from patchswarm.config import load_config  # noqa: E402
 from patchswarm.pipeline import run_tasks  # noqa: E402
@@ -164,7 +163,7 @@ def main() -> None:
     args = parser.parse_args()
     latency, count = args.latency, args.trajectories
 
-    handler = register_scripted_provider(ScriptedLLM())
+    handler = ScriptedLLM()
     script = BenchScript(latency)
     handler.add("bench", script)
     config = load_config(overrides=[
@@ -181,12 +180,12 @@ def main() -> None:
         # Build the environment image first (cached by content), so the run measures solving, not building.
         warm_config = config.model_copy(update={"trajectories": config.trajectories.model_copy(
             update={"num_tests": 0, "num_edits": 0})})
-        run_tasks([task], warm_config, Path(tmp) / "warm", live=False)
+        run_tasks([task], warm_config, Path(tmp) / "warm", live=False, providers={"scripted": handler})
         script.calls.clear()
         clock.install()
         cpu0, wall0 = time.process_time(), time.monotonic()
         try:
-            (result,) = run_tasks([task], config, Path(tmp) / "run", live=False)
+            (result,) = run_tasks([task], config, Path(tmp) / "run", live=False, providers={"scripted": handler})
         finally:
             wall1, cpu1 = time.monotonic(), time.process_time()
             clock.uninstall()

@@ -1,4 +1,5 @@
-"""Check that imports between our packages point one way: sandbox <- agent <- selection <- patchswarm.
+"""Check that imports between our packages point one way: sandbox <- agent <- selection <- patchswarm,
+and that litellm is imported by its one boundary module (`agent.llm`) alone.
 
 Every `import x` / `from x import y` (at any depth, including inside functions and TYPE_CHECKING blocks)
 is read from the syntax tree, so a lazy import cannot hide a violation. Exit 1 and one line per
@@ -18,6 +19,9 @@ ALLOWED: dict[str, frozenset[str]] = {
     "selection": frozenset({"agent", "sandbox"}),
     "patchswarm": frozenset({"selection", "agent", "sandbox"}),
 }
+
+# Third-party packages one module of ours owns: every other module goes through it.
+OWNED = {"litellm": "agent/llm.py"}
 
 
 def imported_modules(tree: ast.AST, module_parts: list[str]) -> list[tuple[int, str]]:
@@ -40,13 +44,15 @@ def imported_modules(tree: ast.AST, module_parts: list[str]) -> list[tuple[int, 
 
 def violations(root: Path) -> list[str]:
     problems: list[str] = []
-    for package, allowed in ALLOWED.items():
+    for package, allowed in {**ALLOWED, "scripts": frozenset(ALLOWED)}.items():
         for path in sorted((root / package).rglob("*.py")):
             rel = path.relative_to(root)
             parts = list(rel.with_suffix("").parts)  # a/b/__init__ -> level 1 resolves to a.b, as Python does
             tree = ast.parse(path.read_text(), filename=str(rel))
             for line, module in imported_modules(tree, parts):
                 top = module.split(".")[0]
+                if top in OWNED and str(rel) != OWNED[top]:
+                    problems.append(f"{rel}:{line}: imports {module} (only {OWNED[top]} may: use it instead)")
                 if top in ALLOWED and top != package and top not in allowed:
                     may = ", ".join(sorted(allowed)) or "nothing of ours"
                     problems.append(f"{rel}:{line}: {package} imports {module} ({package} may import {may})")

@@ -1,6 +1,6 @@
 """The expensive drills of issue 14 (not CI): real Docker, a scripted provider with faults; prints a table.
 
-    PYTHONPATH=. LITELLM_LOCAL_MODEL_COST_MAP=True python scripts/drills.py
+    PYTHONPATH=. python scripts/drills.py
 
 Drills: fork bomb (the timeout holds, PID 1 survives), timed-out command (never exit 0), container killed
 mid-command (infrastructure, not a result), 30%-fault provider over 20 instances of fanned-out calls under
@@ -13,7 +13,6 @@ daemon restart and host disk-full drills against a second dockerd.
 from __future__ import annotations
 
 import asyncio
-import os
 import random
 import sys
 import tempfile
@@ -21,13 +20,12 @@ import threading
 import time
 from pathlib import Path
 
-os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from agent.budget import Budget, BudgetExceeded  # noqa: E402
 from agent.model import ModelCallError, ModelClient, ModelSettings, PriceOverride, RoleModels  # noqa: E402
 from agent.pricing import worst_case_usd  # noqa: E402
-from agent.scripted import Fault, Reply, ScriptedLLM, register_scripted_provider  # noqa: E402
+from agent.scripted import Fault, Reply, ScriptedLLM  # noqa: E402
 from patchswarm.store import RunCallStore, RunStore, current_instance  # noqa: E402
 from sandbox.base_image import ensure_base_image  # noqa: E402
 from sandbox.engine import docker_client  # noqa: E402
@@ -106,7 +104,8 @@ async def batch(client: ModelClient, run: Budget, instances: int, calls_each: in
 
 
 def provider_drill() -> None:
-    handler = register_scripted_provider(ScriptedLLM())
+    handler = ScriptedLLM()
+    scripts = {"scripted": handler}
     flaky = FlakyProvider(0.3)
     handler.add("main", flaky)
     price = PriceOverride(input_per_mtok=1000.0, output_per_mtok=1000.0)
@@ -118,7 +117,8 @@ def provider_drill() -> None:
     with tempfile.TemporaryDirectory() as scratch:
         store = RunStore(Path(scratch) / "run")
         calls = RunCallStore(store, "drill")
-        first = asyncio.run(batch(ModelClient(settings, store=calls, recorder=calls), Budget(limit, "run"), 20, 6))
+        first = asyncio.run(batch(ModelClient(settings, store=calls, recorder=calls, providers=scripts),
+                                  Budget(limit, "run"), 20, 6))
         worst = worst_case_usd("scripted/main", [{"role": "user", "content": "instance 19 step 5"}], 150,
                                settings.price_overrides)
         spent = store.totals()["cost_usd"]
@@ -126,7 +126,7 @@ def provider_drill() -> None:
         # The same batch again, with a larger budget: finished calls are replayed, the rest are made.
         run = Budget(limit * 10, "run")
         run.charge(spent)
-        asyncio.run(batch(ModelClient(settings, store=calls, recorder=calls), run, 20, 6))
+        asyncio.run(batch(ModelClient(settings, store=calls, recorder=calls, providers=scripts), run, 20, 6))
         stored = store.count_calls()
         billed = store.totals()["calls"]
         repeated = flaky.answered - stored

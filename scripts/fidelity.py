@@ -24,7 +24,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
 from patchswarm.swebench.dataset import SweInstance, load_instances  # noqa: E402
 

@@ -9,14 +9,10 @@ from pathlib import Path
 
 import pytest
 
-os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # before litellm is imported anywhere
-
-import litellm  # noqa: E402
-
 FIXTURES = Path(__file__).parent / "fixtures"
 
 from agent.model import ModelClient, ModelSettings, PriceOverride, RoleModels  # noqa: E402
-from agent.scripted import ScriptedLLM, register_scripted_provider  # noqa: E402
+from agent.scripted import ScriptedLLM  # noqa: E402
 
 
 def pytest_collection_modifyitems(items):
@@ -97,12 +93,15 @@ SCRIPTED_PRICE = PriceOverride(input_per_mtok=1.0, output_per_mtok=5.0)
 
 
 @pytest.fixture
-def scripted():
-    """A fresh scripted handler registered in litellm for this test (litellm's map is process-wide)."""
-    before = list(litellm.custom_provider_map)
-    handler = register_scripted_provider(ScriptedLLM())
-    yield handler
-    litellm.custom_provider_map = before
+def scripted() -> ScriptedLLM:
+    """A fresh scripted handler for this test, injected where it is used (`providers(scripted)`, or
+    `obj=scripted` for the CLI): nothing process-wide, so tests never see each other's scripts."""
+    return ScriptedLLM()
+
+
+def providers(handler: ScriptedLLM) -> dict[str, ScriptedLLM]:
+    """The `providers` a ModelClient (or run_tasks) takes to send scripted/<name> to `handler`."""
+    return {"scripted": handler}
 
 
 def scripted_settings(relevance: str = "scripted/rel", primary: str = "scripted/main",
@@ -118,4 +117,4 @@ def scripted_settings(relevance: str = "scripted/rel", primary: str = "scripted/
 
 @pytest.fixture
 def model_client(scripted) -> ModelClient:
-    return ModelClient(scripted_settings())
+    return ModelClient(scripted_settings(), providers=providers(scripted))

@@ -15,26 +15,23 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
-import os
 import re
 from pathlib import Path
 from typing import Any
 
-os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # no network fetch of the price map
+from pydantic import BaseModel, ConfigDict, Field
 
-import litellm  # noqa: E402
-from pydantic import BaseModel, ConfigDict, Field  # noqa: E402
-
-from agent.budget import Budget  # noqa: E402
-from agent.context.prefilter import (  # noqa: E402
+from agent import llm
+from agent.budget import Budget
+from agent.context.prefilter import (
     PrefilterSettings,
     Selection,
     prefilter,
     prefilter_with_notes,
     tokenize,
 )
-from agent.model import ModelCallError, ModelClient, Role, call_key  # noqa: E402
-from agent.types import ContextBundle, ContextFile, StateStore  # noqa: E402
+from agent.model import ModelCallError, ModelClient, Role, call_key
+from agent.types import ContextBundle, ContextFile, StateStore
 
 __all__ = [
     "RANKING_SYSTEM",
@@ -241,7 +238,7 @@ def count_tokens(text: str, model: str) -> int:
     """Tokens of `text` for `model` via litellm (no tokenizer download); len/4 when litellm fails."""
     name = "" if any(tag in model.lower() for tag in _DOWNLOADED_TOKENIZERS) else model
     try:
-        return int(litellm.token_counter(model=name, text=text))
+        return llm.count_tokens(name, text)
     except Exception:
         return max(1, len(text) // 4)
 

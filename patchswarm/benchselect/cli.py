@@ -41,7 +41,7 @@ def bench_select_command(
     from patchswarm.benchselect.grades import GradeBook, grade_all, load_candidates
     from patchswarm.benchselect.run import ABLATIONS, graded, score_one, totals
     from patchswarm.benchselect.table import print_scores
-    from patchswarm.cli.common import config_or_fail, fail, register_scripted
+    from patchswarm.cli.common import config_or_fail, fail, scripted_or_fail
     from patchswarm.swebench.dataset import DatasetError, load_instances
     from patchswarm.swebench.tasks import tasks_from_dataset
 
@@ -73,8 +73,7 @@ def bench_select_command(
     if len(ready) < len(chosen):
         console.print(f"{len(chosen) - len(ready)} instance(s) not fully graded yet: skipped (use --grade)",
                       highlight=False)
-    if scripted:
-        register_scripted(scripted)
+    providers = scripted_or_fail(scripted)
     extra = list(BENCH_SETTINGS) + [f"selection.cache_dir={run_dir / 'exec-cache'}"]
     if model:
         extra += [f"models.roles.{role}={model}" for role in ("relevance", "primary", "selector")]
@@ -87,7 +86,7 @@ def bench_select_command(
         scores = []
         for instance_id in ready:
             score = score_one(tasks[instance_id], rows[instance_id], book, config, run_dir / name,
-                              generate_tests=model is not None)
+                              generate_tests=model is not None, providers=providers)
             scores.append(score)
             if name == "all":
                 console.print(f"{instance_id}: {score.chosen} correct={score.correct} "

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, Field
 
+from agent.llm import Providers
 from patchswarm.benchselect.grades import CandidateRow, GradeBook
 from patchswarm.config import PatchswarmConfig
 from patchswarm.tasks import Task
@@ -97,14 +98,14 @@ def graded(instance_id: str, rows: list[CandidateRow], book: GradeBook) -> bool:
 
 
 def score_one(task: Task, rows: list[CandidateRow], book: GradeBook, config: PatchswarmConfig, run_dir: Path, *,
-              generate_tests: bool) -> InstanceScore:
+              generate_tests: bool, providers: Providers | None = None) -> InstanceScore:
     from patchswarm.ensemble import select_candidates
 
     candidates = candidates_of(rows)
     started = time.monotonic()
     results = select_candidates([task], {task.instance_id: candidates}, config, run_dir,
                                 run_dir / "predictions" / f"{task.instance_id}.jsonl",
-                                generate_tests=generate_tests, live=False)
+                                generate_tests=generate_tests, live=False, providers=providers)
     wall = time.monotonic() - started
     result: SelectionResult = results[task.instance_id]
     base = baselines(task.instance_id, rows, book)

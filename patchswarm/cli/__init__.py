@@ -9,18 +9,14 @@ Quick start (MODEL: any litellm model name; the defaults: `patchswarm config sho
 
 from __future__ import annotations
 
-import os
+import typer
+from typer.core import TyperGroup
 
-os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
-
-import typer  # noqa: E402
-from typer.core import TyperGroup  # noqa: E402
-
-from patchswarm.benchselect.cli import register as register_bench_select  # noqa: E402
-from patchswarm.cli import checks, images, runs, selecting, solving  # noqa: E402
-from patchswarm.github import register as register_github  # noqa: E402
-from patchswarm.report import register as register_report  # noqa: E402
-from patchswarm.swebench.cli import register as register_eval  # noqa: E402
+from patchswarm.benchselect.cli import register as register_bench_select
+from patchswarm.cli import checks, images, runs, selecting, solving
+from patchswarm.github import register as register_github
+from patchswarm.report import register as register_report
+from patchswarm.swebench.cli import register as register_eval
 
 # The order a user meets the commands in: try it, run it, look at the results, then the rest.
 COMMAND_ORDER = ("demo", "solve", "batch", "eval", "report", "runs", "predictions", "select", "github",

@@ -19,7 +19,7 @@ from patchswarm.cli.common import (
     fail,
     model_fix,
     models_by_name,
-    register_scripted,
+    scripted_or_fail,
 )
 from sandbox.errors import SandboxError
 
@@ -66,7 +66,7 @@ def models_check(
     """Each model of the config: a provider litellm knows, its key set, and a one-token call that succeeds."""
     from agent.model_check import fixes_sampling, is_priced, model_problem, ping
 
-    register_scripted(scripted)
+    providers = scripted_or_fail(scripted)
     config = config_or_fail(preset, config_file, overrides, model=model)
     out = Console(soft_wrap=True)
     failed = 0
@@ -74,7 +74,7 @@ def models_check(
         problem = model_problem(name)
         took = 0.0
         if problem is None and not offline:
-            problem, took = ping(name, timeout_s=timeout)
+            problem, took = ping(name, timeout_s=timeout, providers=providers)
         if problem:
             failed += 1
             error(f"model {name} ({', '.join(roles)}) {problem}; {model_fix(roles)}")

@@ -69,13 +69,23 @@ def check_models(config) -> None:
             fail(f"model {model} ({', '.join(roles)}) {problem}; {model_fix(roles)}")
 
 
-def register_scripted(specs: list[str] | None) -> None:
-    from patchswarm.scripted_cli import register_scripted_specs
+def scripted_or_fail(specs: list[str] | None, bad_spec_code: int = 1):
+    """The model providers `--scripted` specs make (agent.llm.Providers), handed to the run's model client.
 
+    An in-process caller (a test) may hand in its own `ScriptedLLM` as the command's `obj`
+    (`CliRunner().invoke(app, args, obj=handler)`); the specs are added to it.
+    """
+    import click
+
+    from agent.scripted import ScriptedLLM
+    from patchswarm.scripted_cli import scripted_providers
+
+    context = click.get_current_context(silent=True)
+    injected = context.find_root().obj if context is not None else None
     try:
-        register_scripted_specs(specs or [])
+        return scripted_providers(specs or [], injected if isinstance(injected, ScriptedLLM) else None)
     except ValueError as exc:
-        fail(str(exc))
+        fail(str(exc), bad_spec_code)
 
 
 def budget_overrides(max_cost: float | None, max_cost_per_instance: float | None, workers: int | None) -> list[str]:
@@ -104,7 +114,8 @@ def executor_or_fail(name: str, ray_address: str | None, scripted: list[str] | N
     return RayExecutor(ray_address, scripted=scripted)
 
 
-def run_or_exit(tasks, config, run_dir: Path, redo: bool, quiet: bool, executor=None, model_name: str | None = None):
+def run_or_exit(tasks, config, run_dir: Path, redo: bool, quiet: bool, executor=None, model_name: str | None = None,
+                providers=None):
     """Run the tasks; a failure of the machinery is one line, Ctrl-C says how to resume."""
     from agent.budget import BudgetUnenforceable
     from patchswarm.pipeline import run_tasks
@@ -112,7 +123,7 @@ def run_or_exit(tasks, config, run_dir: Path, redo: bool, quiet: bool, executor=
 
     try:
         return run_tasks(tasks, config, run_dir, redo=redo, live=False if quiet else None, executor=executor,
-                         model_name=model_name)
+                         model_name=model_name, providers=providers)
     except (SandboxError, RunDirInUse, ConnectionError, BudgetUnenforceable) as exc:
         fail(str(exc))
     except KeyboardInterrupt:

@@ -17,7 +17,7 @@ from patchswarm.cli.common import (
     config_or_fail,
     console,
     fail,
-    register_scripted,
+    scripted_or_fail,
 )
 from sandbox.errors import SandboxError
 
@@ -46,7 +46,7 @@ def select_cmd(
         fail("give exactly one of --tasks FILE.jsonl or --dataset NAME_OR_FILE")
     if not predictions and patch_dir is None:
         fail("give candidates: --predictions FILE (repeatable) and/or --patch-dir DIR")
-    register_scripted(scripted)
+    providers = scripted_or_fail(scripted)
     config = config_or_fail(preset, config_file, overrides, model=model)
     try:
         candidates = load_prediction_files(predictions or [])
@@ -68,7 +68,7 @@ def select_cmd(
         check_models(config)
     try:
         results = select_candidates(tasks, candidates, config, run_dir, out, generate_tests=generate_tests,
-                                    live=False if quiet else None)
+                                    live=False if quiet else None, providers=providers)
     except (SandboxError, ValueError) as exc:  # ValueError: e.g. a budget that cannot be enforced
         fail(str(exc))
     view = Console()

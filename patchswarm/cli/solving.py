@@ -22,8 +22,8 @@ from patchswarm.cli.common import (
     executor_or_fail,
     exit_for_errors,
     fail,
-    register_scripted,
     run_or_exit,
+    scripted_or_fail,
 )
 from patchswarm.paths import safe_name
 from patchswarm.tasks import TaskError
@@ -55,7 +55,7 @@ def solve(
             fail(f"cannot read issue file {issue[1:]}: {exc.strerror}")
     if not issue.strip():
         fail("the issue text is empty")
-    register_scripted(scripted)
+    providers = scripted_or_fail(scripted)
     config = config_or_fail(preset, config_file, overrides, budget_overrides(max_cost, None, None), model)
     check_models(config)
     if "://" not in repo and not repo.startswith("git@"):
@@ -63,7 +63,7 @@ def solve(
     task = Task(instance_id=task_id_for(repo, commit, issue), repo=repo, commit=commit, issue=issue,
                 setup=setup or [], test_cmd=test_cmd)
     run_dir = run_dir or Path("runs") / safe_name(task.instance_id)
-    (result,) = run_or_exit([task], config, run_dir, redo, quiet, model_name=model_name)
+    (result,) = run_or_exit([task], config, run_dir, redo, quiet, model_name=model_name, providers=providers)
     _print_result(result, run_dir)
     if apply and result.patch:
         import subprocess
@@ -131,7 +131,7 @@ def batch(
 
     if (tasks_file is None) == (dataset is None):
         fail("give exactly one of --tasks FILE.jsonl or --dataset NAME_OR_FILE")
-    register_scripted(scripted)
+    providers = scripted_or_fail(scripted)
     executor = executor_or_fail(executor_name, ray_address, scripted)
     config = config_or_fail(preset, config_file, overrides, budget_overrides(max_cost, max_cost_per_instance, workers),
                      model)
@@ -156,7 +156,7 @@ def batch(
         fail("no tasks left after --filter/--slice/--skip-env-broken")
     check_models(config)
     run_dir = run_dir or Path("runs") / safe_name(name)
-    results = run_or_exit(tasks, config, run_dir, redo, quiet, executor, model_name)
+    results = run_or_exit(tasks, config, run_dir, redo, quiet, executor, model_name, providers)
     out = Console(soft_wrap=True)  # one record per line, whatever the width
     for r in results:
         out.print(f"{r.instance_id:40} {r.status:9} {r.selection_method or '-':18} ${r.cost_usd:.4f} "
@@ -188,11 +188,11 @@ def demo(
     """Fully offline demo: the real pipeline in real sandboxes on a bundled repository, with a scripted model."""
     from patchswarm.demo.run import demo_config, demo_task, print_selection
 
-    register_scripted(["demo=patchswarm.demo.script:DemoScript"])
+    providers = scripted_or_fail(["demo=patchswarm.demo.script:DemoScript"])
     config = demo_config()
     task = demo_task(run_dir)
     console.print("patchswarm demo: scripted model (no key needed), real Docker sandboxes, real tests")
-    (result,) = run_or_exit([task], config, run_dir, redo, quiet)
+    (result,) = run_or_exit([task], config, run_dir, redo, quiet, providers=providers)
     print_selection(result)
     _print_result(result, run_dir)
     if result.status != "solved":

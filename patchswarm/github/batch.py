@@ -21,6 +21,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field, field_validator
 
+from agent.llm import Providers
 from patchswarm.config import ConfigError, load_config
 from patchswarm.github import summary
 from patchswarm.github.api import ApiError, GitHubRepo, IssueThread, StatusComment, connect
@@ -124,7 +125,7 @@ class BatchOutcome:
 
 
 def run_batch(options: BatchOptions, env: Mapping[str, str] | None = None, *, executor: Executor | None = None,
-              rest_sleep=None) -> BatchOutcome:
+              rest_sleep=None, providers: Providers | None = None) -> BatchOutcome:
     """List, solve, answer; every text written (logs, files, GitHub) is scrubbed of the secrets."""
     env = os.environ if env is None else env
     token = env.get(options.token_env) or None
@@ -133,13 +134,14 @@ def run_batch(options: BatchOptions, env: Mapping[str, str] | None = None, *, ex
     with redacted_logging(redactor):
         if not token:
             return BatchOutcome(2, f"no token: set ${options.token_env} (or pass --token-env NAME)")
-        return _Batch(options, token, redactor, env, executor, rest_sleep).run()
+        return _Batch(options, token, redactor, env, executor, rest_sleep, providers).run()
 
 
 class _Batch:
     def __init__(self, options: BatchOptions, token: str, redactor: Redactor, env: Mapping[str, str],
-                 executor: Executor | None, rest_sleep) -> None:
+                 executor: Executor | None, rest_sleep, providers: Providers | None = None) -> None:
         self.options, self.token, self.redactor, self.env, self.executor = options, token, redactor, env, executor
+        self.providers = providers
         self.run_dir = options.default_run_dir()
         extra = {"sleep": rest_sleep} if rest_sleep else {}
         self.rest = RestClient(options.api_url, token, redactor=redactor, etag_file=self.run_dir / "github-etags.json",
@@ -170,7 +172,8 @@ class _Batch:
             setup = opts.setup if opts.setup is not None else settings.setup
             tasks = [issue_task(opts.name, t.number, self.redactor.scrub(t.as_task_text()), clone, commit, setup,
                                 opts.test_cmd or settings.test_cmd) for t in threads]
-            results = run_tasks(tasks, config, self.run_dir, redo=opts.redo, live=opts.live, executor=self.executor)
+            results = run_tasks(tasks, config, self.run_dir, redo=opts.redo, live=opts.live, executor=self.executor,
+                                providers=self.providers)
             publisher = self._publisher(git, clone)
             for thread, task, result in zip(threads, tasks, results, strict=True):
                 outcome.reports.append(self._answer(publisher, thread, task.instance_id, result, base, commit))

@@ -56,13 +56,13 @@ def resolve(
     """Solve one issue: a draft PR when a patch is backed by tests, else one comment saying why not."""
     from pydantic import ValidationError
 
+    from patchswarm.cli.common import scripted_or_fail
     from patchswarm.github.options import ResolveOptions
     from patchswarm.github.resolve import resolve_issue
-    from patchswarm.scripted_cli import register_scripted_specs
 
     _bot_logging()
+    providers = scripted_or_fail(scripted, bad_spec_code=2)
     try:
-        register_scripted_specs(scripted or [])
         options = ResolveOptions(
             repo=repo, issue=issue, ref=ref, setup=setup or None, test_cmd=test_cmd, preset=preset,
             config_file=config_file, overrides=[*_model_overrides(model), *(overrides or [])], max_cost=max_cost, run_dir=run_dir,
@@ -77,7 +77,7 @@ def resolve(
     except ValueError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
-    outcome = resolve_issue(options)
+    outcome = resolve_issue(options, providers=providers)
     if outcome.pr_url:
         typer.echo(outcome.pr_url)
     raise typer.Exit(outcome.exit_code)
@@ -129,15 +129,14 @@ def batch(
     quiet: bool = typer.Option(False, "--quiet", help="Line-oriented progress (automatic when not a TTY)."),
 ) -> None:
     """Solve a repository's issues as one resumable batch; with --open-prs answer each as `resolve` does."""
-    from patchswarm.cli.common import executor_or_fail, fail
+    from patchswarm.cli.common import executor_or_fail, fail, scripted_or_fail
     from patchswarm.github.batch import BatchOptions, run_batch
-    from patchswarm.scripted_cli import register_scripted_specs
     from patchswarm.store import RunDirInUse
     from sandbox.errors import SandboxError
 
     _bot_logging()
+    providers = scripted_or_fail(scripted, bad_spec_code=2)
     try:
-        register_scripted_specs(scripted or [])
         options = BatchOptions(
             repo=repo, label=label, query=query, since=since, limit=limit, dry_run=dry_run, open_prs=open_prs,
             commit=commit, setup=setup or None, test_cmd=test_cmd, preset=preset, config_file=config_file,
@@ -149,7 +148,7 @@ def batch(
         _options_error(exc)
     executor = executor_or_fail(executor_name, ray_address, scripted)
     try:
-        outcome = run_batch(options, executor=executor)
+        outcome = run_batch(options, executor=executor, providers=providers)
     except (SandboxError, RunDirInUse, ConnectionError) as exc:
         fail(str(exc))
     except KeyboardInterrupt:
@@ -188,12 +187,12 @@ def follow_up_cmd(
     quiet: bool = typer.Option(False, "--quiet", help="Line-oriented progress."),
 ) -> None:
     """Answer a review comment or @patchswarm mention on the bot's PR: a new commit on the same branch."""
+    from patchswarm.cli.common import scripted_or_fail
     from patchswarm.github.followup import FollowUpOptions, follow_up
-    from patchswarm.scripted_cli import register_scripted_specs
 
     _bot_logging()
+    providers = scripted_or_fail(scripted, bad_spec_code=2)
     try:
-        register_scripted_specs(scripted or [])
         options = FollowUpOptions(
             repo=repo, pr=pr, comment_id=comment_id, comment_kind=comment_kind, actor=actor,
             allowed_associations=[a.upper() for a in allow] if allow else list(DEFAULT_ASSOCIATIONS),
@@ -203,7 +202,7 @@ def follow_up_cmd(
             remove_label=remove_label, live=False if quiet else None)
     except ValueError as exc:
         _options_error(exc)
-    outcome = follow_up(options)
+    outcome = follow_up(options, providers=providers)
     if outcome.pr_url:
         typer.echo(outcome.pr_url)
     raise typer.Exit(outcome.exit_code)

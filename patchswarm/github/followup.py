@@ -24,6 +24,7 @@ from urllib.parse import quote as requests_quote
 
 from pydantic import BaseModel, Field, field_validator
 
+from agent.llm import Providers
 from patchswarm.config import ConfigError, load_config
 from patchswarm.github import summary
 from patchswarm.github.api import ApiError, GitHubRepo, connect
@@ -77,7 +78,8 @@ class FollowUpOptions(BaseModel):
         return self.run_dir or Path("runs") / "github" / f"{owner}__{name}" / f"pr-{self.pr}"
 
 
-def follow_up(options: FollowUpOptions, env: Mapping[str, str] | None = None) -> Outcome:
+def follow_up(options: FollowUpOptions, env: Mapping[str, str] | None = None, *,
+              providers: Providers | None = None) -> Outcome:
     env = os.environ if env is None else env
     token = env.get(options.token_env) or None
     extra = [value for name, value in env.items() if name.endswith(EXTRA_SECRET_SUFFIXES) and len(value) >= 16]
@@ -85,15 +87,17 @@ def follow_up(options: FollowUpOptions, env: Mapping[str, str] | None = None) ->
     with redacted_logging(redactor):
         if not token:
             return Outcome(BAD_INPUT, "bad_input", f"no token: set ${options.token_env} (or pass --token-env NAME)")
-        outcome = _FollowUp(options, token, redactor, env).run()
+        outcome = _FollowUp(options, token, redactor, env, providers).run()
         log.log(logging.ERROR if outcome.exit_code else logging.INFO, "patchswarm follow-up: %s: %s",
                 outcome.action, outcome.message)
         return outcome
 
 
 class _FollowUp:
-    def __init__(self, options: FollowUpOptions, token: str, redactor: Redactor, env: Mapping[str, str]) -> None:
+    def __init__(self, options: FollowUpOptions, token: str, redactor: Redactor, env: Mapping[str, str],
+                 providers: Providers | None = None) -> None:
         self.options, self.token, self.redactor, self.env = options, token, redactor, env
+        self.providers = providers
         self.rest = RestClient(options.api_url, token, redactor=redactor)
         self.run_dir = options.default_run_dir()
         self.reply_to: str | None = None  # where the answer goes
@@ -235,7 +239,7 @@ class _FollowUp:
         setup = opts.setup if opts.setup is not None else settings.setup
         task = issue_task(github.repo.name, opts.pr, text, clone, head, setup, opts.test_cmd or settings.test_cmd,
                           kind="pr")
-        (result,) = run_tasks([task], config, self.run_dir, live=opts.live)
+        (result,) = run_tasks([task], config, self.run_dir, live=opts.live, providers=self.providers)
         result.errors = [self.redactor.scrub(error) for error in result.errors]
         info = summary.RunInfo(issue=issue.number, commit=head, run_dir=self.run_dir, report_url=opts.report_url)
         publisher = Publisher(github, git, clone, opts.repo.split("/")[0])

@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from agent.llm import Providers
 from patchswarm.config import ConfigError, PatchswarmConfig, load_config
 from patchswarm.github import summary
 from patchswarm.github.api import ApiError, GitHubRepo, IssueThread, StatusComment, connect
@@ -44,7 +45,8 @@ class Outcome:
     branch_url: str | None = None
 
 
-def resolve_issue(options: ResolveOptions, env: Mapping[str, str] | None = None) -> Outcome:
+def resolve_issue(options: ResolveOptions, env: Mapping[str, str] | None = None, *,
+                  providers: Providers | None = None) -> Outcome:
     """Run the bot once; every log record and every text written is scrubbed of the token."""
     env = os.environ if env is None else env
     token = env.get(options.token_env) or None
@@ -52,7 +54,7 @@ def resolve_issue(options: ResolveOptions, env: Mapping[str, str] | None = None)
     extra = [value for name, value in env.items() if name.endswith(EXTRA_SECRET_SUFFIXES) and len(value) >= 16]
     redactor = Redactor([token, *extra])
     with redacted_logging(redactor):
-        outcome = _Resolver(options, token, redactor, env).run()
+        outcome = _Resolver(options, token, redactor, env, providers).run()
         level = logging.ERROR if outcome.exit_code else logging.INFO
         log.log(level, "patchswarm github: %s: %s", outcome.action, outcome.message)
         return outcome
@@ -60,8 +62,9 @@ def resolve_issue(options: ResolveOptions, env: Mapping[str, str] | None = None)
 
 class _Resolver:
     def __init__(self, options: ResolveOptions, token: str | None, redactor: Redactor,
-                 env: Mapping[str, str]) -> None:
+                 env: Mapping[str, str], providers: Providers | None = None) -> None:
         self.options, self.token, self.redactor, self.env = options, token, redactor, env
+        self.providers = providers
         self.run_dir = options.default_run_dir()
         self.status: StatusComment | None = None
 
@@ -129,7 +132,7 @@ class _Resolver:
                                          config.budget.max_cost_usd))
         log.info("solving %s at %s into %s", task.instance_id, commit[:12], self.run_dir)
         try:
-            (result,) = run_tasks([task], config, self.run_dir, live=opts.live)
+            (result,) = run_tasks([task], config, self.run_dir, live=opts.live, providers=self.providers)
         except Exception as exc:  # noqa: BLE001 - any crash must still end with a comment
             log.exception("the pipeline crashed")
             return self._fail("running the pipeline", f"{type(exc).__name__}: {exc}")

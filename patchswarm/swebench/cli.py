@@ -2,18 +2,14 @@
 
 from __future__ import annotations
 
-import os
+from pathlib import Path
 
-os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+import typer
+from rich.console import Console
+from rich.table import Table
 
-from pathlib import Path  # noqa: E402
-
-import typer  # noqa: E402
-from rich.console import Console  # noqa: E402
-from rich.table import Table  # noqa: E402
-
-from patchswarm.phases import PhaseBoard  # noqa: E402
-from patchswarm.swebench.specs import DEFAULT_REPO_URL  # noqa: E402
+from patchswarm.phases import PhaseBoard
+from patchswarm.swebench.specs import DEFAULT_REPO_URL
 
 eval_app = typer.Typer(add_completion=False, help=__doc__)
 

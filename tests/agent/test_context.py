@@ -1,6 +1,4 @@
-import os
 
-os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
 import asyncio  # noqa: E402
 import re  # noqa: E402
@@ -22,7 +20,7 @@ from agent.context.prefilter import prefilter_with_notes, tokenize  # noqa: E402
 from agent.model import ModelClient  # noqa: E402
 from agent.scripted import Fault, Reply  # noqa: E402
 from agent.types import InMemoryStateStore  # noqa: E402
-from tests.conftest import scripted_settings  # noqa: E402
+from tests.conftest import providers, scripted_settings  # noqa: E402
 
 ISSUE = "parse_header_line raises KeyError when a HeaderLine has no value"
 
@@ -179,7 +177,7 @@ def test_malformed_and_failed_relevance_answers(tmp_path, scripted):
     }))
     scripted.add("main", [])  # one relevant file: no ranking call
     recorder = ListRecorder()
-    client = ModelClient(scripted_settings(max_retries=1), recorder=recorder)
+    client = ModelClient(scripted_settings(max_retries=1), recorder=recorder, providers=providers(scripted))
     budget = Budget(None, "instance")
     bundle = build(client, repo, budget=budget)
     assert [f.path for f in bundle.files] == ["pkg/a.py"]
@@ -248,7 +246,7 @@ def test_call_store_replays_every_call_including_each_ranking_sample(tmp_path, s
         "<ranking>\npkg/b.py\npkg/c.py\n</ranking>",
         "<ranking>\npkg/c.py\npkg/b.py\n</ranking>",
     ])
-    client = ModelClient(scripted_settings(), store=InMemoryCallStore())
+    client = ModelClient(scripted_settings(), store=InMemoryCallStore(), providers=providers(scripted))
     first = build(client, repo)
     second = build(client, repo)
     assert len(scripted.calls("rel")) == 5 and len(scripted.calls("main")) == 3

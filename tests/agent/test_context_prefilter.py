@@ -1,8 +1,6 @@
 """The structured prefilter and the skeleton tier, on the small `context_shapes` fixture repository."""
 
-import os
 
-os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
 import asyncio  # noqa: E402
 import re  # noqa: E402

@@ -134,7 +134,7 @@ def test_finish_without_an_edit_and_patch_failures(scripted, model_client, pool,
 
 def test_resume_after_a_kill_repeats_no_model_call(scripted, pool, minicalc):
     scripted.add("main", [WRONG_FIX, RIGHT_FIX, "<finish/>"])
-    client = client_with_store()
+    client = client_with_store(scripted)
     # Saves: 1 after the first ask, 2 after its run, 3 after the second ask -> dies with that call done.
     store = KillingStore(die_on_save=3)
     with pytest.raises(Killed):

@@ -1,6 +1,4 @@
-import os
 
-os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
 import asyncio  # noqa: E402
 import random  # noqa: E402
@@ -31,7 +29,7 @@ from agent.model import (  # noqa: E402
 )
 from agent.pricing import worst_case_usd
 from agent.retry_policy import backoff_s, is_retryable, retry_after_s  # noqa: E402
-from agent.scripted import Fault, Reply, ScriptedLLM, register_scripted_provider  # noqa: E402
+from agent.scripted import Fault, Reply, ScriptedLLM  # noqa: E402
 
 PROMPT = [{"role": "user", "content": "x" * 40}]  # 10 scripted input tokens
 # $1 per input token and $2 per output token: costs are easy to read in assertions.
@@ -67,11 +65,12 @@ def make_settings(**overrides) -> ModelSettings:
     return ModelSettings(**values)
 
 
-def make_client(**kwargs):
+def make_client(handler: ScriptedLLM, **kwargs):
     sleep = RecordingSleep()
     recorder = ListRecorder()
     settings = kwargs.pop("settings", None) or make_settings()
-    client = ModelClient(settings, recorder=recorder, sleep=sleep, rng=random.Random(0), **kwargs)
+    client = ModelClient(settings, recorder=recorder, sleep=sleep, rng=random.Random(0),
+                         providers={"scripted": handler}, **kwargs)
     return client, sleep, recorder
 
 
@@ -84,7 +83,7 @@ def complete(client, role="primary", messages=PROMPT, **kwargs):
 
 def test_rate_limit_then_success_honours_retry_after(scripted):
     scripted.add("main", [Fault.rate_limit(retry_after=7), "done"])
-    client, sleep, recorder = make_client()
+    client, sleep, recorder = make_client(scripted)
     completion = complete(client)
     assert completion.text == "done"
     assert completion.record.attempts == 2
@@ -95,7 +94,7 @@ def test_rate_limit_then_success_honours_retry_after(scripted):
 
 def test_server_error_then_success(scripted):
     scripted.add("main", [Fault.server_error(), "done"])
-    client, sleep, _ = make_client()
+    client, sleep, _ = make_client(scripted)
     completion = complete(client)
     assert completion.text == "done" and completion.record.attempts == 2
     assert len(sleep.delays) == 1 and 0 <= sleep.delays[0] <= 0.5
@@ -104,7 +103,7 @@ def test_server_error_then_success(scripted):
 
 def test_timeout_then_success_counts_the_timeout_as_unknown_cost(scripted):
     scripted.add("main", [Fault.timeout(), "done"])
-    client, _, _ = make_client()
+    client, _, _ = make_client(scripted)
     budget = Budget(None, "trajectory")
     completion = complete(client, budget=budget)
     assert completion.text == "done" and completion.record.attempts == 2
@@ -115,7 +114,7 @@ def test_timeout_then_success_counts_the_timeout_as_unknown_cost(scripted):
 
 def test_exhausted_retries_raise_model_call_error_with_record(scripted):
     scripted.add("main", [Fault.server_error()] * 3)
-    client, sleep, recorder = make_client(settings=make_settings(max_retries=2))
+    client, sleep, recorder = make_client(scripted, settings=make_settings(max_retries=2))
     with pytest.raises(ModelCallError) as failed:
         complete(client)
     record = failed.value.record
@@ -128,7 +127,7 @@ def test_exhausted_retries_raise_model_call_error_with_record(scripted):
 
 def test_exhausted_retries_keep_the_cost_of_billed_attempts(scripted):
     scripted.add("main", [Fault.timeout(), Fault.timeout()])
-    client, _, recorder = make_client(settings=make_settings(max_retries=1))
+    client, _, recorder = make_client(scripted, settings=make_settings(max_retries=1))
     budget = Budget(None, "trajectory")
     with pytest.raises(ModelCallError) as failed:
         complete(client, budget=budget)
@@ -139,7 +138,7 @@ def test_exhausted_retries_keep_the_cost_of_billed_attempts(scripted):
 
 def test_backoff_grows_exponentially_and_is_capped(scripted):
     scripted.add("main", [Fault.server_error()] * 4 + ["done"])
-    client, sleep, _ = make_client()
+    client, sleep, _ = make_client(scripted)
     assert complete(client).record.attempts == 5
     ceilings = [0.5, 1.0, 2.0, 2.0]
     assert all(0 <= delay <= ceiling for delay, ceiling in zip(sleep.delays, ceilings, strict=True))
@@ -150,7 +149,7 @@ def test_non_retryable_errors_fail_at_once(scripted):
         raise litellm.AuthenticationError("bad key", llm_provider="scripted", model="scripted/main")
 
     scripted.add("main", reject)
-    client, sleep, recorder = make_client()
+    client, sleep, recorder = make_client(scripted)
     with pytest.raises(ModelCallError) as failed:
         complete(client)
     assert failed.value.record.attempts == 1 and sleep.delays == []
@@ -160,7 +159,7 @@ def test_non_retryable_errors_fail_at_once(scripted):
 
 def test_exhausted_script_is_not_retried(scripted):
     scripted.add("main", [])
-    client, sleep, _ = make_client()
+    client, sleep, _ = make_client(scripted)
     with pytest.raises(ModelCallError, match="exhausted"):
         complete(client)
     assert sleep.delays == []
@@ -219,7 +218,7 @@ def test_budget_hierarchy_and_messages():
 
 def test_call_past_the_budget_is_not_made(scripted):
     scripted.add("main", ["first", "second"])
-    client, _, recorder = make_client()
+    client, _, recorder = make_client(scripted)
     budget = Budget(5.0, "trajectory")
     assert complete(client, budget=budget).record.cost_usd == 10 + 1 * 2
     with pytest.raises(BudgetExceeded, match="trajectory"):
@@ -230,7 +229,7 @@ def test_call_past_the_budget_is_not_made(scripted):
 
 def test_ancestor_budget_blocks_calls(scripted):
     scripted.add("main", ["unused"])
-    client, _, _ = make_client()
+    client, _, _ = make_client(scripted)
     run = Budget(0.0, "run")
     with pytest.raises(BudgetExceeded, match="'run'"):
         complete(client, budget=run.child(100.0, "instance").child(None, "trajectory"))
@@ -260,21 +259,19 @@ class InFlightCounter(ScriptedLLM):
         self.in_flight = 0
         self.most_in_flight = 0
 
-    async def acompletion(self, model, messages, *args, **kwargs):
+    async def acompletion(self, **request):
         self.in_flight += 1
         self.most_in_flight = max(self.most_in_flight, self.in_flight)
         try:
-            return await super().acompletion(model, messages, *args, **kwargs)
+            return await super().acompletion(**request)
         finally:
             self.in_flight -= 1
 
 
 def test_concurrent_tasks_overrun_by_at_most_one_calls_worst_case(scripted):
     # 10 in + 1 out tokens = $12 a call (worst case reserved: ~$22); the delay only makes calls overlap.
-    counter = register_scripted_provider(
-        InFlightCounter({"main": lambda messages: Reply("ok", delay_s=0.002)})
-    )
-    client, _, _ = make_client(settings=make_settings(max_concurrency=3))
+    counter = InFlightCounter({"main": lambda messages: Reply("ok", delay_s=0.002)})
+    client, _, _ = make_client(counter, settings=make_settings(max_concurrency=3))
     instance = Budget(100.0, "instance")
     _drain_budget(client, instance, workers=10)
     assert counter.most_in_flight == 3  # reservations that fit do not serialize calls
@@ -285,7 +282,7 @@ def test_concurrent_tasks_overrun_by_at_most_one_calls_worst_case(scripted):
 
 def test_threads_with_their_own_loops_share_client_and_budget(scripted):
     scripted.add("main", lambda messages: Reply("ok", delay_s=0.002))
-    client, _, _ = make_client(settings=make_settings(max_concurrency=2))
+    client, _, _ = make_client(scripted, settings=make_settings(max_concurrency=2))
     instance = Budget(200.0, "instance")
     threads = [threading.Thread(target=_drain_budget, args=(client, instance, 4)) for _ in range(2)]
     for thread in threads:
@@ -299,7 +296,7 @@ def test_threads_with_their_own_loops_share_client_and_budget(scripted):
 
 def test_unknown_cost_stays_none_and_is_counted(scripted):
     scripted.add("sel", ["A"])
-    client, _, _ = make_client()
+    client, _, _ = make_client(scripted)
     budget = Budget(1.0, "selector")
     completion = complete(client, role="selector", budget=budget)
     assert completion.record.cost_usd is None
@@ -313,11 +310,12 @@ def test_unknown_cost_stays_none_and_is_counted(scripted):
 def test_stored_call_is_replayed_not_resent(scripted):
     scripted.add("main", ["once"])
     store = InMemoryCallStore()
-    client, _, recorder = make_client(store=store)
+    client, _, recorder = make_client(scripted, store=store)
     key = call_key("scripted/main", PROMPT, 0.8, sample=0)
     first = complete(client, key=key)
     budget = Budget(None, "resumed trajectory")
-    again = complete(ModelClient(make_settings(), store=store), key=key, budget=budget)
+    again = complete(ModelClient(make_settings(), store=store, providers={"scripted": scripted}), key=key,
+                     budget=budget)
     assert again.text == "once" and again.reused and not first.reused
     assert again.record == first.record
     assert len(scripted.calls("main")) == 1 and len(recorder.records) == 1
@@ -327,7 +325,7 @@ def test_stored_call_is_replayed_not_resent(scripted):
 def test_failed_calls_are_not_replayed(scripted):
     scripted.add("main", [Fault.server_error(), "second try"])
     store = InMemoryCallStore()
-    client, _, _ = make_client(store=store, settings=make_settings(max_retries=0))
+    client, _, _ = make_client(scripted, store=store, settings=make_settings(max_retries=0))
     with pytest.raises(ModelCallError):
         complete(client, key="k")
     assert store.get("k") is None
@@ -358,7 +356,7 @@ def test_call_key_includes_max_tokens_and_keeps_unlimited_keys():
 
 def test_malformed_text_passes_through_and_is_billed(scripted):
     scripted.add("main", [Fault.malformed("<<<not a diff")])
-    client, _, recorder = make_client()
+    client, _, recorder = make_client(scripted)
     budget = Budget(None, "trajectory")
     completion = complete(client, budget=budget)
     assert completion.text == "<<<not a diff"
@@ -370,15 +368,15 @@ def test_request_parameters_reach_the_model(scripted):
     seen = {}
 
     class Spy(ScriptedLLM):
-        def completion(self, model, messages, *args, **kwargs):  # pragma: no cover - async path used
+        def completion(self, **request):  # pragma: no cover - async path used
             raise AssertionError("sync path not expected")
 
-        async def acompletion(self, model, messages, *args, **kwargs):
-            seen.update(kwargs["optional_params"])
-            return await super().acompletion(model, messages, *args, **kwargs)
+        async def acompletion(self, **request):
+            seen.update(request)
+            return await super().acompletion(**request)
 
-    spy = register_scripted_provider(Spy({"sel": ["A"]}))
-    client, _, _ = make_client()
+    spy = Spy({"sel": ["A"]})
+    client, _, _ = make_client(spy)
     complete(client, role="selector", max_tokens=50)
     assert seen["temperature"] == 0.0 and seen["max_tokens"] == 50
     assert spy.calls("sel") == [PROMPT]
@@ -460,12 +458,12 @@ def test_mark_cache_prefix_only_where_supported():
 
 def test_client_cache_marking_follows_settings(scripted):
     scripted.add("main", ["ok"])
-    client, _, _ = make_client()
+    client, _, _ = make_client(scripted)
     marked = client.mark_cache_prefix("primary", PROMPT, 0)
     assert marked[0]["content"][0]["cache_control"] == {"type": "ephemeral"}
     complete(client, messages=marked)
     assert scripted.calls("main")[0][0]["content"][0]["cache_control"] == {"type": "ephemeral"}
-    uncached = ModelClient(make_settings(prompt_caching=False))
+    uncached = ModelClient(make_settings(prompt_caching=False), providers={"scripted": scripted})
     assert uncached.mark_cache_prefix("primary", PROMPT, 0) == PROMPT
 
 
@@ -501,6 +499,6 @@ def test_missing_api_key(monkeypatch):
 
 def test_one_client_serves_several_event_loops(scripted):
     scripted.add("main", ["one", "two"])
-    client, _, _ = make_client()
+    client, _, _ = make_client(scripted)
     assert complete(client).text == "one"
     assert complete(client).text == "two"  # a new asyncio.run loop: the semaphore must not be reused

@@ -5,11 +5,8 @@ usage and cost are what litellm makes of real wire responses, not of objects a t
 from __future__ import annotations
 
 import asyncio
-import os
 import random
 import threading
-
-os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
 import litellm  # noqa: E402
 import pytest  # noqa: E402

@@ -1,29 +1,26 @@
-import os
+import asyncio
 
-os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+import pytest
 
-import asyncio  # noqa: E402
-
-import litellm  # noqa: E402
-import pytest  # noqa: E402
-
-from agent.retry_policy import retry_after_s  # noqa: E402
-from agent.scripted import (  # noqa: E402
+from agent import llm
+from agent.model import ModelCallError, ModelClient
+from agent.retry_policy import retry_after_s
+from agent.scripted import (
     Fault,
     Reply,
     Script,
     ScriptedLLM,
     ScriptError,
     load_script_file,
-    register_scripted_provider,
 )
+from tests.conftest import providers, scripted_settings
 
 USER = [{"role": "user", "content": "x" * 40}]
 
 
 def test_sync_completion_returns_scripted_text_and_usage(scripted):
     scripted.add("demo", ["hello there!"])
-    response = litellm.completion(model="scripted/demo", messages=USER)
+    response = scripted.completion(model="scripted/demo", messages=USER)
     assert response.choices[0].message.content == "hello there!"
     assert response.usage.prompt_tokens == 10  # 40 chars / 4
     assert response.usage.completion_tokens == 3
@@ -33,7 +30,7 @@ def test_sync_completion_returns_scripted_text_and_usage(scripted):
 
 def test_async_completion_and_delay(scripted):
     scripted.add("demo", [Reply("late", delay_s=0.01)])
-    response = asyncio.run(litellm.acompletion(model="scripted/demo", messages=USER))
+    response = asyncio.run(scripted.acompletion(model="scripted/demo", messages=USER))
     assert response.choices[0].message.content == "late"
 
 
@@ -42,29 +39,29 @@ def test_faults_raise_the_litellm_exceptions_real_providers_raise(scripted):
         "demo",
         [Fault.rate_limit(retry_after=3), Fault.server_error(), Fault.timeout(), Fault.malformed("}{")],
     )
-    with pytest.raises(litellm.RateLimitError) as rate_limited:
-        litellm.completion(model="scripted/demo", messages=USER)
+    with pytest.raises(llm.RateLimitError) as rate_limited:
+        scripted.completion(model="scripted/demo", messages=USER)
     assert retry_after_s(rate_limited.value) == 3.0
-    with pytest.raises(litellm.InternalServerError):
-        litellm.completion(model="scripted/demo", messages=USER)
-    with pytest.raises(litellm.Timeout):
-        litellm.completion(model="scripted/demo", messages=USER)
-    assert litellm.completion(model="scripted/demo", messages=USER).choices[0].message.content == "}{"
+    with pytest.raises(llm.InternalServerError):
+        scripted.completion(model="scripted/demo", messages=USER)
+    with pytest.raises(llm.Timeout):
+        scripted.completion(model="scripted/demo", messages=USER)
+    assert scripted.completion(model="scripted/demo", messages=USER).choices[0].message.content == "}{"
     assert len(scripted.calls("demo")) == 4
 
 
 def test_exhausted_and_unknown_scripts_fail_clearly(scripted):
     scripted.add("demo", ["only"])
-    litellm.completion(model="scripted/demo", messages=USER)
+    scripted.completion(model="scripted/demo", messages=USER)
     with pytest.raises(ScriptError, match="script 'demo' exhausted"):
-        litellm.completion(model="scripted/demo", messages=USER)
+        scripted.completion(model="scripted/demo", messages=USER)
     with pytest.raises(ScriptError, match="no script named 'nope'"):
-        litellm.completion(model="scripted/nope", messages=USER)
+        scripted.completion(model="scripted/nope", messages=USER)
 
 
 def test_callable_script_sees_messages(scripted):
     scripted.add("echo", lambda messages: f"you said {messages[-1]['content']}")
-    response = litellm.completion(model="scripted/echo", messages=[{"role": "user", "content": "hi"}])
+    response = scripted.completion(model="scripted/echo", messages=[{"role": "user", "content": "hi"}])
     assert response.choices[0].message.content == "you said hi"
     assert scripted.remaining("echo") is None
 
@@ -77,7 +74,7 @@ def test_token_count_reads_list_content(scripted):
             "content": [{"type": "text", "text": "y" * 80, "cache_control": {"type": "ephemeral"}}],
         }
     ]
-    response = litellm.completion(model="scripted/demo", messages=messages)
+    response = scripted.completion(model="scripted/demo", messages=messages)
     assert response.usage.prompt_tokens == 20
     assert scripted.calls("demo")[0][0]["content"][0]["cache_control"] == {"type": "ephemeral"}
 
@@ -85,18 +82,26 @@ def test_token_count_reads_list_content(scripted):
 def test_recorded_calls_are_copies(scripted):
     scripted.add("demo", ["ok"])
     messages = [{"role": "user", "content": "before"}]
-    litellm.completion(model="scripted/demo", messages=messages)
+    scripted.completion(model="scripted/demo", messages=messages)
     messages[0]["content"] = "after"
     assert scripted.calls("demo")[0][0]["content"] == "before"
 
 
-def test_register_is_idempotent_and_replaces_older_handler(scripted):
-    newer = ScriptedLLM({"demo": ["from newer"]})
-    register_scripted_provider(newer)
-    register_scripted_provider(newer)
-    entries = [entry for entry in litellm.custom_provider_map if entry["provider"] == "scripted"]
-    assert len(entries) == 1 and entries[0]["custom_handler"] is newer
-    assert litellm.completion(model="scripted/demo", messages=USER).choices[0].message.content == "from newer"
+def test_handlers_are_injected_so_two_in_one_process_never_mix(scripted):
+    scripted.add("demo", ["from the first"])
+    other = ScriptedLLM({"demo": ["from the second"]})
+    first = ModelClient(scripted_settings(primary="scripted/demo"), providers=providers(scripted))
+    second = ModelClient(scripted_settings(primary="scripted/demo"), providers=providers(other))
+    assert asyncio.run(second.complete("primary", USER)).text == "from the second"
+    assert asyncio.run(first.complete("primary", USER)).text == "from the first"
+    assert len(scripted.calls("demo")) == len(other.calls("demo")) == 1
+
+
+def test_a_client_without_scripts_names_the_missing_option():
+    client = ModelClient(scripted_settings(primary="scripted/demo"))
+    with pytest.raises(ModelCallError, match="no scripted models were given to this client") as failed:
+        asyncio.run(client.complete("primary", USER))
+    assert failed.value.record.attempts == 1  # a setup error: not retried
 
 
 def test_load_script_file(tmp_path, scripted):
@@ -121,7 +126,7 @@ def test_load_script_file(tmp_path, scripted):
     ]
     scripted.add(path.stem, script)
     assert (
-        litellm.completion(model="scripted/demo", messages=USER).choices[0].message.content == "plain reply"
+        scripted.completion(model="scripted/demo", messages=USER).choices[0].message.content == "plain reply"
     )
 
 

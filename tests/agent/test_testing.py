@@ -17,7 +17,7 @@ from agent.budget import Budget
 from agent.instance import Instance, TrajectoryConfig
 from agent.model import InMemoryCallStore, ModelClient
 from agent.prompts import TESTING_SYSTEM, reproduction_prefix
-from agent.scripted import Fault
+from agent.scripted import Fault, ScriptedLLM
 from agent.testing import TestingMachine
 from agent.types import InMemoryStateStore
 from sandbox.environments import EnvSpec, build_env_image
@@ -25,7 +25,7 @@ from sandbox.errors import SandboxBroken
 from sandbox.local import LocalPool
 from sandbox.manager import SandboxManager, SandboxPool
 from sandbox.repos import RepoSource
-from tests.conftest import FIXTURES, scripted_settings
+from tests.conftest import FIXTURES, providers, scripted_settings
 
 ISSUE = "minicalc.mean([2, 4]) returns 2.0 instead of 3.0."
 REPRO = (
@@ -96,8 +96,8 @@ class CountingPool:
         return self.pool.lease()
 
 
-def client_with_store(**overrides) -> ModelClient:
-    return ModelClient(scripted_settings(**overrides), store=InMemoryCallStore())
+def client_with_store(scripted: ScriptedLLM, **overrides) -> ModelClient:
+    return ModelClient(scripted_settings(**overrides), store=InMemoryCallStore(), providers=providers(scripted))
 
 
 def last_user_text(messages: list[dict]) -> str:
@@ -203,7 +203,7 @@ def test_rate_limit_then_success(scripted, model_client, pool):
 
 def test_budget_stop_keeps_state_and_resumes(scripted, pool):
     scripted.add("main", [reply_with_test(), "<approve/>"])
-    client = client_with_store()
+    client = client_with_store(scripted)
     store = InMemoryStateStore()
     tiny = Budget(1e-9, "trajectory-0")  # the first call may start; it spends the budget
     result = asyncio.run(make_tester(client, pool, store, budget=tiny).run())
@@ -217,7 +217,7 @@ def test_budget_stop_keeps_state_and_resumes(scripted, pool):
 
 def test_a_new_max_tokens_never_replays_answers_stored_under_another(scripted):
     scripted.add("main", ["<approve/>"] * 3)
-    client = client_with_store()  # shared call store: replays across machines
+    client = client_with_store(scripted)  # shared call store: replays across machines
     for max_tokens, calls in ((100, 1), (100, 1), (4000, 2), (None, 3)):
         tester = make_tester(client, pool=None, store=InMemoryStateStore(), max_tokens=max_tokens)
         asyncio.run(tester.run(max_calls=1))

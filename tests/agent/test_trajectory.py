@@ -93,7 +93,7 @@ def test_ten_trajectories_two_crash_eight_finish(scripted, model_client: ModelCl
 
 def test_resume_after_a_kill(scripted, pool, minicalc):
     scripted.add("main", Responder(kill_on=5))  # call 5: the first editing call, alone by design
-    client, store = client_with_store(), InMemoryStateStore()
+    client, store = client_with_store(scripted), InMemoryStateStore()
     config = TrajectoryConfig(num_tests=2, num_edits=2)
     with pytest.raises(Killed):
         run(client, pool, minicalc[0], store, config)
@@ -108,7 +108,7 @@ def test_resume_after_a_kill(scripted, pool, minicalc):
 
 def test_sandbox_failures_are_recorded_then_resumed(scripted, pool, minicalc):
     scripted.add("main", Responder())
-    client, store = client_with_store(), InMemoryStateStore()
+    client, store = client_with_store(scripted), InMemoryStateStore()
     config = TrajectoryConfig(num_tests=2, num_edits=2)
     broken = run(client, BrokenPool(), minicalc[0], store, config)
     assert [r.testing.outcome for r in broken] == ["crashed", "crashed"]

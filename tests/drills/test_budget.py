@@ -10,7 +10,7 @@ from agent.budget import Budget, BudgetExceeded
 from agent.model import ModelClient, PriceOverride
 from agent.pricing import worst_case_usd
 from agent.scripted import Reply
-from tests.conftest import scripted_settings
+from tests.conftest import providers, scripted_settings
 from tests.patchswarm.test_cli import SCRIPTED_ROLES, error_line, invoke
 
 PRICE = PriceOverride(input_per_mtok=1000.0, output_per_mtok=1000.0)  # $0.001 a token: visible sums
@@ -23,7 +23,7 @@ def test_fanned_out_calls_overrun_by_at_most_one_calls_worst_case(scripted):
     reply = Reply("x" * 400, delay_s=0.05)  # 100 output tokens: about $0.1 a call
     scripted.add("main", lambda messages: reply)
     settings = scripted_settings(price_overrides={"scripted/main": PRICE}, max_concurrency=WORKERS)
-    client = ModelClient(settings)
+    client = ModelClient(settings, providers=providers(scripted))
     run = Budget(0.5, "run")
 
     async def trajectory(number: int) -> None:
@@ -45,7 +45,7 @@ def test_fanned_out_calls_overrun_by_at_most_one_calls_worst_case(scripted):
 
 def test_a_cancelled_call_releases_what_it_reserved(scripted):
     scripted.add("main", [Reply("slow", delay_s=30), "fast"])
-    client = ModelClient(scripted_settings(price_overrides={"scripted/main": PRICE}))
+    client = ModelClient(scripted_settings(price_overrides={"scripted/main": PRICE}), providers=providers(scripted))
     budget = Budget(1.0, "run")
 
     async def cancel_then_call() -> str:

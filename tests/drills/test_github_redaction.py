@@ -17,6 +17,7 @@ from agent.scripted import Script
 from patchswarm.demo.script import DemoScript
 from patchswarm.github.redact import Redactor, basic_auth
 from patchswarm.github.resolve import resolve_issue
+from tests.conftest import providers
 from tests.patchswarm.github_helpers import (  # noqa: F401 - fixtures
     ISSUE,
     REPO,
@@ -44,7 +45,7 @@ def test_tokens_in_the_issue_title_reach_no_text_the_bot_writes(stub, remote, to
     caplog.set_level(logging.INFO)
     run_dir = tmp_path / "run"
 
-    outcome = resolve_issue(options(stub, run_dir, include_test=True))
+    outcome = resolve_issue(options(stub, run_dir, include_test=True), providers=providers(scripted))
 
     assert outcome.exit_code == 0 and outcome.action == "pr", outcome
     secrets = [TOKEN, basic_auth(TOKEN), FOREIGN]

@@ -23,7 +23,7 @@ def test_hung_edited_test_is_recorded_as_timeout_not_fixed(scripted, pool, minic
     """item 2: a hung reproduction test was stored as `edited_exit_code: 0` and shown green in the report."""
     hang = edit(BUGGY_LINE, "    import time\n    time.sleep(100)")
     scripted.add("main", [hang, "<finish/>"])
-    editor = make_editor(client_with_store(), pool, minicalc[0], test_timeout_s=2)
+    editor = make_editor(client_with_store(scripted), pool, minicalc[0], test_timeout_s=2)
     result = asyncio.run(editor.run())
     assert result.edited_exit_code != 0 and result.edited_timed_out
     feedback = scripted.calls("main")[1][-1]["content"]

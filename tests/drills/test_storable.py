@@ -10,7 +10,7 @@ from agent.model import ModelClient
 from agent.testing import ReproRun
 from patchswarm.store import RunCallStore, RunStore, current_instance
 from patchswarm.tasks import load_tasks_jsonl
-from tests.conftest import scripted_settings
+from tests.conftest import providers, scripted_settings
 
 REPLY = "Fixed the caf\udce9 bug.\n<finish/>"
 
@@ -21,12 +21,13 @@ def test_a_paid_reply_with_a_lone_surrogate_is_stored_once_and_replayed(scripted
     calls = RunCallStore(store, "cfg")
     current_instance.set("inst")
     try:
-        client = ModelClient(scripted_settings(), store=calls, recorder=calls)
+        client = ModelClient(scripted_settings(), store=calls, recorder=calls, providers=providers(scripted))
         first = asyncio.run(client.complete("primary", [{"role": "user", "content": "fix \udce9"}], key="k1"))
         assert first.text == "Fixed the caf\ufffd bug.\n<finish/>" and not first.reused
         assert store.count_calls() == 1 and store.totals()["calls"] == 1
         # A resume (a new client on the same store) replays the paid call instead of paying again.
-        again = asyncio.run(ModelClient(scripted_settings(), store=calls, recorder=calls).complete(
+        again = asyncio.run(ModelClient(scripted_settings(), store=calls, recorder=calls,
+                                        providers=providers(scripted)).complete(
             "primary", [{"role": "user", "content": "fix \udce9"}], key="k1"))
         assert again.reused and again.text == first.text
         assert len(scripted.calls("main")) == 1

@@ -17,6 +17,7 @@ from patchswarm.report.build import build_report
 from patchswarm.report.load import ReportError
 from patchswarm.store import RunStore
 from patchswarm.tasks import Task
+from tests.conftest import providers
 from tests.patchswarm.adaptive_scripts import DifficultyScript, difficulty_issue
 from tests.patchswarm.test_pipeline import ISSUE, calc_repo, run_containers, unique_run_dir
 
@@ -57,7 +58,7 @@ def test_adaptive_spends_less_on_easy_more_on_hard_and_keeps_every_budget(tmp_pa
                                     f"budget.max_cost_per_instance_usd={cap}"])
     run_dir = unique_run_dir(tmp_path, "adaptive")
 
-    easy, close, hard = run_tasks(tasks(repo, sha, "easy", "close", "hard"), config, run_dir, live=False)
+    easy, close, hard = run_tasks(tasks(repo, sha, "easy", "close", "hard"), config, run_dir, live=False, providers=providers(scripted))
 
     share = total / 3
     assert easy.adaptive.stop_reason == "decisive" and easy.adaptive.samples == 2
@@ -115,7 +116,7 @@ def test_a_hard_instance_stops_at_its_budget_with_nothing_to_draw(tmp_path, base
     config = load_config(overrides=[*ADAPTIVE, f"budget.max_cost_usd={limit}"])
     run_dir = unique_run_dir(tmp_path, "adaptive-budget")
 
-    (hard,) = run_tasks(tasks(repo, sha, "hard"), config, run_dir, live=False)
+    (hard,) = run_tasks(tasks(repo, sha, "hard"), config, run_dir, live=False, providers=providers(scripted))
 
     assert hard.adaptive.stop_reason == "budget" and hard.adaptive.samples == 2
     assert "cannot pay another sample" in hard.adaptive.stop_detail

@@ -26,6 +26,7 @@ from patchswarm.github.redact import Redactor, basic_auth, redacted_logging
 from patchswarm.github.resolve import resolve_issue
 from patchswarm.github.summary import no_pr_reason
 from patchswarm.pipeline import InstanceResult
+from tests.conftest import providers
 from tests.patchswarm.github_helpers import (
     ISSUE,
     REPO,
@@ -61,7 +62,7 @@ def test_labelled_issue_becomes_a_draft_pr(stub, remote, token_env, scripted, sh
     stub.add_comment(REPO, ISSUE, body=f"my token is {TOKEN}", author="alice", association="OWNER")
 
     outcome = resolve_issue(options(stub, shared_run_dir, include_test=True, remove_label="patchswarm",
-                                    report_url="https://ci.example/run/1"))
+                                    report_url="https://ci.example/run/1"), providers=providers(scripted))
 
     assert outcome.exit_code == 0 and outcome.action == "pr", outcome
     branch_file = git("show", "patchswarm/issue-7:textkit/slug.py", cwd=remote)
@@ -93,7 +94,7 @@ def test_fork_owner_pushes_to_the_fork(stub, remote, tmp_path, token_env, script
     fork = make_remote(tmp_path, "fork.git")
     stub.add_repo("forker/textkit", clone_url=fork.as_uri())
 
-    outcome = resolve_issue(options(stub, shared_run_dir, fork_owner="forker"))
+    outcome = resolve_issue(options(stub, shared_run_dir, fork_owner="forker"), providers=providers(scripted))
 
     assert outcome.exit_code == 0 and outcome.action == "pr", outcome
     assert "re.sub" in git("show", "patchswarm/issue-7:textkit/slug.py", cwd=fork)
@@ -107,13 +108,13 @@ def test_retrigger_replaces_the_bots_own_pr_and_moves_to_try2_after_a_maintainer
         stub, remote, tmp_path, token_env, scripted, shared_run_dir):
     scripted.add("demo", Script(DemoScript()))
     add_issue(stub, remote)
-    first = resolve_issue(options(stub, shared_run_dir))
-    again = resolve_issue(options(stub, shared_run_dir))  # the branch is the bot's alone: replaced, PR updated
+    first = resolve_issue(options(stub, shared_run_dir), providers=providers(scripted))
+    again = resolve_issue(options(stub, shared_run_dir), providers=providers(scripted))  # the branch is the bot's alone: replaced, PR updated
     assert first.action == again.action == "pr" and again.pr_url == first.pr_url and "updated" in again.message
 
     maintainer = commit_on(remote, tmp_path, "patchswarm/issue-7", name="maria", email="maria@example.com",
                            path="NOTES.txt", text="maintainer note\n")
-    third = resolve_issue(options(stub, shared_run_dir))
+    third = resolve_issue(options(stub, shared_run_dir), providers=providers(scripted))
 
     assert third.action == "pr" and third.pr_url != first.pr_url, third
     assert git("rev-parse", "patchswarm/issue-7", cwd=remote).strip() == maintainer  # not overwritten
@@ -129,7 +130,7 @@ def test_not_confident_pushes_the_best_attempt_to_a_branch_and_links_it(stub, re
     add_issue(stub, remote)
 
     # The selection reports a confidence (at most 0.9): a bar above it, and above any vote count, is not met.
-    outcome = resolve_issue(options(stub, shared_run_dir, min_votes=99, min_confidence=0.99))
+    outcome = resolve_issue(options(stub, shared_run_dir, min_votes=99, min_confidence=0.99), providers=providers(scripted))
 
     assert outcome.exit_code == 0 and outcome.action == "no_pr" and stub.repos[REPO].pulls == {}
     assert outcome.branch_url and outcome.branch_url.endswith("/octo/textkit/tree/patchswarm/issue-7-attempt")
@@ -147,7 +148,7 @@ def test_all_model_calls_failing_is_a_red_job_with_a_failure_comment(stub, remot
     add_issue(stub, remote)
 
     outcome = resolve_issue(options(stub, tmp_path / "run", overrides=model_overrides("down"),
-                                    report_url="https://ci.example/run/9"))
+                                    report_url="https://ci.example/run/9"), providers=providers(scripted))
 
     assert outcome.exit_code == 1 and outcome.action == "failed", outcome
     (status,) = bot_comments(stub)
@@ -163,7 +164,7 @@ def test_push_refused_is_a_failure_with_one_comment(stub, remote, token_env, scr
     hook.write_text("#!/bin/sh\necho 'permission denied to patchswarm' >&2\nexit 1\n")
     hook.chmod(0o755)
 
-    outcome = resolve_issue(options(stub, shared_run_dir))
+    outcome = resolve_issue(options(stub, shared_run_dir), providers=providers(scripted))
 
     assert outcome.exit_code == 1 and outcome.action == "failed"
     assert stub.repos[REPO].pulls == {}
@@ -180,7 +181,7 @@ def test_no_confident_patch_means_one_comment_and_no_pr(stub, remote, tmp_path, 
                                user_type="Bot")
     run_dir = tmp_path / "run"
 
-    outcome = resolve_issue(options(stub, run_dir, overrides=model_overrides("nofix")))
+    outcome = resolve_issue(options(stub, run_dir, overrides=model_overrides("nofix")), providers=providers(scripted))
 
     assert outcome.exit_code == 0 and outcome.action == "no_pr", outcome
     assert stub.repos[REPO].pulls == {}
@@ -199,7 +200,7 @@ def test_failing_setup_is_a_bot_failure_with_one_comment(stub, remote, tmp_path,
     scripted.add("demo", Script(DemoScript()))
     add_issue(stub, remote)
 
-    outcome = resolve_issue(options(stub, tmp_path / "run", setup=["echo setting up; exit 3"]))
+    outcome = resolve_issue(options(stub, tmp_path / "run", setup=["echo setting up; exit 3"]), providers=providers(scripted))
 
     assert outcome.exit_code == 1 and outcome.action == "failed" and outcome.status == "failed"
     assert stub.repos[REPO].pulls == {}

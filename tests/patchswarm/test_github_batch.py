@@ -138,7 +138,7 @@ def test_rate_limits_slow_the_client_down_instead_of_failing(stub, remote):
         capped.get(f"/repos/{REPO}")
 
 
-def invoke(stub, run_dir, *extra: str):
+def invoke(stub, run_dir, *extra: str, scripted=None):
     app = typer.Typer()
     app.command()(lambda: None)  # a group needs a second command for sub-apps to show as such
     register(app)
@@ -146,7 +146,7 @@ def invoke(stub, run_dir, *extra: str):
             "--run-dir", str(run_dir), "--quiet", "--workers", "2", "--include-test"]
     for override in model_overrides("byissue"):
         args += ["--set", override]
-    return CliRunner().invoke(app, [*args, *extra])
+    return CliRunner().invoke(app, [*args, *extra], obj=scripted)  # the CLI adds --scripted specs to it
 
 
 @pytest.mark.docker  # the pipeline runs in sandboxes
@@ -156,7 +156,7 @@ def test_batch_dry_run_then_open_prs_then_resume(stub, remote, tmp_path, token_e
     seed(stub, remote)
     run_dir = tmp_path / "batch"
 
-    dry = invoke(stub, run_dir, "--dry-run", "--open-prs")
+    dry = invoke(stub, run_dir, "--dry-run", "--open-prs", scripted=scripted)
     assert dry.exit_code == 0, dry.output
     assert stub.writes() == []
     assert "resolved with confidence: 1 (#1)" in dry.output and "not confident: 1 (#2)" in dry.output
@@ -168,7 +168,7 @@ def test_batch_dry_run_then_open_prs_then_resume(stub, remote, tmp_path, token_e
     assert "would post (nothing was posted)" in page and "Fixes #1" in page
     paid = script.calls
 
-    posted = invoke(stub, run_dir, "--open-prs")
+    posted = invoke(stub, run_dir, "--open-prs", scripted=scripted)
     assert posted.exit_code == 0, posted.output
     assert script.calls == paid  # resumed from the run store: nothing solved (or paid) twice
     (pull,) = [p for p in stub.repos[REPO].pulls.values() if p["head"]["ref"].startswith("patchswarm/")]
@@ -180,7 +180,7 @@ def test_batch_dry_run_then_open_prs_then_resume(stub, remote, tmp_path, token_e
     summary = json.loads((run_dir / "github" / "summary.json").read_text())
     assert summary["counts"] == {"pr": 1, "no_pr": 1, "failed": 0} and summary["cost_usd"] > 0
 
-    again = invoke(stub, run_dir, "--open-prs")
+    again = invoke(stub, run_dir, "--open-prs", scripted=scripted)
     assert again.exit_code == 0, again.output
     assert script.calls == paid
     assert f"skipped #1: open patchswarm PR #{pull['number']}" in again.output  # its PR claims it now

@@ -16,6 +16,7 @@ from patchswarm.demo.script import DemoScript
 from patchswarm.github.followup import FollowUpOptions, _FollowUp, follow_up
 from patchswarm.github.gitops import BOT_EMAIL, BOT_NAME
 from patchswarm.github.redact import Redactor
+from tests.conftest import providers
 from tests.patchswarm.github_helpers import (
     ISSUE,
     REPO,
@@ -62,7 +63,7 @@ def test_review_comment_gets_a_new_commit_on_top_of_the_maintainers(stub, remote
                                       line=11, diff_hunk=HUNK)
 
     outcome = follow_up(fu_options(stub, tmp_path / "run", pr=pull["number"], comment_id=comment["id"],
-                                   comment_kind="review-comment", remove_label="patchswarm"))
+                                   comment_kind="review-comment", remove_label="patchswarm"), providers=providers(scripted))
 
     assert outcome.exit_code == 0 and outcome.action == "pushed", outcome
     assert pull["labels"] == []
@@ -99,7 +100,7 @@ def test_a_branch_moved_meanwhile_fails_the_push_instead_of_forcing(stub, remote
         return results
 
     monkeypatch.setattr(followup, "run_tasks", and_a_maintainer_pushes)
-    outcome = follow_up(fu_options(stub, tmp_path / "run", pr=pull["number"], comment_id=comment["id"]))
+    outcome = follow_up(fu_options(stub, tmp_path / "run", pr=pull["number"], comment_id=comment["id"]), providers=providers(scripted))
 
     assert outcome.exit_code == 1 and outcome.action == "failed"
     assert "late" in git("show", f"{BRANCH}:LATE.txt", cwd=remote)  # the maintainer's commit survived

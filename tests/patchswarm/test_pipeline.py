@@ -24,7 +24,7 @@ from patchswarm.config import load_config
 from patchswarm.pipeline import run_tasks
 from patchswarm.store import RunStore
 from patchswarm.tasks import Task
-from tests.conftest import FIXTURES
+from tests.conftest import FIXTURES, providers
 from tests.patchswarm.scripts import PLAN, RIGHT_FIX, CalcScript, read_call_log
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -314,7 +314,7 @@ def test_budget_stop_returns_the_best_candidate_so_far(tmp_path, base_image, scr
     repo, sha = calc_repo(tmp_path)
     run_dir = unique_run_dir(tmp_path, "budget")
 
-    (result,) = run_tasks([calc_task(repo, sha)], config, run_dir, live=False)
+    (result,) = run_tasks([calc_task(repo, sha)], config, run_dir, live=False, providers=providers(scripted))
 
     # Context (cents) + the test (~$1) + approve (cents) stay under the limit; the first edit (~$1),
     # made alone to warm the cache, crosses it: its trajectory keeps its edit, the other never starts.
@@ -339,7 +339,7 @@ def test_budget_stop_returns_the_best_candidate_so_far(tmp_path, base_image, scr
     calls = script.answered
     raised = 3.5
     config = load_config(overrides=[*OVERRIDES, price, warm, f"budget.max_cost_usd={raised}"])
-    (resumed,) = run_tasks([calc_task(repo, sha)], config, run_dir, live=False)
+    (resumed,) = run_tasks([calc_task(repo, sha)], config, run_dir, live=False, providers=providers(scripted))
     assert script.answered > calls
     assert not resumed.budget_stopped
     assert [t.editing.outcome for t in resumed.trajectories] == ["finished", "finished"]
@@ -356,26 +356,26 @@ def test_config_change_invalidates_reuse(tmp_path, base_image, scripted, docker_
     task = calc_task(repo, sha)
     run_dir = unique_run_dir(tmp_path, "rehash")
 
-    (done,) = run_tasks([task], load_config(overrides=OVERRIDES), run_dir, live=False)
+    (done,) = run_tasks([task], load_config(overrides=OVERRIDES), run_dir, live=False, providers=providers(scripted))
     assert done.status == "solved" and first.answered > 0
 
     calls = first.answered
-    (again,) = run_tasks([task], load_config(overrides=OVERRIDES), run_dir, live=False)
+    (again,) = run_tasks([task], load_config(overrides=OVERRIDES), run_dir, live=False, providers=providers(scripted))
     assert first.answered == calls, "same config: the finished instance is reused, no call is made"
     assert again.patch == done.patch
 
-    (redone,) = run_tasks([task], load_config(overrides=OVERRIDES), run_dir, redo=True, live=False)
+    (redone,) = run_tasks([task], load_config(overrides=OVERRIDES), run_dir, redo=True, live=False, providers=providers(scripted))
     assert first.answered == 2 * calls, "--redo asks the model again instead of replaying stored calls"
     assert redone.status == "solved"
 
     calls = first.answered
-    (more,) = run_tasks([task], load_config(overrides=[*OVERRIDES, "trajectories.num_edits=3"]), run_dir, live=False)
+    (more,) = run_tasks([task], load_config(overrides=[*OVERRIDES, "trajectories.num_edits=3"]), run_dir, live=False, providers=providers(scripted))
     assert first.answered > calls, "a changed result-affecting setting must redo the work"
     assert len(more.trajectories) == 3 and more.status == "solved"
 
     calls = first.answered
     (switched,) = run_tasks([task], load_config(overrides=[*OVERRIDES, "models.roles.primary=scripted/other"]),
-                            run_dir, live=False)
+                            run_dir, live=False, providers=providers(scripted))
     assert other.answered > 0 and switched.status == "solved"
     store = RunStore(run_dir)
     try:

@@ -11,7 +11,7 @@ from agent.scripted import text_of
 from patchswarm.config import load_config
 from patchswarm.pipeline import run_tasks
 from patchswarm.swebench.tasks import tasks_from_dataset
-from tests.conftest import FIXTURES
+from tests.conftest import FIXTURES, providers
 from tests.patchswarm.test_swebench_docker import calc_row, make_calc_repo
 
 CANARY = "GOLD-CANARY-5c1e"
@@ -83,7 +83,7 @@ def test_dataset_batch_solves_and_never_leaks_gold_fields(tmp_path, scripted, do
         *(f"models.roles.{role}=scripted/calc" for role in ("relevance", "primary", "selector")),
         "trajectories.num_tests=1", "trajectories.num_edits=2", "sandbox.pool_size=2", "context.ranking_samples=1",
     ])
-    (result,) = run_tasks(tasks, config, tmp_path / "run", live=False)
+    (result,) = run_tasks(tasks, config, tmp_path / "run", live=False, providers=providers(scripted))
     assert result.status == "solved", result.errors
     assert "raise ValueError" in result.patch
     assert result.environment["kind"] == "local"

@@ -42,3 +42,19 @@ def test_upward_imports_are_caught_wherever_they_hide(tmp_path):
     assert any(line.startswith("selection/sub/leak.py:1: selection imports patchswarm") for line in lines)
     assert not any("voting" in line or "fine.py" in line for line in lines)
     assert lines[-1].startswith("layering: 3 import(s)")
+
+
+def test_litellm_is_imported_by_its_boundary_module_alone(tmp_path):
+    for package in ("sandbox", "agent", "selection", "patchswarm"):
+        shutil.copytree(ROOT / package, tmp_path / package, ignore=shutil.ignore_patterns("__pycache__"))
+    (tmp_path / "scripts").mkdir()
+    (tmp_path / "scripts" / "bench.py").write_text("import litellm\n")
+    (tmp_path / "patchswarm" / "leak.py").write_text("def f():\n    from litellm.types.utils import Usage\n")
+
+    result = check(tmp_path)
+
+    assert result.returncode == 1
+    lines = result.stdout.splitlines()
+    assert "scripts/bench.py:1: imports litellm (only agent/llm.py may: use it instead)" in lines
+    assert "patchswarm/leak.py:2: imports litellm.types.utils (only agent/llm.py may: use it instead)" in lines
+    assert lines[-1].startswith("layering: 2 import(s)")
