@@ -21,6 +21,7 @@ def _split(values: list[str] | None) -> list[str]:
 
 
 def bench_select_command(
+    ctx: typer.Context,
     candidates_file: Path = typer.Argument(..., help="Candidates JSONL: instance_id, system, model_patch (a `resolved` hint is ignored)."),
     datasets: list[str] = typer.Option(..., "--dataset", "-d", help="SWE-bench dataset file the instances come from (repeatable; first row wins)."),
     repo_url: str = typer.Option("https://github.com/{owner}/{name}.git", "--repo-url", help="Repository URL template, e.g. file:///mirrors/{owner}__{name}.git."),
@@ -73,7 +74,7 @@ def bench_select_command(
     if len(ready) < len(chosen):
         console.print(f"{len(chosen) - len(ready)} instance(s) not fully graded yet: skipped (use --grade)",
                       highlight=False)
-    providers = scripted_or_fail(scripted)
+    providers = scripted_or_fail(ctx, scripted)
     extra = list(BENCH_SETTINGS) + [f"selection.cache_dir={run_dir / 'exec-cache'}"]
     if model:
         extra += [f"models.roles.{role}={model}" for role in ("relevance", "primary", "selector")]

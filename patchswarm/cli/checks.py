@@ -58,6 +58,7 @@ def config_show(model: str | None = ModelOpt, preset: str = PresetOpt, config_fi
 
 
 def models_check(
+    ctx: typer.Context,
     model: str | None = ModelOpt, preset: str = PresetOpt, config_file: Path | None = ConfigOpt,
     overrides: list[str] = SetOpt, scripted: list[str] = ScriptedOpt,
     offline: bool = typer.Option(False, "--offline", help="Only check names and keys; make no call."),
@@ -66,7 +67,7 @@ def models_check(
     """Each model of the config: a provider litellm knows, its key set, and a one-token call that succeeds."""
     from agent.model_check import fixes_sampling, is_priced, model_problem, ping
 
-    providers = scripted_or_fail(scripted)
+    providers = scripted_or_fail(ctx, scripted)
     config = config_or_fail(preset, config_file, overrides, model=model)
     out = Console(soft_wrap=True)
     failed = 0

@@ -69,19 +69,16 @@ def check_models(config) -> None:
             fail(f"model {model} ({', '.join(roles)}) {problem}; {model_fix(roles)}")
 
 
-def scripted_or_fail(specs: list[str] | None, bad_spec_code: int = 1):
+def scripted_or_fail(ctx: typer.Context, specs: list[str] | None, bad_spec_code: int = 1):
     """The model providers `--scripted` specs make (agent.llm.Providers), handed to the run's model client.
 
     An in-process caller (a test) may hand in its own `ScriptedLLM` as the command's `obj`
     (`CliRunner().invoke(app, args, obj=handler)`); the specs are added to it.
     """
-    import click
-
     from agent.scripted import ScriptedLLM
     from patchswarm.scripted_cli import scripted_providers
 
-    context = click.get_current_context(silent=True)
-    injected = context.find_root().obj if context is not None else None
+    injected = ctx.find_root().obj
     try:
         return scripted_providers(specs or [], injected if isinstance(injected, ScriptedLLM) else None)
     except ValueError as exc:

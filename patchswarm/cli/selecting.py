@@ -23,6 +23,7 @@ from sandbox.errors import SandboxError
 
 
 def select_cmd(
+    ctx: typer.Context,
     predictions: list[Path] = typer.Option(None, "--predictions", "-p", help="SWE-bench prediction file (repeatable)."),
     patch_dir: Path | None = typer.Option(None, "--patch-dir", help="Directory of <instance_id>/*.patch|*.diff files."),
     tasks_file: Path | None = typer.Option(None, "--tasks", help="JSONL tasks the candidates belong to."),
@@ -46,7 +47,7 @@ def select_cmd(
         fail("give exactly one of --tasks FILE.jsonl or --dataset NAME_OR_FILE")
     if not predictions and patch_dir is None:
         fail("give candidates: --predictions FILE (repeatable) and/or --patch-dir DIR")
-    providers = scripted_or_fail(scripted)
+    providers = scripted_or_fail(ctx, scripted)
     config = config_or_fail(preset, config_file, overrides, model=model)
     try:
         candidates = load_prediction_files(predictions or [])

@@ -31,6 +31,7 @@ from sandbox.errors import SandboxError
 
 
 def solve(
+    ctx: typer.Context,
     repo: str = typer.Option(..., "--repo", help="Local path or git URL of the repository."),
     commit: str = typer.Option("HEAD", "--commit", help="Commit to solve the issue at."),
     issue: str = typer.Option(..., "--issue", help="Issue text, or @FILE to read it from a file."),
@@ -55,7 +56,7 @@ def solve(
             fail(f"cannot read issue file {issue[1:]}: {exc.strerror}")
     if not issue.strip():
         fail("the issue text is empty")
-    providers = scripted_or_fail(scripted)
+    providers = scripted_or_fail(ctx, scripted)
     config = config_or_fail(preset, config_file, overrides, budget_overrides(max_cost, None, None), model)
     check_models(config)
     if "://" not in repo and not repo.startswith("git@"):
@@ -101,6 +102,7 @@ def _print_result(result, run_dir: Path) -> None:
 
 
 def batch(
+    ctx: typer.Context,
     tasks_file: Path | None = typer.Option(None, "--tasks", help="JSONL: one issue per line (repo, commit, issue, optional setup/test_cmd)."),
     dataset: str | None = typer.Option(None, "--dataset", help="SWE-bench dataset name or local .json/.jsonl/.parquet file."),
     split: str = typer.Option("test", "--split", help="Dataset split."),
@@ -131,7 +133,7 @@ def batch(
 
     if (tasks_file is None) == (dataset is None):
         fail("give exactly one of --tasks FILE.jsonl or --dataset NAME_OR_FILE")
-    providers = scripted_or_fail(scripted)
+    providers = scripted_or_fail(ctx, scripted)
     executor = executor_or_fail(executor_name, ray_address, scripted)
     config = config_or_fail(preset, config_file, overrides, budget_overrides(max_cost, max_cost_per_instance, workers),
                      model)
@@ -181,6 +183,7 @@ def _env_broken_ids(summaries: list[Path]) -> set[str]:
 
 
 def demo(
+    ctx: typer.Context,
     run_dir: Path = typer.Option(Path("runs/demo"), "--run-dir", help="Where the demo run lives."),
     redo: bool = typer.Option(True, "--redo/--resume", help="Start afresh (default) or resume an earlier demo run."),
     quiet: bool = typer.Option(False, "--quiet", help="Line-oriented output."),
@@ -188,7 +191,7 @@ def demo(
     """Fully offline demo: the real pipeline in real sandboxes on a bundled repository, with a scripted model."""
     from patchswarm.demo.run import demo_config, demo_task, print_selection
 
-    providers = scripted_or_fail(["demo=patchswarm.demo.script:DemoScript"])
+    providers = scripted_or_fail(ctx, ["demo=patchswarm.demo.script:DemoScript"])
     config = demo_config()
     task = demo_task(run_dir)
     console.print("patchswarm demo: scripted model (no key needed), real Docker sandboxes, real tests")

@@ -28,6 +28,7 @@ github_app = typer.Typer(no_args_is_help=True, help="Resolve GitHub issues: draf
 
 @github_app.command("resolve")
 def resolve(
+    ctx: typer.Context,
     repo: str = typer.Option(..., "--repo", help="OWNER/NAME of the repository."),
     issue: int = typer.Option(..., "--issue", help="Issue number."),
     ref: str | None = typer.Option(None, "--ref", help="Branch, tag or commit to solve at (default: default branch)."),
@@ -61,7 +62,7 @@ def resolve(
     from patchswarm.github.resolve import resolve_issue
 
     _bot_logging()
-    providers = scripted_or_fail(scripted, bad_spec_code=2)
+    providers = scripted_or_fail(ctx, scripted, bad_spec_code=2)
     try:
         options = ResolveOptions(
             repo=repo, issue=issue, ref=ref, setup=setup or None, test_cmd=test_cmd, preset=preset,
@@ -97,6 +98,7 @@ def _options_error(exc: Exception) -> None:
 
 @github_app.command("batch")
 def batch(
+    ctx: typer.Context,
     repo: str = typer.Option(..., "--repo", help="OWNER/NAME of the repository."),
     label: str | None = typer.Option(None, "--label", help="Only issues with this label (default: .patchswarm.yml's label, else all)."),
     query: str | None = typer.Option(None, "--query", help="Search qualifiers, e.g. 'is:open label:bug' (the search API)."),
@@ -135,7 +137,7 @@ def batch(
     from sandbox.errors import SandboxError
 
     _bot_logging()
-    providers = scripted_or_fail(scripted, bad_spec_code=2)
+    providers = scripted_or_fail(ctx, scripted, bad_spec_code=2)
     try:
         options = BatchOptions(
             repo=repo, label=label, query=query, since=since, limit=limit, dry_run=dry_run, open_prs=open_prs,
@@ -163,6 +165,7 @@ def batch(
 
 @github_app.command("follow-up")
 def follow_up_cmd(
+    ctx: typer.Context,
     repo: str = typer.Option(..., "--repo", help="OWNER/NAME of the repository."),
     pr: int = typer.Option(..., "--pr", help="Number of the bot's pull request."),
     comment_id: int | None = typer.Option(None, "--comment-id", help="The comment, review comment or review that asks."),
@@ -191,7 +194,7 @@ def follow_up_cmd(
     from patchswarm.github.followup import FollowUpOptions, follow_up
 
     _bot_logging()
-    providers = scripted_or_fail(scripted, bad_spec_code=2)
+    providers = scripted_or_fail(ctx, scripted, bad_spec_code=2)
     try:
         options = FollowUpOptions(
             repo=repo, pr=pr, comment_id=comment_id, comment_kind=comment_kind, actor=actor,
