@@ -46,19 +46,19 @@ __all__ = [
 class ChatProvider(Protocol):
     """Answers chat requests in litellm's shape (`model`, `messages`, sampling and timeout keywords)."""
 
-    async def acompletion(self, **request: Any) -> Any: ...
+    async def acompletion(self, *, model: str, messages: list[dict[str, Any]], **params: Any) -> Any: ...
 
-    def completion(self, **request: Any) -> Any: ...
+    def completion(self, *, model: str, messages: list[dict[str, Any]], **params: Any) -> Any: ...
 
 
 class _LiteLLM:
     """Every provider litellm knows, over HTTP."""
 
-    async def acompletion(self, **request: Any) -> Any:
-        return await litellm.acompletion(**request)
+    async def acompletion(self, *, model: str, messages: list[dict[str, Any]], **params: Any) -> Any:
+        return await litellm.acompletion(model=model, messages=messages, **params)
 
-    def completion(self, **request: Any) -> Any:
-        return litellm.completion(**request)
+    def completion(self, *, model: str, messages: list[dict[str, Any]], **params: Any) -> Any:
+        return litellm.completion(model=model, messages=messages, **params)
 
 
 LITELLM: ChatProvider = _LiteLLM()  # stateless: one instance serves every client

@@ -354,7 +354,7 @@ class ModelClient:
                 if isinstance(exc, llm.Timeout):
                     # The provider may have generated (and billed) tokens we never received.
                     costs.append(None)
-                if reservation is not None:
+                if reservation is not None and budget is not None:
                     budget.settle(reservation, None, billed=isinstance(exc, llm.Timeout))
                 if is_retryable(exc) and record.attempts <= self.settings.max_retries:
                     delay = backoff_s(
@@ -369,7 +369,7 @@ class ModelClient:
                 self._finish_failed(record, costs, exc)
                 raise ModelCallError(record) from exc
             except BaseException:  # cancelled mid-call: what it holds must not block every other call
-                if reservation is not None:
+                if reservation is not None and budget is not None:
                     budget.settle(reservation, None)
                 raise
             return self._finish_succeeded(record, costs, response, budget, reservation)
@@ -409,7 +409,7 @@ class ModelClient:
             self.store.put(record)
         if self.recorder is not None:
             self.recorder.record(record)
-        if reservation is not None:
+        if reservation is not None and budget is not None:
             budget.settle(reservation, cost)
         elif budget is not None:
             budget.charge(cost)
