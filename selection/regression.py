@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 import shlex
+from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path, PurePosixPath
 
@@ -20,7 +21,8 @@ from selection.matrix import Executor, Job
 from selection.models import Outcome, RegressionReport, SelectionConfig
 
 SKIP_DIRS = {".git", ".hg", ".svn", ".tox", ".nox", ".venv", "venv", "env", "node_modules", "build", "dist",
-             "__pycache__", ".eggs", "site-packages", ".mypy_cache", ".pytest_cache"}
+             "__pycache__", ".eggs", "site-packages", ".mypy_cache", ".pytest_cache",
+             "doc", "docs", "testutils"}  # docs' scripts and test helpers (pylint's lint_module_test.py) are not tests
 TEST_DIRS = {"tests", "test", "testing"}
 MAX_TEST_FILE_BYTES = 1_000_000
 REGRESSION_OUTPUT_CAP = 4 * 1024 * 1024  # per-test lines must survive; head+tail capping would cut them
@@ -48,7 +50,8 @@ def is_test_file(path: PurePosixPath) -> bool:
         return False
     if name.startswith("test_") or name.endswith("_test.py"):
         return True
-    return name.startswith("test") and any(part in TEST_DIRS for part in path.parts[:-1])
+    # `testfoo.py` and pylint's `unittest_foo.py` count only inside a tests folder.
+    return name.startswith(("test", "unittest_")) and any(part in TEST_DIRS for part in path.parts[:-1])
 
 
 def _module_of(path: str) -> tuple[str, str, str] | None:
@@ -66,43 +69,65 @@ def _module_of(path: str) -> tuple[str, str, str] | None:
     return ".".join(parts), ".".join(parts[:-1]), parts[-1]
 
 
-def _relevance(rel: PurePosixPath, text: str, modules: Sequence[tuple[str, str, str]]) -> int | None:
-    """0 = named after a touched module, 1 = imports it by full name, 2 = imports it otherwise."""
+def _named_after(stem: str, dotted: str, leaf: str) -> float | None:
+    """0 for `test_mod`, `mod_test`, `unittest_mod` (pylint) or `test_<anything>_mod` for a module in a
+    package (sphinx's test_util_inspect); 0.5 for `test<anything>mod` (pytest's test_assertrewrite)."""
+    if (stem in (f"test_{leaf}", f"{leaf}_test", f"test{leaf}", f"unittest_{leaf}")
+            or stem.startswith((f"test_{leaf}_", f"unittest_{leaf}_"))
+            or (stem.startswith("test_") and stem.endswith(f"_{leaf}") and "." in dotted)):
+        return 0
+    if stem.startswith("test") and stem.endswith(leaf) and len(leaf) >= 4 and "." in dotted:
+        return 0.5
+    return None
+
+
+def _relevance(rel: PurePosixPath, text: str, module: tuple[str, str, str]) -> float | None:
+    """0 = named after the module, 1 = imports it by full name, 2 = imports it otherwise,
+    3 = named after its package (pytest's `testing/test_mark.py` for `_pytest/mark/evaluate.py`)."""
+    dotted, parent, leaf = module
     stem = rel.stem
+    named = _named_after(stem, dotted, leaf)
+    if named is not None:
+        return named
     best: int | None = None
-    for dotted, parent, leaf in modules:
-        if stem in (f"test_{leaf}", f"{leaf}_test", f"test{leaf}") or stem.startswith(f"test_{leaf}_"):
-            return 0
-        full = re.compile(rf"(?<![\w.]){re.escape(dotted)}(?!\w)")
-        partial = re.compile(rf"^from\s+(?:{re.escape(parent)}|\.+\w*)\s+import\b.*\b{re.escape(leaf)}\b"
-                             if parent else rf"^from\s+\.+{re.escape(leaf)}\s+import\b")
-        for line in text.splitlines():
-            stripped = line.strip()
-            if not stripped.startswith(("import ", "from ")):
-                continue
-            if full.search(stripped):
-                best = 1 if best is None else min(best, 1)
-            elif partial.search(stripped):
-                best = 2 if best is None else min(best, 2)
+    full = re.compile(rf"(?<![\w.]){re.escape(dotted)}(?!\w)")
+    partial = re.compile(rf"^from\s+(?:{re.escape(parent)}|\.+\w*)\s+import\b.*\b{re.escape(leaf)}\b"
+                         if parent else rf"^from\s+\.+{re.escape(leaf)}\s+import\b")
+    for line in text.splitlines():
+        stripped = line.strip()
+        if not stripped.startswith(("import ", "from ")):
+            continue
+        if full.search(stripped):
+            return 1
+        if partial.search(stripped):
+            best = 2
+    if best is None and parent and stem == f"test_{parent.split('.')[-1].lstrip('_')}":
+        return 3
     return best
 
 
 def find_test_files(repo_dir: Path, touched: Sequence[str], limit: int) -> list[str]:
-    """Existing test files that exercise the touched files, nearest first (named after, then importing)."""
+    """Existing test files that exercise the touched files, nearest first. `touched` is in priority order
+    (the files most candidates touch first): a test of the first module beats any test of a later one, so
+    one candidate's stray edit (setup.py, a new script) does not pick the tests for all of them."""
     touched_tests = [p for p in touched if is_test_file(PurePosixPath(p)) and (repo_dir / p).is_file()]
-    modules = [m for p in touched if p not in touched_tests and (m := _module_of(p))]
-    scored: list[tuple[int, int, str]] = [(0, -1000, p) for p in touched_tests]
+    sources = [p for p in touched if p not in touched_tests and (repo_dir / p).is_file()]  # a new file has no tests
+    modules = [(touched.index(p), p, m) for p in sources if (m := _module_of(p))]
+    scored: list[tuple[int, float, int, str]] = [(touched.index(p), -1, 0, p) for p in touched_tests]
     if modules:
         for path in sorted(repo_dir.rglob("*.py")):
             rel = PurePosixPath(path.relative_to(repo_dir).as_posix())
             if any(part in SKIP_DIRS or part.startswith(".") for part in rel.parts[:-1]):
                 continue
-            if not is_test_file(rel) or str(rel) in touched_tests or path.stat().st_size > MAX_TEST_FILE_BYTES:
+            if not is_test_file(rel) or path.stat().st_size > MAX_TEST_FILE_BYTES:
                 continue
-            score = _relevance(rel, path.read_text(encoding="utf-8", errors="replace"), modules)
-            if score is not None:
-                scored.append((score, -_nearness(rel, touched), str(rel)))
-    return [entry[-1] for entry in sorted(scored, key=lambda e: e[:-1] + (e[-1],))[:limit]]
+            text = path.read_text(encoding="utf-8", errors="replace")
+            for rank, source, module in modules:
+                score = _relevance(rel, text, module)
+                if score is not None:
+                    scored.append((rank, score, -_nearness(rel, [source]), str(rel)))
+                    break
+    return list(dict.fromkeys(entry[-1] for entry in sorted(scored)))[:limit]
 
 
 def _nearness(test: PurePosixPath, touched: Sequence[str]) -> int:
@@ -204,7 +229,8 @@ async def plan_regression(executor: Executor, repo_dir: Path, patches: Sequence[
     if config.regression_cmd:
         report.runner, report.command = "command", config.regression_cmd
         return RegressionPlan(report=report, commands=[(config.regression_cmd, config.regression_cmd)])
-    touched = list(dict.fromkeys(path for p in patches for path in touched_files(p.candidate.patch)))
+    counts = Counter(path for p in patches for path in set(touched_files(p.candidate.patch)))
+    touched = sorted(counts, key=lambda path: -counts[path])  # stable: first seen wins a tie
     report.test_files = find_test_files(repo_dir, touched, config.regression_max_files)
     if not report.test_files:
         report.notes.append(f"no existing test files exercise the touched files ({', '.join(touched) or 'none'})")

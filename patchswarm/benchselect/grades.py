@@ -109,10 +109,15 @@ def grade_all(instances: list[SweInstance], candidates: dict[str, list[Candidate
                      f"{len(todo)} patch(es) to grade")
             for patch in todo:
                 sha = patch_sha(patch)
-                report = grade_instance(client, instance, patch, image, manager=manager, spec_table=table,
-                                        model_name="bench-select", timeout=timeout,
-                                        log_dir=log_dir / instance.instance_id / sha[:12],
-                                        limits=Limits(memory_mb=4096))
+                try:
+                    report = grade_instance(client, instance, patch, image, manager=manager, spec_table=table,
+                                            model_name="bench-select", timeout=timeout,
+                                            log_dir=log_dir / instance.instance_id / sha[:12],
+                                            limits=Limits(memory_mb=4096))
+                except Exception as exc:  # noqa: BLE001 - a lost sandbox is this patch's error, never a grade
+                    _error(errors_path, instance.instance_id, f"grading {sha[:12]}", exc)
+                    on_event(f"{instance.instance_id} {sha[:12]}: {type(exc).__name__}: {exc}; not recorded")
+                    continue
                 if report.status not in GRADED:
                     _error(errors_path, instance.instance_id, f"grading {sha[:12]}", report.error or report.status)
                     on_event(f"{instance.instance_id} {sha[:12]}: {report.status} ({report.error}); not recorded")

@@ -46,7 +46,9 @@ class InstanceScore(BaseModel):
     executions: int = 0
     executions_cached: int = 0
     wall_s: float = 0.0
-    tokens: int = 0
+    tokens: int = Field(0, description="Input + output tokens of billed model calls (0 LLM-free).")
+    calls: int = Field(0, description="Billed model calls.")
+    cost_usd: float = 0.0
     error: str | None = None
     reason: str = ""
 
@@ -100,13 +102,16 @@ def graded(instance_id: str, rows: list[CandidateRow], book: GradeBook) -> bool:
 def score_one(task: Task, rows: list[CandidateRow], book: GradeBook, config: PatchswarmConfig, run_dir: Path, *,
               generate_tests: bool, providers: Providers | None = None) -> InstanceScore:
     from patchswarm.ensemble import select_candidates
+    from patchswarm.store import RunStore
 
     candidates = candidates_of(rows)
+    before = _usage(RunStore, run_dir, task.instance_id)
     started = time.monotonic()
     results = select_candidates([task], {task.instance_id: candidates}, config, run_dir,
                                 run_dir / "predictions" / f"{task.instance_id}.jsonl",
                                 generate_tests=generate_tests, live=False, providers=providers)
     wall = time.monotonic() - started
+    after = _usage(RunStore, run_dir, task.instance_id)
     result: SelectionResult = results[task.instance_id]
     base = baselines(task.instance_id, rows, book)
     chosen = next((c for c in candidates if c.id == result.chosen_id), None)
@@ -116,7 +121,20 @@ def score_one(task: Task, rows: list[CandidateRow], book: GradeBook, config: Pat
         correct=bool(grade and grade.resolved), method=result.method, confidence=result.confidence,
         confidence_level=result.confidence_level, executions=result.executions_performed,
         executions_cached=result.executions_cached, wall_s=round(wall, 1), reason=result.reason[:300],
+        tokens=after["tokens"] - before["tokens"], calls=after["calls"] - before["calls"],
+        cost_usd=round(after["cost_usd"] - before["cost_usd"], 6),
         error=result.reason if result.method == "error" else None, **base)
+
+
+def _usage(store_type, run_dir: Path, instance_id: str) -> dict[str, float]:
+    """Billed (not replayed) model calls of one instance in a run directory's store."""
+    store = store_type(run_dir)
+    try:
+        used = store.totals(instance_id)
+    finally:
+        store.close()
+    return {"calls": used["calls"], "tokens": used["input_tokens"] + used["output_tokens"],
+            "cost_usd": used["cost_usd"]}
 
 
 class Totals(BaseModel):
@@ -131,6 +149,8 @@ class Totals(BaseModel):
     executions_per_instance: float
     wall_s_per_instance: float
     tokens: int = 0
+    calls: int = 0
+    cost_usd: float = 0.0
 
 
 def totals(scores: list[InstanceScore]) -> Totals | None:
@@ -152,4 +172,5 @@ def totals(scores: list[InstanceScore]) -> Totals | None:
                   majority=mean(s.majority for s in mixed),
                   gap_closed=round((accuracy - random) / (1 - random), 4) if random < 1 else 0.0,
                   by_confidence=levels, executions_per_instance=mean(s.executions for s in mixed),
-                  wall_s_per_instance=mean(s.wall_s for s in mixed), tokens=sum(s.tokens for s in mixed))
+                  wall_s_per_instance=mean(s.wall_s for s in mixed), tokens=sum(s.tokens for s in mixed),
+                  calls=sum(s.calls for s in mixed), cost_usd=round(sum(s.cost_usd for s in mixed), 6))

@@ -25,6 +25,6 @@ def print_scores(console: Console, mode: str, scores: list[InstanceScore], total
         f"[{mode}] {total.instances} mixed instances: accuracy {total.accuracy:.3f} | random {total.random:.3f} | "
         f"smallest {total.smallest:.3f} | majority {total.majority:.3f} | oracle 1.000 | gap closed {gap} | "
         f"{total.executions_per_instance:.0f} executions and {total.wall_s_per_instance:.0f}s per instance, "
-        f"{total.tokens} tokens", highlight=False, markup=False)
+        f"{total.tokens} tokens in {total.calls} model calls (${total.cost_usd:.4f})", highlight=False, markup=False)
     levels = ", ".join(f"{level}: {right}/{chosen}" for level, (right, chosen) in sorted(total.by_confidence.items()))
     console.print(f"[{mode}] right/chosen by confidence: {levels}", highlight=False, markup=False)

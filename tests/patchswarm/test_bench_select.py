@@ -70,3 +70,40 @@ def test_bench_select_grades_selects_and_scores(tmp_path, docker_client, base_im
     again = CliRunner().invoke(app, args)
     assert again.exit_code == 0, again.output
     assert len(grades.read_text().splitlines()) == 4
+
+
+def test_bench_select_llm_mode_with_a_scripted_model(tmp_path, docker_client, base_image):
+    """--model: generated reproduction tests and the selector run through a (scripted) model; its tokens
+    and calls are counted per instance and in the totals. Grades are given, so nothing is graded here."""
+    from patchswarm.benchselect.grades import Grade, patch_sha
+
+    row = calc_row()
+    row["problem_statement"] = ISSUE
+    dataset = tmp_path / "calc.jsonl"
+    dataset.write_text(json.dumps(row) + "\n")
+    make_calc_repo(tmp_path / "calc")
+    (tmp_path / "mirrors").mkdir()
+    subprocess.run(["git", "clone", "-q", "--bare", str(tmp_path / "calc"), str(tmp_path / "mirrors" / "fixture__calc.git")],
+                   check=True)
+    lines = [("sys-a", RIGHT, True), ("sys-c", WRONG_TYPE, False), ("sys-d", BREAKS_DIVIDE, False)]
+    candidates = tmp_path / "candidates.jsonl"
+    candidates.write_text("".join(json.dumps({"instance_id": row["instance_id"], "system": s, "model_patch": p})
+                                  + "\n" for s, p, _ in lines))
+    grades = tmp_path / "grades.jsonl"
+    grades.write_text("".join(Grade(instance_id=row["instance_id"], patch_sha=patch_sha(p), resolved=ok,
+                                    status="resolved" if ok else "unresolved").model_dump_json() + "\n"
+                              for _, p, ok in lines))
+    result = CliRunner().invoke(app, [
+        "bench-select", str(candidates), "--dataset", str(dataset), "--grades", str(grades),
+        "--repo-url", f"file://{tmp_path}/mirrors/{{owner}}__{{name}}.git",
+        "--spec-table", str(FIXTURES / "swebench_calc" / "specs.json"), "--run-dir", str(tmp_path / "run"),
+        "--model", "scripted/echo", "--scripted", "echo=patchswarm.benchselect.echo_model:IssueEchoScript"])
+    assert result.exit_code == 0, result.output
+    (score,) = [json.loads(line) for line in (tmp_path / "run" / "all" / "scores.jsonl").read_text().splitlines()]
+    assert score["error"] is None and score["calls"] >= 2 and score["tokens"] > 0  # testing machine + selector
+    assert score["executions"] > 0 and score["candidates"] == 3 and score["resolving"] == 1
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["all"]["tokens"] == score["tokens"] and summary["all"]["calls"] == score["calls"]
+    assert "model calls" in result.output
+    selection = json.loads(next((tmp_path / "run" / "all").rglob("selection/*.json")).read_text())
+    assert selection["tests"], "the scripted testing machine's reproduction test reached selection"

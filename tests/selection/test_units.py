@@ -169,6 +169,26 @@ def test_find_test_files(tmp_path):
     assert find_test_files(tmp_path, ["README.md"], 10) == []
 
 
+def test_find_test_files_in_other_layouts(tmp_path):
+    """sphinx's tests/test_<pkg>_<mod>.py, pylint's unittest_<mod>.py, pytest's testing/test_<pkg>.py; the
+    most touched file picks first, so one candidate's stray setup.py or new script does not decide."""
+    files = {
+        "sphinx/environment/adapters/indexentries.py": "", "setup.py": "", "src/_pytest/mark/evaluate.py": "",
+        "pylint/lint/expand_modules.py": "", "pylint/testutils/lint_module_test.py": "import pylint.lint\n",
+        "tests/test_environment_indexentries.py": "", "tests/test_setup_command.py": "",
+        "tests/test_build.py": "from sphinx.environment.adapters.indexentries import x\n",
+        "tests/lint/unittest_expand_modules.py": "", "testing/test_mark.py": "", "doc/test_docs.py": "import setup\n",
+    }
+    for name, text in files.items():
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text(text)
+    touched = ["sphinx/environment/adapters/indexentries.py", "setup.py", "replicate_bug.py"]
+    assert find_test_files(tmp_path, touched, 3) == [
+        "tests/test_environment_indexentries.py", "tests/test_build.py", "tests/test_setup_command.py"]
+    assert find_test_files(tmp_path, ["pylint/lint/expand_modules.py"], 1) == ["tests/lint/unittest_expand_modules.py"]
+    assert find_test_files(tmp_path, ["src/_pytest/mark/evaluate.py"], 1) == ["testing/test_mark.py"]
+
+
 def test_parse_selector_replies():
     accepts = SelectorMachine.accepts
     assert parse_action("reasoning...\n<choice> b </choice>", accepts) == Action(kind="choice", body="B")
