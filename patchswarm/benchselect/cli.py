@@ -41,7 +41,7 @@ def bench_select_command(
     """Selection measured on real candidates against graded truth: per instance and in total."""
     from patchswarm.benchselect.grades import GradeBook, grade_all, load_candidates
     from patchswarm.benchselect.run import ABLATIONS, graded, score_one, totals
-    from patchswarm.benchselect.table import print_scores
+    from patchswarm.benchselect.table import markdown, print_scores
     from patchswarm.cli.common import config_or_fail, fail, scripted_or_fail
     from patchswarm.swebench.dataset import DatasetError, load_instances
     from patchswarm.swebench.tasks import tasks_from_dataset
@@ -82,6 +82,7 @@ def bench_select_command(
         extra += ["selection.selector_enabled=false"]
     modes = ABLATIONS if ablation else {"all": {}}
     summary: dict[str, object] = {}
+    all_scores, all_totals = {}, {}
     for name, off in modes.items():
         config = config_or_fail(preset, None, overrides, extra + [f"selection.{k}={str(v).lower()}" for k, v in off.items()])
         scores = []
@@ -97,9 +98,12 @@ def bench_select_command(
         out.write_text("".join(s.model_dump_json() + "\n" for s in scores))
         total = totals(scores)
         summary[name] = total.model_dump() if total else None
+        all_scores[name], all_totals[name] = scores, total
         print_scores(console, name, scores, total)
     (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
-    console.print(f"scores: {run_dir}/<mode>/scores.jsonl, summary: {run_dir / 'summary.json'}", highlight=False)
+    (run_dir / "results.md").write_text(markdown(all_scores, all_totals))
+    console.print(f"scores: {run_dir}/<mode>/scores.jsonl, summary: {run_dir / 'summary.json'}, "
+                  f"table: {run_dir / 'results.md'}", highlight=False)
 
 
 def register(app: typer.Typer) -> None:

@@ -105,5 +105,7 @@ def test_bench_select_llm_mode_with_a_scripted_model(tmp_path, docker_client, ba
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert summary["all"]["tokens"] == score["tokens"] and summary["all"]["calls"] == score["calls"]
     assert "model calls" in result.output
+    table = (tmp_path / "run" / "results.md").read_text()
+    assert f"| {row['instance_id']} | 3 | 1 |" in table and "| all | 1 |" in table
     selection = json.loads(next((tmp_path / "run" / "all").rglob("selection/*.json")).read_text())
     assert selection["tests"], "the scripted testing machine's reproduction test reached selection"
