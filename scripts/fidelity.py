@@ -78,10 +78,11 @@ def run(args: argparse.Namespace) -> None:
                               set(args.instance) if args.instance else None)
     runs = Path(args.runs)
     runs.mkdir(parents=True, exist_ok=True)
+    client, table = docker_client(), load_spec_table()
     (runs / f"{args.name}-selection.json").write_text(json.dumps(
         {"datasets": args.dataset, "instances": [i.instance_id for i in instances],
+         "envs": {i.instance_id: environment_facts(i, table) for i in instances},
          "skipped": {repo: dict(c) for repo, c in skipped.items()}}, indent=2))
-    client, table = docker_client(), load_spec_table()
     url = f"file://{Path(args.mirrors).resolve()}/{{owner}}__{{name}}.git"
     for mode in ("gold", "empty"):
         with PhaseBoard(len(instances), title=f"fidelity {args.name} {mode}") as board:
@@ -90,6 +91,16 @@ def run(args: argparse.Namespace) -> None:
                      on_phase=board.phase,
                      on_result=lambda r, board=board: board.finish(r.instance_id, r.status, result_line(r)))
     write_table(runs, Path(args.out))
+
+
+def environment_facts(instance: SweInstance, table) -> dict:
+    """What identifies the instance's environment layer, and the Python the official image has."""
+    try:
+        python = table.spec(instance.repo, instance.version).python
+    except Exception:  # noqa: BLE001 - a row without a spec is still listed, its Python unknown
+        python = None
+    return {"version": instance.version, "environment_setup_commit": instance.environment_setup_commit,
+            "python_wanted": python}
 
 
 # -- the table -------------------------------------------------------------------------------------
@@ -125,13 +136,56 @@ def failure_class(gold: dict, empty: dict | None) -> str | None:
     return None
 
 
+def _verdict(record: dict | None) -> str:
+    if record is None:
+        return "not run"
+    return "resolved" if record["resolved"] else record["status"]
+
+
 def _example(record: dict) -> str:
     detail = record.get("env_broken_reason") or record.get("error") or record["status"]
     return f"{record['instance_id']}: {detail[:300]}"
 
 
-def write_table(runs: Path, out: Path) -> str:
+def _facts(runs: Path) -> dict[str, dict]:
+    """Each tried instance's environment facts, from the selection files (older ones: from their datasets)."""
+    facts: dict[str, dict] = {}
+    table, loaded = None, {}
+    for path in sorted(runs.glob("*-selection.json"), key=lambda p: p.stat().st_mtime):
+        selection = json.loads(path.read_text())
+        if "envs" in selection:
+            facts.update(selection["envs"])
+            continue
+        wanted = set(selection.get("instances", []))
+        for dataset in selection.get("datasets", []):
+            if not Path(dataset).is_file():
+                continue
+            if dataset not in loaded:
+                loaded[dataset] = load_instances(Path(dataset))
+            if table is None:
+                from patchswarm.swebench.specs import load_spec_table
+                table = load_spec_table()
+            for instance in loaded[dataset]:
+                if instance.instance_id in wanted and instance.instance_id not in facts:
+                    facts[instance.instance_id] = environment_facts(instance, table)
+    return facts
+
+
+def python_note(record: dict, fact: dict) -> str:
+    """How the instance's Python compares with the official image's (conda, the spec's Python)."""
+    used, wanted = record.get("python_used"), fact.get("python_wanted")
+    if record.get("image_kind") == "official":
+        return "official image"
+    if not used:
+        return f"{wanted or '?'} wanted, none built"
+    if record.get("python_nearest") or (wanted and used != wanted):
+        return f"{used} (spec {wanted or '?'}: nearest), venv+pip"
+    return f"{used}, venv+pip"
+
+
+def write_table(runs: Path, out: Path, disk: str | None = None) -> str:
     gold, empty = _records(runs, "gold"), _records(runs, "empty")
+    facts = _facts(runs)
     per_repo: dict[str, Counter] = defaultdict(Counter)
     classes: dict[str, dict[str, list[dict]]] = defaultdict(lambda: defaultdict(list))
     pythons: dict[str, Counter] = defaultdict(Counter)
@@ -191,6 +245,17 @@ def write_table(runs: Path, out: Path) -> str:
         values = sorted(cached)
         lines.append(f"| all three cached (image found, empty run) | {len(values)} | {values[len(values) // 2]:.1f} | "
                      f"{values[-1]:.1f} |")
+    lines += ["", "## Disk used by the evaluation's images", "", disk or image_disk(gold.values())]
+    lines += ["", "## Every instance", "",
+              "Env: the row's version and environment_setup_commit (one environment layer each). "
+              "Python: the local image's against the official one's.", "",
+              "| instance | env | Python | gold | empty | gold run (s) | cause |", "|---|---|---|---|---|---:|---|"]
+    for iid, g in sorted(gold.items()):
+        fact, e = facts.get(iid, {}), empty.get(iid)
+        env = f"{fact.get('version', '?')} @ {(fact.get('environment_setup_commit') or '?')[:8]}"
+        klass = failure_class(g, e) or ""
+        lines.append(f"| {iid} | {env} | {python_note(g, fact)} | {_verdict(g)} | {_verdict(e)} | "
+                     f"{g.get('duration_s', 0):.0f} | {klass} |")
     lines += ["", DIFFERENCES]
     text = "\n".join(lines) + "\n"
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -210,6 +275,59 @@ DIFFERENCES = """## Where local images differ from the official ones
 - The verdict is the harness's own: the same eval script (base commit named HEAD), the same parser and
   `get_eval_report`. A gold patch that resolves and an empty patch that does not show the FAIL_TO_PASS
   tests flip exactly as the official expectations say."""
+
+
+LAYER_KINDS = ("instance", "env", "system + base")
+
+
+def union_bytes(histories: dict[str, list[dict]], env_ids: set[str], system_ids: set[str]) -> dict[str, int]:
+    """Bytes on disk of a set of images per layer kind, each shared layer counted once.
+
+    `histories`: image -> its Docker history (newest layer first, as the API gives it). Walking down from
+    the instance image, layers are the instance's until the environment image's top, then the
+    environment's until the system image's top. Layers are keyed by their image id (ours are committed
+    containers) or, for pulled ones, by what made them."""
+    seen: set[tuple] = set()
+    by_kind = dict.fromkeys(LAYER_KINDS, 0)
+    for history in histories.values():
+        kind = "instance"
+        for entry in history:
+            image_id = entry.get("Id", "<missing>")
+            if image_id in env_ids:
+                kind = "env"
+            elif image_id in system_ids:
+                kind = "system + base"
+            key = (image_id,) if image_id != "<missing>" else \
+                (entry.get("Created"), entry.get("CreatedBy"), entry.get("Size"))
+            if key not in seen:
+                seen.add(key)
+                by_kind[kind] += entry.get("Size", 0)
+    return by_kind
+
+
+def image_disk(records) -> str:
+    """`docker history` of every image the runs graded in (their parents included: env, system, base)."""
+    try:
+        import docker
+
+        client = docker.from_env()
+        histories, missing = {}, 0
+        for tag in sorted({r["image"] for r in records if r.get("image")}):
+            try:
+                histories[tag] = client.api.history(tag)
+            except docker.errors.ImageNotFound:
+                missing += 1
+        ids = {kind: {i.id for i in client.images.list(filters={"label": f"patchswarm.layer=swebench-{kind}"})}
+               for kind in ("env", "system")}
+    except Exception as exc:  # noqa: BLE001 - the table is still worth writing without Docker
+        return f"Not measured ({exc})."
+    if not histories:
+        return "Not measured (no image of these runs is left)."
+    by_kind = union_bytes(histories, ids["env"], ids["system"])
+    parts = ", ".join(f"{kind} {size / 2**30:.2f} GiB" for kind, size in by_kind.items())
+    return (f"{len(histories)} instance images with their environment, system and base layers, each shared "
+            f"layer counted once: **{sum(by_kind.values()) / 2**30:.2f} GiB** ({parts})"
+            + (f"; {missing} images already pruned, not counted" if missing else "") + ".")
 
 
 def machine() -> str:

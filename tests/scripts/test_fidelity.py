@@ -1,0 +1,75 @@
+"""The fidelity table: failure classes, the per-instance rows with their Python, and disk counted once per layer."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def load_script():
+    spec = importlib.util.spec_from_file_location("fidelity_script", ROOT / "scripts" / "fidelity.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+fidelity = load_script()
+
+
+def record(iid: str, *, resolved: bool, status: str | None = None, error: str | None = None, **extra) -> dict:
+    return {"instance_id": iid, "repo": iid.split("__")[0], "resolved": resolved,
+            "status": status or ("resolved" if resolved else "unresolved"), "error": error, **extra}
+
+
+def write_run(runs: Path, name: str, mode: str, records: list[dict]) -> None:
+    folder = runs / f"{name}-{mode}"
+    folder.mkdir(parents=True)
+    (folder / "instances.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+
+
+def test_failure_classes_name_the_build_command_and_the_verdicts():
+    build = record("a", resolved=False, status="error",
+                   error="no image: build failed: command 'pip install -e .[dev]' exited 1 — last output: x")
+    assert fidelity.failure_class(build, None) == "environment build failed: pip install -e .[dev]"
+    assert fidelity.failure_class(record("a", resolved=False), record("a", resolved=False)) == \
+        "gold: tests fail with the gold patch"
+    assert fidelity.failure_class(record("a", resolved=True), record("a", resolved=True)) == "empty patch resolves"
+    assert fidelity.failure_class(record("a", resolved=True), None) == "empty: not run"
+    assert fidelity.failure_class(record("a", resolved=True), record("a", resolved=False)) is None
+
+
+def test_shared_layers_count_once_and_fall_to_their_own_kind():
+    base = {"Id": "<missing>", "Created": 1, "CreatedBy": "debian", "Size": 100}
+    system = {"Id": "sys", "Size": 10}
+    env = {"Id": "env", "Size": 5}
+    histories = {"i1": [{"Id": "i1", "Size": 2}, env, system, base],
+                 "i2": [{"Id": "i2", "Size": 3}, {"Id": "i2-step", "Size": 4}, env, system, base]}
+    assert fidelity.union_bytes(histories, {"env"}, {"sys"}) == {"instance": 9, "env": 5, "system + base": 110}
+
+
+def test_the_table_lists_every_instance_with_its_environment_and_python(tmp_path):
+    runs = tmp_path / "runs"
+    write_run(runs, "b1", "gold", [
+        record("pytest-dev__pytest-1", resolved=True, python_used="3.9", image_kind="local", duration_s=80),
+        record("org__thing-2", resolved=True, python_used="3.11", python_nearest=True, image_kind="local"),
+        record("org__thing-3", resolved=False, status="error", error="no image: build failed: command 'make' x"),
+    ])
+    write_run(runs, "b1", "empty", [record("pytest-dev__pytest-1", resolved=False),
+                                    record("org__thing-2", resolved=True)])
+    (runs / "b1-selection.json").write_text(json.dumps({"datasets": [], "instances": [], "envs": {
+        "pytest-dev__pytest-1": {"version": "6.0", "environment_setup_commit": "634cde9506eb", "python_wanted": "3.9"},
+        "org__thing-2": {"version": "1.0", "environment_setup_commit": "abcdef0123", "python_wanted": "3.10"},
+    }}))
+    text = fidelity.write_table(runs, tmp_path / "fidelity.md", disk="3 images: 1.00 GiB")
+    rows = {line.split(" | ")[0].strip("| "): line for line in text.splitlines() if line.startswith("| ")}
+    assert "6.0 @ 634cde95" in rows["pytest-dev__pytest-1"] and "3.9, venv+pip" in rows["pytest-dev__pytest-1"]
+    assert "3.11 (spec 3.10: nearest)" in rows["org__thing-2"] and "empty patch resolves" in rows["org__thing-2"]
+    assert "3.9 wanted" not in rows["org__thing-3"] and "environment build failed: make" in rows["org__thing-3"]
+    assert "| org | 2 | 1 | 1 | 1 of 1 |" in text  # tried, env built, gold, empty of empty runs
+    assert "3 images: 1.00 GiB" in text
+    assert (tmp_path / "fidelity.md").read_text() == text
