@@ -90,7 +90,7 @@ def run(args: argparse.Namespace) -> None:
                      run_id=f"{args.name}-{mode}", workers=args.workers, timeout=args.timeout,
                      on_phase=board.phase,
                      on_result=lambda r, board=board: board.finish(r.instance_id, r.status, result_line(r)))
-    write_table(runs, Path(args.out))
+    write_table(runs, Path(args.out), notes=Path(args.notes))
 
 
 def environment_facts(instance: SweInstance, table) -> dict:
@@ -183,7 +183,7 @@ def python_note(record: dict, fact: dict) -> str:
     return f"{used}, venv+pip"
 
 
-def write_table(runs: Path, out: Path, disk: str | None = None) -> str:
+def write_table(runs: Path, out: Path, disk: str | None = None, notes: Path | None = None) -> str:
     gold, empty = _records(runs, "gold"), _records(runs, "empty")
     facts = _facts(runs)
     per_repo: dict[str, Counter] = defaultdict(Counter)
@@ -257,6 +257,8 @@ def write_table(runs: Path, out: Path, disk: str | None = None) -> str:
         lines.append(f"| {iid} | {env} | {python_note(g, fact)} | {_verdict(g)} | {_verdict(e)} | "
                      f"{g.get('duration_s', 0):.0f} | {klass} |")
     lines += ["", DIFFERENCES]
+    if notes is not None and notes.is_file():  # causes found by reading the logs, kept by hand beside the table
+        lines += ["", notes.read_text().rstrip()]
     text = "\n".join(lines) + "\n"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(text)
@@ -356,11 +358,12 @@ def main() -> None:
     for p in (go, sub.add_parser("table", help="rebuild the table from the runs")):
         p.add_argument("--runs", default="logs/fidelity", help="where runs are kept")
         p.add_argument("--out", default="docs/fidelity.md")
+        p.add_argument("--notes", default="docs/fidelity-notes.md", help="markdown appended to the table")
     args = parser.parse_args()
     if args.command == "run":
         run(args)
     else:
-        print(write_table(Path(args.runs), Path(args.out)))
+        print(write_table(Path(args.runs), Path(args.out), notes=Path(args.notes)))
 
 
 if __name__ == "__main__":

@@ -65,11 +65,13 @@ def test_the_table_lists_every_instance_with_its_environment_and_python(tmp_path
         "pytest-dev__pytest-1": {"version": "6.0", "environment_setup_commit": "634cde9506eb", "python_wanted": "3.9"},
         "org__thing-2": {"version": "1.0", "environment_setup_commit": "abcdef0123", "python_wanted": "3.10"},
     }}))
-    text = fidelity.write_table(runs, tmp_path / "fidelity.md", disk="3 images: 1.00 GiB")
+    notes = tmp_path / "notes.md"
+    notes.write_text("## Causes\n\n- org__thing-3: the snapshot lacks a file\n")
+    text = fidelity.write_table(runs, tmp_path / "fidelity.md", disk="3 images: 1.00 GiB", notes=notes)
     rows = {line.split(" | ")[0].strip("| "): line for line in text.splitlines() if line.startswith("| ")}
     assert "6.0 @ 634cde95" in rows["pytest-dev__pytest-1"] and "3.9, venv+pip" in rows["pytest-dev__pytest-1"]
     assert "3.11 (spec 3.10: nearest)" in rows["org__thing-2"] and "empty patch resolves" in rows["org__thing-2"]
     assert "3.9 wanted" not in rows["org__thing-3"] and "environment build failed: make" in rows["org__thing-3"]
     assert "| org | 2 | 1 | 1 | 1 of 1 |" in text  # tried, env built, gold, empty of empty runs
-    assert "3 images: 1.00 GiB" in text
+    assert "3 images: 1.00 GiB" in text and text.rstrip().endswith("the snapshot lacks a file")
     assert (tmp_path / "fidelity.md").read_text() == text
