@@ -51,6 +51,25 @@ PIP_FLOOR = ("(python -c 'import sys, pip; sys.exit(tuple(map(int, pip.__version
 # out, which Sphinx 3-4 import).
 CONSTRAINTS_PATH = "/etc/patchswarm-constraints.txt"
 CONSTRAINTS = ("docutils<0.22",)
+# tox-current-env (tox 4) runs `python` through a symlink it makes in .tox/<env>/bin. A conda env's
+# python finds its prefix through any symlink; a venv's does not (pyvenv.cfg is looked for beside the
+# link), so the tests would run in the bare system Python ("No module named pytest"). This .pth, in the
+# system Python's site directory, gives such an interpreter the venv's packages, as conda would.
+CURRENT_ENV_PTH = (
+    "import os, sys; (sys.prefix == sys.base_prefix and '/.tox/' in sys.executable"
+    f" and os.path.realpath(sys.executable) == os.path.realpath('{VENV}/bin/python')"
+    f" and not setattr(sys, 'prefix', '{VENV}') and not setattr(sys, 'exec_prefix', '{VENV}')"
+    f" and __import__('site').addsitedir('{VENV}/lib/python%d.%d/site-packages' % sys.version_info[:2]))"
+)
+
+
+def current_env_command() -> str:
+    """Root: install CURRENT_ENV_PTH where the venv's base interpreter reads .pth files."""
+    return (f"site_dir=$({VENV}/bin/python -c 'import sys; print(sys.base_prefix)')/lib/python3/dist-packages"
+            f" && mkdir -p \"$site_dir\" && printf '%s\\n' {shlex.quote(CURRENT_ENV_PTH)}"
+            " > \"$site_dir/patchswarm-tox-current-env.pth\"")
+
+
 # Where an instance image keeps the wheels its build backend needs, so the eval script's reinstall works offline.
 WHEELHOUSE = "/opt/patchswarm-wheels"
 DEFAULT_BUILD_REQUIRES = ("setuptools>=40.8.0", "wheel")
@@ -107,6 +126,8 @@ def plan_build(spec: VersionSpec, *, requirements: str | None = None, conda_requ
     system_lines = [line for line in spec.pre_install if ROOT_LINE.search(line)]
     if system and system_lines:
         root.append("set -e\nexport DEBIAN_FRONTEND=noninteractive\n" + "\n".join(system_lines))
+    if "--current-env" in (spec.test_cmd or ""):
+        root.append(current_env_command())
     env = [PIP_FLOOR]
     if conda_requirements:
         env.append(_pip_install(list(conda_requirements)))

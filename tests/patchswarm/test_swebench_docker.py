@@ -90,6 +90,24 @@ def test_local_image_has_the_official_layout(calc_image, docker_client):
     assert out.split() == ["/repo", "fixture-build", "1", "testbed", "/repo/calc/__init__.py"]
 
 
+def test_a_tox_current_env_symlink_to_the_venv_python_sees_the_venv(calc_image, docker_client):
+    """tox-current-env runs `python` through .tox/<env>/bin/python -> the venv's python: a venv python
+    reached that way is the bare system Python, unless the .pth the env layer installs steps in."""
+    from patchswarm.swebench.scripts import current_env_command
+
+    probe = ("mkdir -p /tmp/e/.tox/py39/bin && ln -s /opt/venv/bin/python /tmp/e/.tox/py39/bin/python && "
+             "try() { /tmp/e/.tox/py39/bin/python -c 'import sys, pytest; print(sys.prefix)' 2>/dev/null || echo none; }; "
+             f"try; {current_env_command()} && try; /opt/venv/bin/python -c 'import sys; print(sys.prefix)'; echo end")
+    container = docker_client.containers.run(calc_image.tag, ["bash", "-c", probe], user="root", network_mode="none",
+                                             labels={"patchswarm.run": "test-tox-current-env"}, detach=True)
+    try:
+        status = container.wait(timeout=120)
+        out = container.logs().decode()
+    finally:
+        container.remove(force=True)
+    assert (status["StatusCode"], out.split()) == (0, ["none", "/opt/venv", "/opt/venv", "end"]), out
+
+
 def test_layers_are_labelled_logged_and_locked(calc, calc_image, docker_client, manager):
     instance = calc[0]
     image, env = docker_client.images.get(calc_image.tag), docker_client.images.get(calc_image.env_tag)

@@ -124,6 +124,9 @@ def test_build_plan_splits_layers_and_users(table):
     quiet = plan_build(table.spec("matplotlib/matplotlib", "3.5"), system_packages=table.system_packages, system=False)
     assert "apt-get" not in "\n".join(quiet.system_setup + quiet.root_setup) and len(quiet.system_setup) == 3
     assert "'setuptools>=40.8.0' wheel" in quiet.instance_setup[-1]  # no pyproject: what pip assumes
+    # tox --current-env (Sphinx) gets the .pth that lets its symlinked python see the venv; others do not.
+    assert "patchswarm-tox-current-env.pth" in "\n".join(plan_build(table.spec("sphinx-doc/sphinx", "3.4")).root_setup)
+    assert "tox-current-env" not in "\n".join(plan_build(table.spec("pytest-dev/pytest", "6.0")).root_setup)
     django = plan_build(table.spec("django/django", "1.7"))
     assert "locale-gen en_US.UTF-8" in "\n".join(django.root_setup)
 
