@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from agent.budget import Budget
 from agent.model import ModelClient
@@ -37,6 +37,8 @@ class Instance:
 
 class TrajectoryConfig(BaseModel):
     """How many trajectories to run and how far each may go."""
+
+    model_config = ConfigDict(extra="forbid")  # a typo in the config must not pass silently
 
     num_tests: int = Field(4, ge=0, description="Testing trajectories: reproduction tests written from the issue alone.")
     num_edits: int = Field(4, ge=0, description="Editing trajectories, each seeded by one reproduction test.")

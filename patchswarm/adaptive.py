@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from agent.allocation import Shares
 from agent.budget import Budget
@@ -27,6 +27,8 @@ Growth = Literal["fresh", "extend"]
 
 class AdaptiveConfig(BaseModel):
     """`trajectories.adaptive`: sequential sampling per instance (off: a fixed number of trajectories)."""
+
+    model_config = ConfigDict(extra="forbid")  # a typo in the config must not pass silently
 
     enabled: bool = Field(False, description="Sample trajectories until the selection evidence is decisive.")
     initial: int = Field(2, ge=1, description="Trajectories started at once before the first look at the evidence.")

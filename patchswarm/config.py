@@ -110,7 +110,8 @@ def _all_keys(model: type[BaseModel], prefix: str = "") -> list[str]:
 
 
 def _check_known(data: dict[str, Any], model: type[BaseModel], prefix: str = "") -> None:
-    """Unknown keys fail here, also in sections whose model ignores extras (trajectories, selection, limits)."""
+    """Unknown keys fail here, before any bad value elsewhere. (Every section's model also forbids extras,
+    for configs built without this loader.)"""
     for key, value in data.items():
         dotted = f"{prefix}{key}"
         field = model.model_fields.get(key)

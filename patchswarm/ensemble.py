@@ -12,7 +12,7 @@ from pathlib import Path
 
 from agent.instance import Instance
 from agent.llm import Providers
-from agent.trajectory import TrajectoryConfig, run_trajectories
+from agent.trajectory import run_trajectories
 from patchswarm.config import PatchswarmConfig
 from patchswarm.paths import safe_name
 from patchswarm.pipeline import InstanceResult, Runner, check_budget_prices
@@ -49,7 +49,7 @@ async def _select_in_environment(runner: Runner, task: Task, candidates: list[Ca
 
     async def generate_tests() -> list[GeneratedTest]:
         # Testing machines only: they see the issue, never the candidates.
-        config = TrajectoryConfig(**{**cfg.trajectories.model_dump(), "num_edits": 0})
+        config = cfg.trajectories.model_copy(update={"num_edits": 0})
         instance = Instance(runner.model, pool, repo_dir, task.issue, states, budget)
         results = await run_trajectories(instance, context="", key="tests", config=config)
         return [GeneratedTest(id=f"generated{r.index}", code=r.testing.test_code, source=f"testing machine {r.index}")

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import json
 import random
 import re
 from pathlib import Path
 
-from pydantic import BaseModel, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from agent.text import storable, storable_data, utf8_text
 
@@ -20,6 +21,8 @@ class TaskError(ValueError):
 class SweBenchEnvironment(BaseModel):
     """For SWE-bench tasks: how to get the instance's environment. Holds only the public task fields."""
 
+    model_config = ConfigDict(extra="forbid")
+
     task: dict = Field(description="The instance's SweTask fields (no gold patch, test patch or test lists).")
     repo_url_template: str = Field(description="Repository URL template, e.g. file:///mirrors/{owner}__{name}.git.")
     spec_table: str | None = Field(None, description="A user spec table (JSON) laid over the bundled one.")
@@ -28,6 +31,8 @@ class SweBenchEnvironment(BaseModel):
 
 class Task(BaseModel):
     """What solving may see of an issue. Hidden benchmark answers never live here."""
+
+    model_config = ConfigDict(extra="forbid")  # a misspelt key in a task file must not pass silently
 
     instance_id: str = Field(description="Unique id of the issue within a batch.")
     repo: str = Field(description="Local path or git URL of the repository.")
@@ -52,6 +57,23 @@ class Task(BaseModel):
         return [value] if isinstance(value, str) else value
 
 
+# Other spellings a task file may use (SWE-bench's column names, and `id`).
+TASK_FILE_ALIASES = frozenset({"id", "problem_statement", "base_commit"})
+# A SWE-bench row passes as a task: its other columns are dropped unread (the hidden answers among them).
+SWEBENCH_COLUMNS = frozenset({"hints_text", "created_at", "version", "environment_setup_commit", "patch", "test_patch",
+                              "FAIL_TO_PASS", "PASS_TO_PASS", "image", "eval_script", "log_parser", "eval_type"})
+
+
+def _unknown_key(row: dict) -> str | None:
+    """'unknown key ...' for the first key a task file may not hold, with the closest valid one."""
+    valid = [*Task.model_fields, *sorted(TASK_FILE_ALIASES)]
+    for key in row:
+        if key not in Task.model_fields and key not in TASK_FILE_ALIASES and key not in SWEBENCH_COLUMNS:
+            close = difflib.get_close_matches(str(key), valid, n=1, cutoff=0.6)
+            return f"unknown key {key!r}" + (f"; did you mean {close[0]!r}?" if close else "")
+    return None
+
+
 def task_id_for(repo: str, commit: str, issue: str) -> str:
     name = Path(repo.rstrip("/")).name.removesuffix(".git") or "repo"
     digest = hashlib.sha256(f"{repo}\0{commit}\0{issue}".encode()).hexdigest()[:8]
@@ -60,7 +82,8 @@ def task_id_for(repo: str, commit: str, issue: str) -> str:
 
 def load_tasks_jsonl(path: Path) -> list[Task]:
     """Tasks from JSONL (`repo`, `commit`, `issue` or `problem_statement`, optional `instance_id`, `setup`,
-    `test_cmd`, `python`). Relative repo paths are relative to the file."""
+    `test_cmd`, `python`). Relative repo paths are relative to the file. Any other key is an error, except
+    a SWE-bench row's columns, which are dropped."""
     path = Path(path)
     try:
         data = path.read_bytes()
@@ -82,6 +105,8 @@ def load_tasks_jsonl(path: Path) -> list[Task]:
             row["issue"] = row.pop("problem_statement")
         if "commit" not in row and "base_commit" in row:
             row["commit"] = row.pop("base_commit")
+        if unknown := _unknown_key(row):
+            raise TaskError(f"{path} line {number}: {unknown}")
         missing = [k for k in ("repo", "commit", "issue") if not row.get(k)]
         if missing:
             raise TaskError(f"{path} line {number}: missing {', '.join(missing)}")

@@ -19,7 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import docker
 from docker.errors import APIError, ImageNotFound, NotFound
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from sandbox.errors import ImageError, SandboxBroken, SandboxError
 from sandbox.sandbox import REPO_DIR, SANDBOX_USER, Sandbox
@@ -48,6 +48,8 @@ INIT_COMMAND = ["sh", "-c", 'command -v python3 >/dev/null 2>&1 && exec python3 
 
 class Limits(BaseModel):
     """Resource limits of one sandbox."""
+
+    model_config = ConfigDict(extra="forbid")  # a typo in the config must not pass silently
 
     cpus: float = Field(1.0, description="CPU share (docker --cpus).")
     memory_mb: int = Field(2048, description="Memory limit; swap is not allowed beyond it.")

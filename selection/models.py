@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 Method = Literal["selector", "vote", "fallback", "nothing_to_select", "error"]
 ConfidenceLevel = Literal["high", "medium", "low", "none"]
@@ -37,6 +37,8 @@ class GeneratedTest(BaseModel):
 
 class SelectionConfig(BaseModel):
     """How patches are selected for one instance."""
+
+    model_config = ConfigDict(extra="forbid")  # a typo in the config must not pass silently
 
     top_k: int = Field(3, ge=1, description="Finalists (best by votes, one per behaviour group first) that go to the regression check and the selector.")
     selector_enabled: bool = Field(True, description="Let the `selector` model tell finalists apart by writing tests; off = pure voting.")

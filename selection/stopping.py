@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from selection.candidates import agreement_key
 from selection.models import Candidate, SelectionResult
@@ -21,6 +21,8 @@ Hardness = Literal["decided", "no_candidate", "no_passing", "split", "leaning"]
 
 class StoppingRule(BaseModel):
     """When the evidence counts as decisive; thresholds are config (`trajectories.adaptive.stopping`)."""
+
+    model_config = ConfigDict(extra="forbid")  # a typo in the config must not pass silently
 
     rule: Literal["margin", "confidence"] = Field(
         "margin", description="'margin': votes (or, with no voting test, agreement) lead by a margin and the "

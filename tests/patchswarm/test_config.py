@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import yaml
+from pydantic import ValidationError
 
 from patchswarm.config import PRESETS, ConfigError, PatchswarmConfig, describe, load_config, parse_override
 
@@ -53,6 +54,30 @@ def test_bad_overrides_say_which_key(override, message):
         load_config(overrides=[override])
     assert str(caught.value).startswith(message)
     assert "\n" not in str(caught.value)
+
+
+@pytest.mark.parametrize("section", ["", "models", "models.roles", "context", "trajectories", "trajectories.adaptive",
+                                     "trajectories.adaptive.stopping", "selection", "sandbox", "sandbox.limits",
+                                     "budget"])
+def test_every_config_section_refuses_unknown_keys_itself(section):
+    parts = [part for part in section.split(".") if part]
+    data: dict = {}
+    nested = data
+    for part in parts:
+        nested = nested.setdefault(part, {})
+    nested["typo_key"] = 1
+    with pytest.raises(ValidationError) as caught:
+        PatchswarmConfig.model_validate(data)
+    assert ("extra_forbidden", (*parts, "typo_key")) in [(e["type"], e["loc"]) for e in caught.value.errors()]
+
+
+def test_a_misspelt_key_deep_in_a_config_file_is_named(tmp_path):
+    path = tmp_path / "config.yaml"
+    path.write_text("trajectories:\n  adaptive:\n    stopping:\n      min_sample: 3\n")
+    with pytest.raises(ConfigError) as caught:
+        load_config(path=path)
+    assert str(caught.value) == ("unknown config key 'trajectories.adaptive.stopping.min_sample'; "
+                                 "did you mean 'trajectories.adaptive.stopping.min_samples'?")
 
 
 def test_bad_files_and_presets(tmp_path):

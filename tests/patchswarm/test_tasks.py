@@ -18,7 +18,8 @@ def test_rows_with_both_spellings_and_relative_repos(tmp_path):
     path = tmp_path / "tasks.jsonl"
     write_jsonl(path, [
         {"instance_id": "one", "repo": "repos/calc", "commit": "abc", "issue": "broken", "setup": "pip install -e .",
-         "test_cmd": "pytest -q", "python": "3.11", "unknown_field": "ignored"},
+         "test_cmd": "pytest -q", "python": "3.11", "hints_text": "dropped",
+         "FAIL_TO_PASS": '["test_x"]'},
         "",
         {"repo": "https://example.com/x/calc.git", "base_commit": "def", "problem_statement": "also broken"},
         {"id": "three", "repo": "/abs/calc", "commit": "HEAD", "issue": "third", "setup": ["a", "b"]},
@@ -40,6 +41,10 @@ def test_rows_with_both_spellings_and_relative_repos(tmp_path):
     (['{"instance_id": "x", "repo": "r", "commit": "c", "issue": "i"}', "",
       '{"instance_id": "x", "repo": "r", "commit": "d", "issue": "i"}'], "line 3: duplicate instance_id x"),
     (['{"repo": "r", "commit": "c", "issue": "i", "setup": 5}'], "line 1: setup: Input should be a valid list"),
+    (['{"repo": "r", "commit": "c", "issue": "i", "test_command": "pytest"}'],
+     "line 1: unknown key 'test_command'; did you mean 'test_cmd'?"),
+    (['{"repo": "r", "comit": "c", "issue": "i"}'], "line 1: unknown key 'comit'; did you mean 'commit'?"),
+    (['{"repo": "r", "commit": "c", "issue": "i", "zzz": 1}'], "line 1: unknown key 'zzz'"),
 ])
 def test_bad_lines_are_named(tmp_path, lines, message):
     path = tmp_path / "tasks.jsonl"
