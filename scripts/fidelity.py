@@ -117,6 +117,16 @@ def _records(runs: Path, mode: str) -> dict[str, dict]:
     return found
 
 
+# What a test that reaches for the network prints in a sandbox without one.
+NETWORK_ERROR = re.compile(r"Temporary failure in name resolution|Name or service not known|Network is unreachable"
+                           r"|nodename nor servname provided|getaddrinfo failed")
+
+
+def _test_output(record: dict) -> str:
+    path = Path(record.get("log_dir") or "") / "test_output.txt"
+    return path.read_text(errors="replace") if record.get("log_dir") and path.is_file() else ""
+
+
 def failure_class(gold: dict, empty: dict | None) -> str | None:
     """What went wrong with an instance, in words general enough to count; None when all is as it should be."""
     error = gold.get("error") or ""
@@ -126,6 +136,8 @@ def failure_class(gold: dict, empty: dict | None) -> str | None:
     if gold["status"] == "timeout":
         return "gold: tests timed out"
     if not gold["resolved"]:
+        if NETWORK_ERROR.search(_test_output(gold)):
+            return "environment: tests need network (grading runs offline)"
         if "no test results" in error:
             return "gold: no test results in the log"
         return "gold: tests fail with the gold patch"

@@ -43,6 +43,14 @@ def test_failure_classes_name_the_build_command_and_the_verdicts():
     assert fidelity.failure_class(record("a", resolved=True), record("a", resolved=False)) is None
 
 
+def test_a_gold_failure_from_an_offline_sandbox_is_the_environments(tmp_path):
+    (tmp_path / "test_output.txt").write_text("E   ConnectionError: gaierror(-3, 'Temporary failure in name resolution')\n")
+    offline = record("psf__requests-1", resolved=False, log_dir=str(tmp_path))
+    assert fidelity.failure_class(offline, None) == "environment: tests need network (grading runs offline)"
+    (tmp_path / "test_output.txt").write_text("E   AssertionError: 1 != 2\n")
+    assert fidelity.failure_class(offline, None) == "gold: tests fail with the gold patch"
+
+
 def test_shared_layers_count_once_and_fall_to_their_own_kind():
     base = {"Id": "<missing>", "Created": 1, "CreatedBy": "debian", "Size": 100}
     system = {"Id": "sys", "Size": 10}
