@@ -428,7 +428,8 @@ class Runner:
             from patchswarm.swebench.tasks import instance_environment
 
             image = await asyncio.to_thread(instance_environment, self.docker, task.swebench,
-                                            run_id=self.manager.run_id, log_dir=log_dir)
+                                            run_id=self.manager.run_id, log_dir=log_dir,
+                                            on_phase=lambda name: self.progress.stage(task.instance_id, name))
             result.environment = image.model_dump()
             return image.tag, {"user": image.user, "workdir": image.workdir}
         env = EnvSpec(base_image=task.base_image, python=task.python, setup=task.setup, test_cmd=task.test_cmd)

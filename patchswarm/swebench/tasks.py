@@ -29,15 +29,18 @@ def tasks_from_dataset(name_or_file: str, split: str = "test", repo_url_template
     return tasks
 
 
-def instance_environment(client, env: SweBenchEnvironment, *, run_id: str, log_dir: Path):
-    """The instance's image (official when available, else built locally from the spec table)."""
+def instance_environment(client, env: SweBenchEnvironment, *, run_id: str, log_dir: Path, on_phase=None):
+    """The instance's image (official when available, else built locally from the spec table).
+
+    `on_phase(name)`: the build's phases as they start (build environment, build instance), for progress."""
     from patchswarm.swebench.dataset import SweTask
     from patchswarm.swebench.environments import resolve_instance_image
     from patchswarm.swebench.specs import load_spec_table
 
     table = load_spec_table(Path(env.spec_table) if env.spec_table else None)
     return resolve_instance_image(client, SweTask(**env.task), table, env.repo_url_template,
-                                  prefer_official=env.prefer_official, run_id=run_id, log_dir=log_dir)
+                                  prefer_official=env.prefer_official, run_id=run_id, log_dir=log_dir,
+                                  on_phase=on_phase)
 
 
 def spec_test_command(env: SweBenchEnvironment) -> str | None:

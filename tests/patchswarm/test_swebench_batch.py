@@ -59,7 +59,7 @@ def calc_script(messages):
     return "<choice>A</choice>"
 
 
-def test_dataset_batch_solves_and_never_leaks_gold_fields(tmp_path, scripted, docker_client, base_image):
+def test_dataset_batch_solves_and_never_leaks_gold_fields(tmp_path, scripted, docker_client, base_image, capsys):
     row = calc_row()
     # Canaries in every hidden field: if any reaches a prompt, the test sees it.
     row["patch"] += f"# {CANARY} patch\n"
@@ -87,6 +87,11 @@ def test_dataset_batch_solves_and_never_leaks_gold_fields(tmp_path, scripted, do
     assert result.status == "solved", result.errors
     assert "raise ValueError" in result.patch
     assert result.environment["kind"] == "local"
+    # Not a TTY: each phase of the build is a plain progress line with the instance's elapsed time.
+    lines = capsys.readouterr().err.splitlines()
+    phases = ("environment", "build environment", "build instance", "context")
+    first = [next((i for i, line in enumerate(lines) if f"fixture__calc-1: {phase} ·" in line), None) for phase in phases]
+    assert None not in first and first == sorted(first), lines
 
     received = scripted.calls("calc")
     assert received, "the scripted model saw no call"
