@@ -15,10 +15,11 @@ from pydantic import BaseModel, Field
 from selection.models import ConfidenceLevel
 
 # Share of right choices at each level, measured by `patchswarm bench-select` on the dev candidates
-# (benchmarks/selection_real/README.md); a level with too few choices to measure keeps a prior guess.
-# Measured 2026-12-02 on 9 mixed sympy instances: high 3/3, medium 2/2, low 2/4; (right+1)/(chosen+2),
-# low kept just under the GitHub bot's default PR bar (0.5): agreement and size alone never open a PR.
-CALIBRATION: dict[str, float] = {"high": 0.8, "medium": 0.75, "low": 0.45, "none": 0.2}
+# (benchmarks/selection_real/README.md), as (right+1)/(chosen+2) over the tuned sympy instances and the
+# held-out ones pooled. Measured 2026-12-02, LLM-free: high 2/2, medium 2/2, low 3/7 (none: no choice
+# yet, prior kept). Two choices per level cannot show "high is right >= 90%"; low stays under the
+# GitHub bot's default PR bar (0.5): agreement and size alone never open a PR.
+CALIBRATION: dict[str, float] = {"high": 0.75, "medium": 0.75, "low": 0.44, "none": 0.2}
 
 
 class EvidenceKinds(BaseModel):
