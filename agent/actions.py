@@ -23,7 +23,7 @@ from typing import Any, Generic, Literal, TypeVar
 from pydantic import BaseModel, Field, ValidationError
 
 from agent.budget import Budget, BudgetExceeded
-from agent.model import Completion, ModelCallError, ModelClient, Role, call_key
+from agent.model import Completion, ModelCallError, ModelClient, Role
 from agent.prompts import assistant, user
 from agent.types import StateStore
 
@@ -261,12 +261,11 @@ class ConversationMachine(Generic[StateT]):
         messages = self.messages
         # The key hashes the prefix's digest instead of the (long) prefix itself: same identity, less CPU.
         keyed = [{"role": "prefix", "content": self.state.prefix_sha}, *self.state.turns]
-        key = call_key(self.model, keyed, self.temperature, sample=self.index, max_tokens=self.max_tokens)
         marked = self.client.mark_cache_prefix(self.role, messages, len(self.prefix) - 1)
         if self.state.turns:
             # Second breakpoint: the next turn of this trajectory reads its own history from the cache.
             marked = self.client.mark_cache_prefix(self.role, marked, len(marked) - 1)
         return await self.client.complete(
-            self.role, marked, budget=self.budget, key=key, temperature=self.temperature,
-            max_tokens=self.max_tokens,
+            self.role, marked, budget=self.budget, sample=self.index, key_messages=keyed,
+            temperature=self.temperature, max_tokens=self.max_tokens,
         )

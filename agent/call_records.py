@@ -10,7 +10,7 @@ import json
 import threading
 from typing import Any, Protocol
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 
 class Usage(BaseModel):
@@ -30,11 +30,25 @@ class Usage(BaseModel):
         )
 
 
+class CallScope(BaseModel):
+    """Whom a model call is for, besides its role and model: part of its replay key and its accounting.
+
+    Passed explicitly (`ModelClient.scoped`), never read from ambient state, so one client shared by
+    many instances (one concurrency limit) still attributes and keys each call by its own instance.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    instance_id: str | None = Field(None, description="The instance the call's cost is attributed to.")
+    epoch: int = Field(0, ge=0, description="Bumped by --redo: the instance's calls are made again, not replayed.")
+
+
 class CallRecord(BaseModel):
     """One logical model call (all its attempts), successful or not."""
 
     call_id: str = Field(description="Unique id of this call.")
     key: str | None = Field(None, description="Replay key; a stored call with this key is reused.")
+    instance_id: str | None = Field(None, description="The instance the call was made for (its CallScope).")
     role: str = Field(description="Role that made the call: relevance, primary or selector.")
     model: str = Field(description="litellm model name the call went to.")
     started_at: float = Field(description="Unix time when the call (its first attempt) started.")
@@ -85,9 +99,10 @@ class InMemoryCallStore:
 
 
 def call_key(
-    model: str, messages: list[dict[str, Any]], temperature: float, sample: int = 0, max_tokens: int | None = None
+    model: str, messages: list[dict[str, Any]], temperature: float, sample: int = 0, max_tokens: int | None = None,
+    epoch: int = 0,
 ) -> str:
-    """Stable replay key: sha256 of the canonical JSON of the request.
+    """Stable replay key: sha256 of the canonical JSON of the request (`ModelClient` builds it; no caller does).
 
     `sample` tells apart deliberate repeats of one prompt (parallel trajectories), which must not
     collapse into one stored answer. `max_tokens` is part of the request: an answer cut short at one
@@ -98,4 +113,7 @@ def call_key(
     if max_tokens is not None:
         request["max_tokens"] = max_tokens
     canonical = json.dumps(request, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
-    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+    # surrogatepass: a prompt may hold a lone surrogate (agent.text); it must key, not crash, the call.
+    digest = hashlib.sha256(canonical.encode("utf-8", "surrogatepass")).hexdigest()
+    # A redo epoch namespaces the key (keys of epoch 0 stay what they were, so older runs still resume).
+    return f"redo{epoch}:{digest}" if epoch else digest

@@ -7,6 +7,7 @@ so a reply that later fails to parse is still accounted for.
 from __future__ import annotations
 
 import asyncio
+import copy
 import random
 import threading
 import time
@@ -22,6 +23,7 @@ from agent.budget import Budget, BudgetExceeded, Reservation
 from agent.call_records import (
     CallRecord,
     CallRecorder,
+    CallScope,
     CallStore,
     Completion,
     InMemoryCallStore,
@@ -43,6 +45,7 @@ __all__ = [
     "BudgetExceeded",
     "CallRecord",
     "CallRecorder",
+    "CallScope",
     "CallStore",
     "Completion",
     "InMemoryCallStore",
@@ -230,8 +233,11 @@ class ModelClient:
         rng: random.Random | None = None,
         charge_replays: bool = True,
         providers: llm.Providers | None = None,
+        scope: CallScope | None = None,
     ) -> None:
         self.settings = settings
+        # Whom this client's calls are for (see `scoped`): part of every replay key and record.
+        self.scope = scope or CallScope()
         # Providers the caller injects by model prefix (the scripted model); litellm serves the rest.
         self.providers: llm.Providers = dict(providers or {})
         # False when the caller charges budgets with what was spent before a resume by other means.
@@ -245,6 +251,21 @@ class ModelClient:
             weakref.WeakKeyDictionary()
         )
         self._slots_lock = threading.Lock()
+
+    def scoped(self, scope: CallScope) -> ModelClient:
+        """This client for one instance: the same settings, stores, providers and concurrency limit
+        (the slots are shared, not copied), with `scope` keying and attributing every call."""
+        view = copy.copy(self)
+        view.scope = scope
+        return view
+
+    def call_key(self, role: Role, messages: list[dict[str, Any]], *, sample: int = 0,
+                 temperature: float | None = None, max_tokens: int | None = None) -> str:
+        """The replay key of a call: the role's model, the request, which deliberate repeat (`sample`:
+        parallel trajectories must not collapse into one stored answer) and this client's scope."""
+        temperature = self.settings.temperature_for(role) if temperature is None else temperature
+        return call_key(self.settings.model_for(role), messages, temperature, sample=sample, max_tokens=max_tokens,
+                        epoch=self.scope.epoch)
 
     def _slots(self) -> asyncio.Semaphore:
         loop = asyncio.get_running_loop()
@@ -300,20 +321,24 @@ class ModelClient:
         messages: list[dict[str, Any]],
         *,
         budget: Budget | None = None,
-        key: str | None = None,
+        sample: int = 0,
+        key_messages: list[dict[str, Any]] | None = None,
         temperature: float | None = None,
         max_tokens: int | None = None,
     ) -> Completion:
         """Send `messages` to the role's model and return its text.
 
-        With a `key` and a store, a completed call stored under that key is returned instead of
-        calling again. Raises `BudgetExceeded` when a budget is spent before an attempt starts,
-        `ModelCallError` when the call fails for good. Both leave other callers unaffected.
+        Every call is keyed (`call_key`); with a store, a completed call stored under its key is
+        returned instead of calling again. `key_messages` stands for `messages` in the key where a
+        shorter equivalent exists (a digest of a long shared prefix). Raises `BudgetExceeded` when a
+        budget is spent before an attempt starts, `ModelCallError` when the call fails for good.
+        Both leave other callers unaffected.
         """
-        if key is not None:
-            replayed = self._replay(key, budget)
-            if replayed is not None:
-                return replayed
+        key = self.call_key(role, messages if key_messages is None else key_messages, sample=sample,
+                            temperature=temperature, max_tokens=max_tokens)
+        replayed = self._replay(key, budget)
+        if replayed is not None:
+            return replayed
         model = self.settings.model_for(role)
         request: dict[str, Any] = {
             "model": model,
@@ -326,7 +351,8 @@ class ModelClient:
             request["drop_params"] = True
         if max_tokens is not None:
             request["max_tokens"] = max_tokens
-        record = CallRecord(call_id=uuid.uuid4().hex, key=key, role=role, model=model, started_at=time.time())
+        record = CallRecord(call_id=uuid.uuid4().hex, key=key, instance_id=self.scope.instance_id, role=role,
+                            model=model, started_at=time.time())
         return await self._attempt_until_done(request, record, budget)
 
     async def _attempt_until_done(

@@ -12,12 +12,13 @@ from pathlib import Path
 
 from agent.instance import Instance
 from agent.llm import Providers
+from agent.model import CallScope
 from agent.trajectory import run_trajectories
 from patchswarm.config import PatchswarmConfig
 from patchswarm.paths import safe_name
 from patchswarm.pipeline import InstanceResult, Runner, check_budget_prices
 from patchswarm.progress import Progress
-from patchswarm.store import NamespacedStateStore, current_instance
+from patchswarm.store import NamespacedStateStore
 from patchswarm.tasks import Task
 from selection import Candidate, GeneratedTest, SelectionResult, select_patch, write_predictions
 
@@ -25,7 +26,6 @@ from selection import Candidate, GeneratedTest, SelectionResult, select_patch, w
 async def _select_one(runner: Runner, task: Task, candidates: list[Candidate], generate: bool) -> SelectionResult:
     """One instance's selection; its failure (an environment that does not build, a lost engine) is this
     instance's `error` result, and the other instances go on."""
-    current_instance.set(task.instance_id)
     runner.progress.event("instance_started", task.instance_id)
     try:
         result = await _select_in_environment(runner, task, candidates, generate)
@@ -46,17 +46,18 @@ async def _select_in_environment(runner: Runner, task: Task, candidates: list[Ca
     scratch = InstanceResult(instance_id=task.instance_id, status="failed")
     pool, repo_dir, budget = await runner.prepare_instance(task, scratch)
     states = NamespacedStateStore(runner.store, f"select:{task.instance_id}:{runner.config_hash}")
+    model = runner.model.scoped(CallScope(instance_id=task.instance_id))  # keys and attributes its calls
 
     async def generate_tests() -> list[GeneratedTest]:
         # Testing machines only: they see the issue, never the candidates.
         config = cfg.trajectories.model_copy(update={"num_edits": 0})
-        instance = Instance(runner.model, pool, repo_dir, task.issue, states, budget)
+        instance = Instance(model, pool, repo_dir, task.issue, states, budget)
         results = await run_trajectories(instance, context="", key="tests", config=config)
         return [GeneratedTest(id=f"generated{r.index}", code=r.testing.test_code, source=f"testing machine {r.index}")
                 for r in results if r.testing and r.testing.test_code]
 
     try:
-        result = await select_patch(candidates, pool=pool, repo_dir=repo_dir, issue=task.issue, model=runner.model,
+        result = await select_patch(candidates, pool=pool, repo_dir=repo_dir, issue=task.issue, model=model,
                                     budget=budget, config=runner.selection_config(task), store=states,
                                     generate_tests=generate_tests if generate else None)
     finally:

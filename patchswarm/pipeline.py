@@ -24,7 +24,7 @@ from agent.budget import Budget, BudgetExceeded, BudgetUnenforceable
 from agent.context.build import build_context
 from agent.instance import Instance
 from agent.llm import Providers
-from agent.model import ModelClient
+from agent.model import CallScope, ModelClient
 from agent.pricing import price_fix, unpriced
 from agent.text import storable_data
 from agent.trajectory import TrajectoryResult, run_trajectories
@@ -38,8 +38,6 @@ from patchswarm.store import (
     NamespacedStateStore,
     RunCallStore,
     RunStore,
-    current_epoch,
-    current_instance,
     exclusive_run_dir,
 )
 from patchswarm.tasks import Task
@@ -99,7 +97,7 @@ class _CountingRecorder:
 
     def record(self, record) -> None:
         self.inner.record(record)
-        instance_id = current_instance.get()
+        instance_id = record.instance_id
         self.progress.call(instance_id, record.cost_usd)
         if record.role == "selector":
             self.progress.stage(instance_id, "selector")
@@ -241,7 +239,6 @@ class Runner:
         return None
 
     async def solve(self, task: Task) -> InstanceResult:
-        current_instance.set(task.instance_id)
         done = self.finished(task)
         if done is not None:
             self.progress.event("instance_skipped", task.instance_id, status=done.status)
@@ -251,7 +248,6 @@ class Runner:
         if self.redo and prior:
             epoch += 1
             self.store.set_meta(f"epoch:{task.instance_id}", epoch)
-        current_epoch.set(epoch)
         started = time.monotonic()
         self.store.mark_instance(task.instance_id, self.config_hash, "running")
         self.progress.event("instance_started", task.instance_id)
@@ -306,6 +302,8 @@ class Runner:
         cfg = self.config
         self.progress.stage(task.instance_id, "environment")
         pool, repo_dir, budget = await self.prepare_instance(task, result)
+        # The instance's view of the shared client: its calls are keyed and attributed by this scope.
+        model = self.model.scoped(CallScope(instance_id=task.instance_id, epoch=epoch))
         self.progress.stage(task.instance_id, "context")
         states = _StageReporting(NamespacedStateStore(self.store, f"{task.instance_id}:{self.config_hash}:{epoch}"),
                                  self.progress, task.instance_id, cfg.trajectories.num_tests,
@@ -314,7 +312,7 @@ class Runner:
         async with _warming(pool, warm):
             async def make_context() -> ContextBundle:
                 try:
-                    bundle = await build_context(repo_dir, task.issue, self.model, cfg.context, budget=budget,
+                    bundle = await build_context(repo_dir, task.issue, model, cfg.context, budget=budget,
                                                  store=states, key_prefix="context")
                 except BudgetExceeded as exc:
                     result.budget_stopped = True
@@ -334,9 +332,9 @@ class Runner:
             try:
                 if trajectory_cfg.adaptive.enabled:
                     trajectories = await self._sample_adaptively(task, result, pool, repo_dir, states, context,
-                                                                 trajectory_cfg, budget)
+                                                                 trajectory_cfg, budget, model)
                 else:
-                    instance = Instance(self.model, pool, repo_dir, task.issue, states, budget)
+                    instance = Instance(model, pool, repo_dir, task.issue, states, budget)
                     trajectories = await run_trajectories(instance, context=context, key="traj",
                                                           config=trajectory_cfg)
             finally:
@@ -353,7 +351,7 @@ class Runner:
         sel_cfg = self.selection_config(task)
         self.progress.stage(task.instance_id, "matrix")
         selection = await select_patch(candidates, pool=pool, repo_dir=repo_dir, issue=task.issue, tests=tests,
-                                       model=self.model, budget=budget, config=sel_cfg, store=states)
+                                       model=model, budget=budget, config=sel_cfg, store=states)
         result.selection = selection
         result.selection_method, result.selection_reason = selection.method, selection.reason
         result.chosen_candidate, result.patch = selection.chosen_id, selection.patch or ""
@@ -368,7 +366,7 @@ class Runner:
 
     async def _sample_adaptively(self, task: Task, result: InstanceResult, pool: SandboxPool, repo_dir: Path,
                                  states: NamespacedStateStore, context: Any, trajectory_cfg: Any,
-                                 budget: Budget) -> list[TrajectoryResult]:
+                                 budget: Budget, model: ModelClient) -> list[TrajectoryResult]:
         """Trajectories until the evidence is decisive (patchswarm.adaptive); each look at the evidence is
         an LLM-free selection whose cells are cached, so only the new candidates' and tests' cells run."""
         adaptive = trajectory_cfg.adaptive
@@ -376,7 +374,7 @@ class Runner:
 
         async def run_round(count: int, extra: Any) -> list[TrajectoryResult]:
             grown = trajectory_cfg.model_copy(update={"num_tests": count, "num_edits": count})
-            instance = Instance(self.model, pool, repo_dir, task.issue, states, budget)
+            instance = Instance(model, pool, repo_dir, task.issue, states, budget)
             return await run_trajectories(instance, context=context, key="traj", config=grown, extra_attempts=extra)
 
         async def evaluate(trajectories: list[TrajectoryResult]) -> SelectionResult:

@@ -8,7 +8,6 @@ config that affects results: rerunning the same command resumes, a changed confi
 from __future__ import annotations
 
 import contextlib
-import contextvars
 import json
 import os
 import sqlite3
@@ -292,32 +291,25 @@ def _check_table(table: str) -> None:
         raise ValueError(f"unknown run store table {table!r}")
 
 
-# The instance a model call belongs to: set by the pipeline in each instance's task; asyncio copies it
-# into the tasks that instance spawns, so one shared ModelClient (one concurrency limit) can attribute costs.
-current_instance: contextvars.ContextVar[str | None] = contextvars.ContextVar("patchswarm_instance", default=None)
-# Bumped by --redo for an instance, so its model calls are made again instead of replayed.
-current_epoch: contextvars.ContextVar[int] = contextvars.ContextVar("patchswarm_epoch", default=0)
-
-
 class RunCallStore:
-    """The ModelClient's CallStore and CallRecorder, namespaced by config hash."""
+    """The ModelClient's CallStore and CallRecorder, namespaced by config hash; each call is filed under
+    the instance its record names (the client's `CallScope`)."""
 
     def __init__(self, store: RunStore, namespace: str):
         self.store, self.namespace = store, namespace
 
     def _key(self, key: str) -> str:
-        epoch = current_epoch.get()
-        return f"{self.namespace}:{key}" if not epoch else f"{self.namespace}:redo{epoch}:{key}"
+        return f"{self.namespace}:{key}"
 
     def get(self, key: str) -> CallRecord | None:
         return self.store.get_call(self._key(key))
 
     def put(self, record: CallRecord) -> None:
         if record.key:
-            self.store.put_call(record.model_copy(update={"key": self._key(record.key)}), current_instance.get())
+            self.store.put_call(record.model_copy(update={"key": self._key(record.key)}), record.instance_id)
 
     def record(self, record: CallRecord) -> None:
-        self.store.log_call(record, current_instance.get())
+        self.store.log_call(record, record.instance_id)
 
 
 class NamespacedStateStore:

@@ -85,8 +85,11 @@ class StubPool:
 class InstantClient(ModelClient):
     """ModelClient whose calls answer in-process: what is left is the trajectory code's own cost."""
 
-    async def complete(self, role, messages, *, budget=None, key=None, temperature=None, max_tokens=None):
+    async def complete(self, role, messages, *, budget=None, sample=0, key_messages=None, temperature=None,
+                       max_tokens=None):
         text = respond(messages)
+        key = self.call_key(role, messages if key_messages is None else key_messages, sample=sample,
+                            temperature=temperature, max_tokens=max_tokens)  # the key's cost stays measured
         record = CallRecord(call_id="bench", key=key, role=role, model="scripted/main", started_at=0.0,
                             cost_usd=0.0, attempts=1, response_text=text)
         if budget is not None:

@@ -23,10 +23,10 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from agent.budget import Budget, BudgetExceeded  # noqa: E402
-from agent.model import ModelCallError, ModelClient, ModelSettings, PriceOverride, RoleModels  # noqa: E402
+from agent.model import CallScope, ModelCallError, ModelClient, ModelSettings, PriceOverride, RoleModels  # noqa: E402
 from agent.pricing import worst_case_usd  # noqa: E402
 from agent.scripted import Fault, Reply, ScriptedLLM  # noqa: E402
-from patchswarm.store import RunCallStore, RunStore, current_instance  # noqa: E402
+from patchswarm.store import RunCallStore, RunStore  # noqa: E402
 from sandbox.base_image import ensure_base_image  # noqa: E402
 from sandbox.engine import docker_client  # noqa: E402
 from sandbox.errors import SandboxBroken  # noqa: E402
@@ -88,13 +88,13 @@ class FlakyProvider:
 
 async def batch(client: ModelClient, run: Budget, instances: int, calls_each: int) -> int:
     async def instance(number: int) -> int:
-        current_instance.set(f"inst-{number}")
+        scoped = client.scoped(CallScope(instance_id=f"inst-{number}"))
         budget = run.child(None, f"instance {number}")
         done = 0
         for step in range(calls_each):
             try:
-                await client.complete("primary", [{"role": "user", "content": f"instance {number} step {step}"}],
-                                      budget=budget, key=f"inst-{number}/step-{step}", max_tokens=150)
+                await scoped.complete("primary", [{"role": "user", "content": f"instance {number} step {step}"}],
+                                      budget=budget, max_tokens=150)
                 done += 1
             except (BudgetExceeded, ModelCallError):
                 return done

@@ -6,7 +6,7 @@ judged on their skeleton first (signatures and docstring openings, a fraction of
 those that pass get the full-text call. Ranking of the relevant files is unchanged.
 
 Runs once per instance (CodeMonkeys-style) and serves every trajectory, so their prompts share one
-cacheable prefix. Model calls are keyed with `call_key`, so a resumed run replays completed calls from
+cacheable prefix. The client keys every model call (`ModelClient.call_key`), so a resumed run replays completed calls from
 the client's `CallStore`; the finished bundle is kept in a `StateStore` and returned without any call.
 """
 
@@ -30,7 +30,7 @@ from agent.context.prefilter import (
     prefilter_with_notes,
     tokenize,
 )
-from agent.model import ModelCallError, ModelClient, Role, call_key
+from agent.model import ModelCallError, ModelClient, Role
 from agent.types import ContextBundle, ContextFile, StateStore
 
 __all__ = [
@@ -167,8 +167,7 @@ def merge_rankings(samples: list[list[str]], candidates: list[str]) -> list[str]
 
 async def _call(client: ModelClient, role: Role, messages: list[dict[str, Any]], budget: Budget | None,
                 sample: int = 0) -> str:
-    key = call_key(client.settings.model_for(role), messages, client.settings.temperature_for(role), sample)
-    return (await client.complete(role, messages, budget=budget, key=key)).text
+    return (await client.complete(role, messages, budget=budget, sample=sample)).text
 
 
 def _error_of(exc: BaseException) -> str:

@@ -14,6 +14,7 @@ from pydantic import ValidationError  # noqa: E402
 from agent.budget import Budget, BudgetExceeded  # noqa: E402
 from agent.model import (  # noqa: E402
     CallRecord,
+    CallScope,
     InMemoryCallStore,
     ModelCallError,
     ModelClient,
@@ -311,11 +312,10 @@ def test_stored_call_is_replayed_not_resent(scripted):
     scripted.add("main", ["once"])
     store = InMemoryCallStore()
     client, _, recorder = make_client(scripted, store=store)
-    key = call_key("scripted/main", PROMPT, 0.8, sample=0)
-    first = complete(client, key=key)
+    first = complete(client)
+    assert first.record.key == call_key("scripted/main", PROMPT, 0.8, sample=0)  # the keys runs stored so far
     budget = Budget(None, "resumed trajectory")
-    again = complete(ModelClient(make_settings(), store=store, providers={"scripted": scripted}), key=key,
-                     budget=budget)
+    again = complete(ModelClient(make_settings(), store=store, providers={"scripted": scripted}), budget=budget)
     assert again.text == "once" and again.reused and not first.reused
     assert again.record == first.record
     assert len(scripted.calls("main")) == 1 and len(recorder.records) == 1
@@ -327,9 +327,31 @@ def test_failed_calls_are_not_replayed(scripted):
     store = InMemoryCallStore()
     client, _, _ = make_client(scripted, store=store, settings=make_settings(max_retries=0))
     with pytest.raises(ModelCallError):
-        complete(client, key="k")
-    assert store.get("k") is None
-    assert complete(client, key="k").text == "second try"
+        complete(client)
+    assert store.get(client.call_key("primary", PROMPT)) is None
+    assert complete(client).text == "second try"
+
+
+def test_scoped_views_key_and_attribute_their_instance_and_share_one_limit():
+    counter = InFlightCounter({"main": lambda messages: Reply("ok", delay_s=0.01)})
+    store = InMemoryCallStore()
+    client, _, recorder = make_client(counter, store=store, settings=make_settings(max_concurrency=1))
+    a, b = client.scoped(CallScope(instance_id="a")), client.scoped(CallScope(instance_id="b"))
+    prompt_a, prompt_b = [{"role": "user", "content": "issue a"}], [{"role": "user", "content": "issue b"}]
+
+    async def both():
+        return await asyncio.gather(a.complete("primary", prompt_a), b.complete("primary", prompt_b))
+
+    done = asyncio.run(both())
+    assert counter.most_in_flight == 1  # the views share the client's one concurrency limit
+    assert [c.record.instance_id for c in done] == ["a", "b"]
+    assert sorted(r.instance_id for r in recorder.records) == ["a", "b"]  # cost attributed per instance
+    # A resumed instance (a new client on the same store) replays; --redo's next epoch calls again.
+    resumed = ModelClient(make_settings(), store=store, providers={"scripted": counter})
+    again = asyncio.run(resumed.scoped(CallScope(instance_id="a")).complete("primary", prompt_a))
+    assert again.reused and len(counter.calls("main")) == 2
+    redone = asyncio.run(resumed.scoped(CallScope(instance_id="a", epoch=1)).complete("primary", prompt_a))
+    assert not redone.reused and redone.record.key.startswith("redo1:") and len(counter.calls("main")) == 3
 
 
 def test_settings_reject_unknown_keys():

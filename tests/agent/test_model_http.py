@@ -13,9 +13,9 @@ import pytest  # noqa: E402
 from typer.testing import CliRunner  # noqa: E402
 
 from agent.budget import Budget  # noqa: E402
-from agent.model import ModelCallError, ModelClient, ModelSettings, RoleModels  # noqa: E402
+from agent.model import CallScope, ModelCallError, ModelClient, ModelSettings, RoleModels  # noqa: E402
 from patchswarm.cli import app  # noqa: E402
-from patchswarm.store import RunCallStore, RunStore, current_instance  # noqa: E402
+from patchswarm.store import RunCallStore, RunStore  # noqa: E402
 from tests.agent.provider_stub import (  # noqa: E402
     Answer,
     ProviderStub,
@@ -130,11 +130,7 @@ def test_cache_tokens_and_litellm_prices_reach_the_run_accounting(anthropic_stub
     store = RunStore(tmp_path / "run")
     try:
         client, _ = client_for(ANTHROPIC_MODEL, recorder=RunCallStore(store, "h"))
-        token = current_instance.set("calc-1")
-        try:
-            done = complete(client)
-        finally:
-            current_instance.reset(token)
+        done = complete(client.scoped(CallScope(instance_id="calc-1")))
         usage = done.record.usage
         assert (usage.input_tokens, usage.cache_read_tokens, usage.cache_write_tokens, usage.output_tokens) == \
             (1600, 1000, 500, 20)  # prompt tokens as litellm counts them: uncached + read + written

@@ -6,9 +6,9 @@ from __future__ import annotations
 import asyncio
 import json
 
-from agent.model import ModelClient
+from agent.model import CallScope, ModelClient
 from agent.testing import ReproRun
-from patchswarm.store import RunCallStore, RunStore, current_instance
+from patchswarm.store import RunCallStore, RunStore
 from patchswarm.tasks import load_tasks_jsonl
 from tests.conftest import providers, scripted_settings
 
@@ -19,16 +19,16 @@ def test_a_paid_reply_with_a_lone_surrogate_is_stored_once_and_replayed(scripted
     scripted.add("main", [REPLY])
     store = RunStore(tmp_path / "run")
     calls = RunCallStore(store, "cfg")
-    current_instance.set("inst")
+    scope = CallScope(instance_id="inst")
     try:
         client = ModelClient(scripted_settings(), store=calls, recorder=calls, providers=providers(scripted))
-        first = asyncio.run(client.complete("primary", [{"role": "user", "content": "fix \udce9"}], key="k1"))
+        first = asyncio.run(client.scoped(scope).complete("primary", [{"role": "user", "content": "fix \udce9"}]))
         assert first.text == "Fixed the caf\ufffd bug.\n<finish/>" and not first.reused
         assert store.count_calls() == 1 and store.totals()["calls"] == 1
         # A resume (a new client on the same store) replays the paid call instead of paying again.
         again = asyncio.run(ModelClient(scripted_settings(), store=calls, recorder=calls,
-                                        providers=providers(scripted)).complete(
-            "primary", [{"role": "user", "content": "fix \udce9"}], key="k1"))
+                                        providers=providers(scripted)).scoped(scope).complete(
+            "primary", [{"role": "user", "content": "fix \udce9"}]))
         assert again.reused and again.text == first.text
         assert len(scripted.calls("main")) == 1
         # Test output and state text with surrogates are storable and read back by pydantic too.

@@ -9,7 +9,7 @@ import threading
 import pytest
 
 from agent.call_records import CallRecord, Usage
-from patchswarm.store import NamespacedStateStore, RunCallStore, RunStore, current_instance
+from patchswarm.store import NamespacedStateStore, RunCallStore, RunStore
 
 
 @pytest.fixture
@@ -70,14 +70,13 @@ def test_call_store_is_namespaced_by_config_hash(store):
     assert store.count_calls() == 2
 
 
-def test_calls_are_attributed_to_the_current_instance(store):
+def test_calls_are_filed_under_the_instance_their_record_names(store):
     calls = RunCallStore(store, "h")
 
     async def instance(name: str, cost: float) -> None:
-        current_instance.set(name)
         await asyncio.sleep(0)  # interleave the two instances' tasks
-        calls.record(record(f"{name}-1", cost=cost))
-        calls.put(record(f"{name}-1", key=f"{name}-key", cost=cost))
+        calls.record(record(f"{name}-1", cost=cost).model_copy(update={"instance_id": name}))
+        calls.put(record(f"{name}-1", key=f"{name}-key", cost=cost).model_copy(update={"instance_id": name}))
 
     async def both() -> None:
         await asyncio.gather(instance("a", 0.25), instance("b", 1.0))
