@@ -2,23 +2,27 @@
 
 Real candidates stand in for samples (issue 18). Each instance's candidates arrive one at a time in a
 random order (many seeds); after each one the selection is recomputed over the candidates so far and the
-stopping rule (`selection.stopping`) decides whether to draw another. Fixed N draws the first N of the
-same orders. Printed: accuracy against mean candidates consumed for N = 1…all and for each stopping rule,
-the stop reasons' counts, and the saving at equal accuracy. Written: a table (`results.md`), the curve
-(`accuracy_vs_compute.png`) and the raw numbers (`results.json`) in benchmarks/adaptive/.
+stopping rule (`selection.stopping`, read through the summary the real sampler uses) decides whether to
+draw another. Fixed N draws the first N of the same orders. Printed and written to benchmarks/adaptive/
+(`results.md`, `accuracy_vs_compute.png`, `results.json`):
+- accuracy against mean candidates consumed for N = 1…all and for preset rules (the default included);
+- the rule TUNED on all pools and orders (in-sample: optimistic) and the HELD-OUT measurement: every
+  instance's odd orders run with the rule tuned on the other instances' even orders (objective: best
+  accuracy at <= 1/2 of the best fixed N's candidates, the issue's goal), pooled over instances;
+- what perfect knowledge of each instance's difficulty would reach (the best per-instance fixed N within
+  half the candidates: an upper bound no rule can beat with the same selection);
+- stop reasons' counts, per-instance traces, and the saving at equal accuracy (goal 2×, literature 4×).
 
 Evidence, two sources:
 - `--evidence FILE` (default benchmarks/adaptive/evidence.jsonl), made by `--extract`: the real LLM-free
-  selection of `patchswarm bench-select` (same settings, its execution cache, so nothing runs twice) on each
+  selection of `patchswarm bench-select` (same settings, an execution cache, so nothing runs twice) on each
   fully graded instance, and from it every candidate's own evidence (probe and test outcomes, regressions,
-  hygiene, size). Over a subset the pool-dependent parts (behaviour and patch support) are recounted and the
-  rank and confidence are selection's own functions (`selection.scoring`). Truth: the committed grades.
+  hygiene, size); the replay is `scripts/adaptive_replay.py`. Truth: the committed grades.
 - `--hints`: every instance of the candidates file with the consensus-and-size evidence only (no Docker),
-  truth from the file's `resolved` hints (unverified labels; a second, larger but weaker measurement).
+  truth from the file's `resolved` hints (unverified labels; presets only, no tuning).
 
-    python scripts/bench_adaptive.py --extract -d DATASET --repo-url 'file:///work/mirrors/{owner}__{name}.git' \
-        --cache-dir RUN/exec-cache     # once, Docker (re-uses bench-select's executions)
-    python scripts/bench_adaptive.py [--hints] [--seeds 200]
+    python scripts/bench_adaptive.py --extract -d DATASET [-d DATASET] --cache-dir RUN/exec-cache  # Docker
+    python scripts/bench_adaptive.py [--hints] [--seeds 100]
 """
 
 from __future__ import annotations
@@ -26,172 +30,34 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import random
 import sys
 from collections import Counter
-from dataclasses import dataclass, field
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "scripts"))
+
+from adaptive_replay import (  # noqa: E402
+    Pool,
+    Replay,
+    RuleRunner,
+    Sample,
+    best_fixed,
+    fixed_cost_at,
+    fixed_curve,
+    held_out,
+    load_evidence,
+    rule_grid,
+    tune,
+)
 
 from selection.candidates import agreement_key, lines_changed, patch_key  # noqa: E402
-from selection.stopping import EvidenceSummary, Option, StoppingRule, decide  # noqa: E402
+from selection.stopping import StoppingRule  # noqa: E402
 
 OUT = ROOT / "benchmarks" / "adaptive"
 CANDIDATES = Path("/work/shared/data/candidates/dev.jsonl")
 GRADES = ROOT / "benchmarks" / "selection_real" / "grades.jsonl"
-
-
-# -- evidence per candidate ------------------------------------------------------------------------
-
-@dataclass
-class Sample:
-    """One candidate of a pool: what selection knows of it alone, and whether it resolves."""
-
-    id: str
-    key: str  # patch_key: candidates with one key are one distinct patch
-    agreement: str
-    applies: bool
-    resolved: bool
-    observed: str = ""  # hash of its outcomes on every stable test and probe step
-    changed: bool = False
-    votes: int = 0
-    regressions: int | None = None
-    probe_fixes: int = 0
-    probe_breaks: int = 0
-    fatal: str | None = None
-    penalties: int = 0
-    lines: int = 0
-
-
-@dataclass
-class Pool:
-    instance_id: str
-    samples: list[Sample] = field(default_factory=list)
-    chosen: str | None = None  # what the real selection chose on the whole pool (a check of the replay)
-
-
-def choose(pool: Pool, subset: list[Sample], kinds) -> tuple[Sample | None, float, EvidenceSummary]:
-    """Selection over `subset` (in arrival order): the chosen sample, its confidence, the stopping summary."""
-    from selection.scoring import PatchEvidence, confidence, rank_key
-
-    members: dict[str, list[Sample]] = {}
-    for sample in subset:
-        if sample.key and sample.applies:
-            members.setdefault(sample.key, []).append(sample)
-    if not members:
-        return None, 0.0, EvidenceSummary(samples=len(subset))
-    single = len(members) == 1  # selection runs no probe, hygiene or regression for a lone candidate
-    behaviour = Counter()
-    for group in members.values():
-        if group[0].changed and not single:
-            behaviour[group[0].observed] += len(group)
-    agreement = Counter(s.agreement for group in members.values() for s in group)
-    evidence, first = [], {}
-    for key, group in members.items():
-        rep = group[0]
-        first[key] = rep
-        evidence.append(PatchEvidence(
-            key=key, id=rep.id, votes=rep.votes, regressions=None if single else rep.regressions,
-            probe_fixes=0 if single else rep.probe_fixes, probe_breaks=0 if single else rep.probe_breaks,
-            changed_behaviour=rep.changed and not single,
-            behaviour_support=behaviour[rep.observed] if rep.changed and not single else 0,
-            patch_support=agreement[rep.agreement], fatal=None if single else rep.fatal,
-            penalties=0 if single else rep.penalties, lines_changed=rep.lines))
-    ranked = sorted(evidence, key=lambda e: rank_key(e, kinds))
-    sure = confidence(ranked, kinds)
-    options: dict[str, Option] = {}
-    for e in ranked:
-        rep = first[e.key]
-        if rep.agreement not in options:
-            options[rep.agreement] = Option(id=rep.id, support=e.patch_support, votes=e.votes,
-                                            regressions=e.regressions, group=rep.observed or rep.key)
-    summary = EvidenceSummary(samples=len(subset), voting_tests=0, options=list(options.values()),
-                              confidence=sure.value if sure.level != "none" else 0.0)
-    return first[ranked[0].key], sure.value, summary
-
-
-# -- the simulation --------------------------------------------------------------------------------
-
-def simulate(pools: list[Pool], rules: dict[str, StoppingRule], seeds: int, kinds) -> dict:
-    """Accuracy and candidates consumed, fixed N and per rule, averaged over instances and seeds."""
-    max_n = max(len(p.samples) for p in pools)
-    fixed = {n: [0.0, 0.0] for n in range(1, max_n + 1)}  # n → [correct, consumed] sums
-    adaptive = {name: {"correct": 0.0, "consumed": 0.0, "reasons": Counter(), "per_instance": {}} for name in rules}
-    memo: dict[tuple[str, frozenset], tuple] = {}
-    for pool in pools:
-        for name in rules:
-            adaptive[name]["per_instance"][pool.instance_id] = [0.0, 0.0]
-        for seed in range(seeds):
-            order = list(pool.samples)
-            random.Random(f"{seed}:{pool.instance_id}").shuffle(order)
-            results = []
-            for k in range(1, len(order) + 1):
-                prefix = order[:k]
-                # Arrival order only picks which copy of a distinct patch represents it: memoise on the set.
-                memo_key = (pool.instance_id, frozenset(s.id for s in prefix))
-                if memo_key not in memo:
-                    memo[memo_key] = choose(pool, prefix, kinds)
-                results.append(memo[memo_key])
-            for n in fixed:
-                chosen = results[min(n, len(order)) - 1][0]
-                fixed[n][0] += bool(chosen and chosen.resolved)
-                fixed[n][1] += min(n, len(order))
-            for name, rule in rules.items():
-                rule = rule.model_copy(update={"max_samples": min(rule.max_samples, len(order))})
-                k, decision = len(results), None
-                for drawn, (_, _, summary) in enumerate(results, 1):
-                    decision = decide(summary, rule)
-                    if decision.stop:
-                        k = drawn
-                        break
-                chosen = results[k - 1][0]
-                stats = adaptive[name]
-                stats["correct"] += bool(chosen and chosen.resolved)
-                stats["consumed"] += k
-                stats["reasons"][decision.reason if decision else "max_samples"] += 1
-                stats["per_instance"][pool.instance_id][0] += k / seeds
-                stats["per_instance"][pool.instance_id][1] += bool(chosen and chosen.resolved) / seeds
-    runs = len(pools) * seeds
-    # The replay on the whole pool must choose what the real selection chose (when it was recorded).
-    checked = [p for p in pools if p.chosen is not None]
-    agree = sum(1 for p in checked if (choose(p, p.samples, kinds)[0] or Sample("", "", "", False, False)).id == p.chosen)
-    out = {"instances": len(pools), "seeds": seeds, "replay_agrees": [agree, len(checked)],
-           "fixed": [{"n": n, "consumed": c / runs, "accuracy": a / runs} for n, (a, c) in fixed.items()],
-           "adaptive": {}}
-    for name, stats in adaptive.items():
-        out["adaptive"][name] = {"rule": rules[name].model_dump(), "consumed": stats["consumed"] / runs,
-                                 "accuracy": stats["correct"] / runs, "reasons": dict(stats["reasons"]),
-                                 "per_instance": stats["per_instance"]}
-    out["oracle"] = sum(any(s.resolved for s in p.samples) for p in pools) / len(pools)
-    return out
-
-
-def fixed_cost_at(fixed: list[dict], accuracy: float) -> float | None:
-    """Mean candidates fixed N needs to reach `accuracy` (linear between Ns); None if it never does."""
-    previous = None
-    for point in fixed:
-        if point["accuracy"] >= accuracy - 1e-9:
-            if previous is None or point["accuracy"] == previous["accuracy"]:
-                return point["consumed"]
-            share = (accuracy - previous["accuracy"]) / (point["accuracy"] - previous["accuracy"])
-            return previous["consumed"] + share * (point["consumed"] - previous["consumed"])
-        previous = point
-    return None
-
-
-def savings(result: dict) -> dict[str, dict]:
-    best = max(result["fixed"], key=lambda p: (round(p["accuracy"], 9), -p["consumed"]))
-    out = {}
-    for name, stats in result["adaptive"].items():
-        needed = fixed_cost_at(result["fixed"], stats["accuracy"])
-        out[name] = {"fixed_cost_at_equal_accuracy": needed,
-                     "saving": needed / stats["consumed"] if needed else None,
-                     "reaches_best_fixed": stats["accuracy"] >= best["accuracy"] - 1e-9,
-                     "share_of_best_fixed_cost": stats["consumed"] / best["consumed"]}
-    result["best_fixed"] = best
-    return out
 
 
 # -- sources of pools --------------------------------------------------------------------------------
@@ -217,15 +83,6 @@ def hint_pools(path: Path) -> list[Pool]:
     return [p for p in by_instance.values() if len(p.samples) >= 2]
 
 
-def load_evidence(path: Path) -> list[Pool]:
-    pools = []
-    for line in path.read_text().splitlines():
-        if line.strip():
-            data = json.loads(line)
-            pools.append(Pool(data["instance_id"], [Sample(**s) for s in data["samples"]], data.get("chosen")))
-    return pools
-
-
 def extract(args: argparse.Namespace) -> None:
     """The real selection on each fully graded instance's whole pool; every candidate's own evidence."""
     import selection.select as select_module
@@ -247,8 +104,10 @@ def extract(args: argparse.Namespace) -> None:
     select_module._Selection.select = capturing
     rows = load_candidates(Path(args.candidates))
     book = GradeBook(Path(args.grades))
-    tasks = {t.instance_id: t for t in tasks_from_dataset(args.dataset, "test", args.repo_url,
-                                                          prefer_official_images=False)}
+    tasks: dict = {}
+    for dataset in args.dataset:  # first row wins, as in bench-select
+        for task in tasks_from_dataset(dataset, "test", args.repo_url, prefer_official_images=False):
+            tasks.setdefault(task.instance_id, task)
     done = {p.instance_id for p in load_evidence(Path(args.evidence))} if Path(args.evidence).exists() else set()
     wanted = [i for i in rows if i in tasks and graded(i, rows[i], book) and i not in done
               and (not args.instance_ids or i in args.instance_ids.split(","))]
@@ -278,7 +137,8 @@ def extract(args: argparse.Namespace) -> None:
                     observed=observed, changed=bool(ev and ev.changed_behaviour), votes=ev.votes if ev else 0,
                     regressions=ev.regressions if ev else None, probe_fixes=ev.probe_fixes if ev else 0,
                     probe_breaks=ev.probe_breaks if ev else 0, fatal=ev.fatal if ev else None,
-                    penalties=ev.penalties if ev else 0, lines=patch.lines_changed))
+                    penalties=ev.penalties if ev else 0, lines=patch.lines_changed,
+                    behaviour=_sha(ev.behaviour) if ev else ""))
         Path(args.evidence).parent.mkdir(parents=True, exist_ok=True)
         with open(args.evidence, "a") as handle:
             handle.write(json.dumps({"instance_id": instance_id, "chosen": results[instance_id].chosen_id,
@@ -287,42 +147,136 @@ def extract(args: argparse.Namespace) -> None:
               f"({results[instance_id].confidence_level})", flush=True)
 
 
+# -- measurement -------------------------------------------------------------------------------------
+
+PRESETS = {
+    "default (margin, agreement>=2, max 8)": StoppingRule(),
+    "margin, agreement>=3, max 8": StoppingRule(min_agreement=3, min_samples=3),
+    "confidence>=0.75, max 8": StoppingRule(rule="confidence", confidence_threshold=0.75),
+    "evidence, max 8": StoppingRule(rule="evidence"),
+    "evidence, uninformative after 4, max 8": StoppingRule(rule="evidence", uninformative_after=4),
+}
+LITERATURE = 4.0  # Snell et al.: compute-optimal allocation vs best-of-N at equal accuracy
+
+
+def known_difficulty_bound(replay: Replay, budget: float) -> dict:
+    """Best mean accuracy when each instance's N is chosen knowing its fixed-N curve, within a mean of
+    `budget` candidates (greedy on the upper hull of each curve: exact for concave, an estimate otherwise)."""
+    curves = {p.instance_id: fixed_curve(replay, [p.instance_id]) for p in replay.pools}
+    choice = {i: 0 for i in curves}
+    spent = sum(c[0]["consumed"] for c in curves.values())
+    limit = budget * len(curves)
+    while True:
+        best = None
+        for i, curve in curves.items():
+            here = curve[choice[i]]
+            for j in range(choice[i] + 1, len(curve)):
+                extra = curve[j]["consumed"] - here["consumed"]
+                gain = curve[j]["accuracy"] - here["accuracy"]
+                if extra > 0 and gain > 0 and spent + extra <= limit + 1e-9 and (best is None or gain / extra > best[0]):
+                    best = (gain / extra, i, j, extra)
+        if best is None:
+            break
+        _, i, j, extra = best
+        choice[i], spent = j, spent + extra
+    accuracy = sum(curves[i][choice[i]]["accuracy"] for i in curves) / len(curves)
+    return {"accuracy": accuracy, "consumed": spent / len(curves),
+            "n": {i: curves[i][choice[i]]["n"] for i in curves}}
+
+
+def measure(pools: list[Pool], seeds: int, kinds, *, tuning: bool) -> dict:
+    replay = Replay(pools, seeds, kinds)
+    runner = RuleRunner(replay)
+    fixed = fixed_curve(replay)
+    best = best_fixed(fixed)
+    out = {"instances": len(pools), "seeds": seeds, "replay_agrees": list(replay.replay_agrees()),
+           "oracle": sum(any(s.resolved for s in p.samples) for p in pools) / len(pools),
+           "fixed": fixed, "best_fixed": best, "adaptive": {},
+           "per_instance_fixed": {p.instance_id: [round(c["accuracy"], 3) for c in fixed_curve(replay, [p.instance_id])]
+                                  for p in pools}}
+    rules = dict(PRESETS)
+    if tuning:
+        tuned = tune(runner, rule_grid(), None, None)
+        rules["TUNED on all pools and orders (in-sample)"] = tuned
+    for name, rule in rules.items():
+        stats = runner.run(rule)
+        stats["rule"] = rule.model_dump(exclude_defaults=True)
+        out["adaptive"][name] = stats
+    if tuning:
+        held = held_out(runner, rule_grid())
+        out["held_out"] = held
+        out["bound"] = known_difficulty_bound(replay, best["consumed"] / 2)
+    for stats in out["adaptive"].values():
+        _saving(stats, fixed, best)
+    if tuning:
+        _saving(out["held_out"], out["held_out"]["fixed"], best_fixed(out["held_out"]["fixed"]))
+    return out
+
+
+def _saving(stats: dict, fixed: list[dict], best: dict) -> None:
+    needed = fixed_cost_at(fixed, stats["accuracy"])
+    stats["fixed_cost_at_equal_accuracy"] = needed
+    stats["saving"] = needed / stats["consumed"] if needed else None
+    stats["reaches_best_fixed"] = stats["accuracy"] >= best["accuracy"] - 1e-9
+    stats["share_of_best_fixed_cost"] = stats["consumed"] / best["consumed"]
+
+
 # -- output ----------------------------------------------------------------------------------------
 
-RULES = {
-    "confidence>=0.9": StoppingRule(rule="confidence", confidence_threshold=0.9, min_samples=2, max_samples=10**6),
-    "confidence>=0.6": StoppingRule(rule="confidence", confidence_threshold=0.6, min_samples=2, max_samples=10**6),
-    "agreement>=2": StoppingRule(rule="margin", min_agreement=2, agreement_margin=1, min_samples=2, max_samples=10**6),
-    "agreement>=3": StoppingRule(rule="margin", min_agreement=3, agreement_margin=1, min_samples=3, max_samples=10**6),
-    # The default cap of trajectories.adaptive (stopping.max_samples = 8).
-    "confidence>=0.9, max 8": StoppingRule(rule="confidence", confidence_threshold=0.9, min_samples=2, max_samples=8),
-    "agreement>=3, max 8": StoppingRule(rule="margin", min_agreement=3, agreement_margin=1, min_samples=3, max_samples=8),
-}
+def _row(name: str, stats: dict) -> str:
+    needed = stats["fixed_cost_at_equal_accuracy"]
+    needed = "never" if needed is None else f"{needed:.2f}"
+    saving = "-" if stats["saving"] is None else f"{stats['saving']:.2f}×"
+    reasons = ", ".join(f"{k}: {v}" for k, v in sorted(stats["reasons"].items()))
+    return f"| {name} | {stats['consumed']:.2f} | {stats['accuracy']:.3f} | {needed} | {saving} | {reasons} |"
 
 
-def table(name: str, result: dict, saved: dict) -> str:
+def table(name: str, result: dict) -> str:
     agree, checked = result["replay_agrees"]
+    best = result["best_fixed"]
     lines = [f"### {name}: {result['instances']} instances × {result['seeds']} random orders "
              f"(oracle {result['oracle']:.3f})", "",
              *([f"The replay chooses what the real selection chose on the whole pool in {agree} of {checked} "
                 f"instances.", ""] if checked else []),
              "| policy | mean candidates consumed | accuracy | fixed-N candidates at equal accuracy | saving | stop reasons |",
              "|---|---:|---:|---:|---:|---|"]
-    for point in result["fixed"]:
-        lines.append(f"| fixed N={point['n']} | {point['consumed']:.2f} | {point['accuracy']:.3f} | | | |")
+    lines += [f"| fixed N={p['n']} | {p['consumed']:.2f} | {p['accuracy']:.3f} | | | |" for p in result["fixed"]]
+    lines += [_row(f"adaptive {rule}", stats) for rule, stats in result["adaptive"].items()]
+    if "held_out" in result:
+        lines.append(_row("HELD-OUT: tuned on the other instances' even orders, run on this one's odd orders",
+                          result["held_out"]))
+    lines += ["", f"Best fixed N: N={best['n']}, accuracy {best['accuracy']:.3f} at {best['consumed']:.2f} candidates; "
+                  f"the goal is that accuracy at <= {best['consumed'] / 2:.2f} (a 2× saving; the literature reports 4×)."]
     for rule, stats in result["adaptive"].items():
-        s = saved[rule]
-        needed = "never" if s["fixed_cost_at_equal_accuracy"] is None else f"{s['fixed_cost_at_equal_accuracy']:.2f}"
-        saving = "-" if s["saving"] is None else f"{s['saving']:.2f}×"
-        reasons = ", ".join(f"{k}: {v}" for k, v in sorted(stats["reasons"].items()))
-        lines.append(f"| adaptive {rule} | {stats['consumed']:.2f} | {stats['accuracy']:.3f} | {needed} | {saving} | {reasons} |")
-    best = result["best_fixed"]
-    lines += ["", f"Best fixed N: N={best['n']}, accuracy {best['accuracy']:.3f} at {best['consumed']:.2f} candidates."]
-    for rule, s in saved.items():
-        stats = result["adaptive"][rule]
-        lines.append(f"- {rule}: {'reaches' if s['reaches_best_fixed'] else 'does not reach'} it "
-                     f"({stats['accuracy']:.3f}) at {100 * s['share_of_best_fixed_cost']:.0f}% of its candidates.")
+        lines.append(f"- {rule}: {'reaches' if stats['reaches_best_fixed'] else 'does not reach'} it "
+                     f"({stats['accuracy']:.3f}) at {100 * stats['share_of_best_fixed_cost']:.0f}% of its candidates"
+                     + (f"; saving at equal accuracy {stats['saving']:.2f}×" if stats["saving"] else "") + ".")
+    if "held_out" in result:
+        held, bound = result["held_out"], result["bound"]
+        hbest = best_fixed(held["fixed"])
+        lines += [f"- HELD-OUT (the honest number): {held['accuracy']:.3f} at {held['consumed']:.2f} candidates; "
+                  f"on the same odd orders fixed N is best at N={hbest['n']} ({hbest['accuracy']:.3f} at "
+                  f"{hbest['consumed']:.2f}); saving at equal accuracy "
+                  + (f"{held['saving']:.2f}×" if held["saving"] else "-") + ". Rules chosen per left-out instance: "
+                  + "; ".join(f"{i.split('__')[-1]}: {_brief(r)}" for i, r in held["rules"].items()) + ".",
+                  f"- Known difficulty (each instance's best N from its own fixed-N curve, mean <= "
+                  f"{best['consumed'] / 2:.2f} candidates): {bound['accuracy']:.3f} at {bound['consumed']:.2f}; "
+                  f"N per instance: " + ", ".join(f"{i.split('__')[-1]} {n}" for i, n in bound["n"].items()) + "."]
+        lines += ["", "Per instance (fixed-N accuracy for N = 1, 2, 3, 4, 6, 8, all; then candidates / accuracy "
+                      "of the tuned rule):", "",
+                  "| instance | candidates | resolving | N=1 | 2 | 3 | 4 | 6 | 8 | all | tuned: consumed | accuracy |",
+                  "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+        tuned = next(s for n, s in result["adaptive"].items() if n.startswith("TUNED"))
+        for instance_id, curve in result["per_instance_fixed"].items():
+            pick = [curve[min(n, len(curve)) - 1] for n in (1, 2, 3, 4, 6, 8)] + [curve[-1]]
+            row = tuned["per_instance"][instance_id]
+            lines.append(f"| {instance_id} | {len(curve)} | {result['resolving'][instance_id]} | "
+                         + " | ".join(f"{a:.2f}" for a in pick) + f" | {row['consumed']:.2f} | {row['accuracy']:.2f} |")
     return "\n".join(lines)
+
+
+def _brief(rule: dict) -> str:
+    return ", ".join(f"{k}={v}" for k, v in rule.items()) or "defaults"
 
 
 def plot(results: dict[str, dict], path: Path) -> None:
@@ -331,19 +285,26 @@ def plot(results: dict[str, dict], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, len(results), figsize=(6 * len(results), 4.5), squeeze=False)
+    fig, axes = plt.subplots(1, len(results), figsize=(6.5 * len(results), 4.8), squeeze=False)
     for ax, (name, result) in zip(axes[0], results.items(), strict=True):
         fixed = result["fixed"]
         ax.plot([p["consumed"] for p in fixed], [p["accuracy"] for p in fixed], "o-", color="#555",
                 label="fixed N = 1…all", markersize=3)
         for rule, stats in result["adaptive"].items():
-            ax.plot([stats["consumed"]], [stats["accuracy"]], "*", markersize=12, label=f"adaptive {rule}")
+            ax.plot([stats["consumed"]], [stats["accuracy"]], "*", markersize=11, label=f"adaptive {rule}")
+        if "held_out" in result:
+            held, bound = result["held_out"], result["bound"]
+            ax.plot([held["consumed"]], [held["accuracy"]], "X", markersize=11, color="black", label="held-out tuned rule")
+            ax.plot([bound["consumed"]], [bound["accuracy"]], "D", markersize=7, color="#999",
+                    label="known difficulty (bound)")
+        best = result["best_fixed"]
+        ax.axvline(best["consumed"] / 2, color="#c44", linestyle="--", linewidth=0.8, label="goal: ½ best fixed N's cost")
         ax.axhline(result["oracle"], color="#aaa", linestyle=":", label="oracle")
         ax.set_xlabel("mean candidates consumed per instance")
         ax.set_ylabel("accuracy (chosen patch resolves)")
-        ax.set_title(f"{name} ({result['instances']} instances, {result['seeds']} orders)")
+        ax.set_title(f"{name} ({result['instances']} instances, {result['seeds']} orders)", fontsize=9)
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=7, loc="best")
+        ax.legend(fontsize=6, loc="lower right")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
@@ -354,10 +315,10 @@ def main() -> None:
     parser.add_argument("--extract", action="store_true", help="Run the real selection (Docker) to write --evidence.")
     parser.add_argument("--evidence", default=str(OUT / "evidence.jsonl"))
     parser.add_argument("--hints", action="store_true", help="Also simulate on all instances with the file's hints as labels.")
-    parser.add_argument("--seeds", type=int, default=200)
+    parser.add_argument("--seeds", type=int, default=100)
     parser.add_argument("--candidates", default=str(CANDIDATES))
     parser.add_argument("--grades", default=str(GRADES))
-    parser.add_argument("-d", "--dataset")
+    parser.add_argument("-d", "--dataset", action="append", help="SWE-bench dataset file (repeatable).")
     parser.add_argument("--repo-url", default="file:///work/mirrors/{owner}__{name}.git")
     parser.add_argument("--cache-dir", default="runs/bench-select/exec-cache")
     parser.add_argument("--run-dir", default="runs/bench-adaptive")
@@ -374,29 +335,26 @@ def main() -> None:
     if Path(args.evidence).exists():
         pools = load_evidence(Path(args.evidence))
         if pools:
-            results["graded, full LLM-free evidence"] = simulate(pools, RULES, args.seeds, EvidenceKinds())
+            result = measure(pools, args.seeds, EvidenceKinds(), tuning=True)
+            result["resolving"] = {p.instance_id: f"{sum(s.resolved for s in p.samples)}" for p in pools}
+            results["graded, full LLM-free evidence"] = result
     if args.hints:
         consensus_only = EvidenceKinds(regression=False, probes=False, consensus=True, hygiene=False)
         pools = hint_pools(Path(args.candidates))
         mixed = [p for p in pools if 0 < sum(s.resolved for s in p.samples) < len(p.samples)]
-        results["hint labels, consensus + size only"] = simulate(pools, RULES, args.seeds, consensus_only)
-        results["hint labels, mixed pools only"] = simulate(mixed, RULES, args.seeds, consensus_only)
+        results["hint labels, mixed pools, consensus + size only"] = measure(mixed, args.seeds, consensus_only,
+                                                                             tuning=False)
     if not results:
         sys.exit(f"no evidence in {args.evidence} (run --extract) and --hints not given")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    sections = []
-    for name, result in results.items():
-        saved = savings(result)
-        result["savings"] = saved
-        sections.append(table(name, result, saved))
-    text = "\n\n".join(sections)
+    text = "\n\n".join(table(name, result) for name, result in results.items())
     print(text)
     (out / "results.md").write_text("# Adaptive compute on real candidate pools\n\n"
                                     "Written by `scripts/bench_adaptive.py`; see its docstring.\n\n" + text + "\n")
     for result in results.values():
         for stats in result["adaptive"].values():
-            stats.pop("per_instance")
+            stats.pop("per_instance", None)
     (out / "results.json").write_text(json.dumps(results, indent=1, default=str))
     try:
         plot(results, out / "accuracy_vs_compute.png")

@@ -7,15 +7,15 @@ draws candidates one at a time; after each it summarises the selection's evidenc
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from selection.candidates import agreement_key
-from selection.models import Candidate, SelectionResult
+from selection.models import Candidate, CandidateReport, SelectionResult
 
-StopReason = Literal["decisive", "max_samples", "budget"]
+StopReason = Literal["decisive", "uninformative", "max_samples", "budget"]
 Hardness = Literal["decided", "no_candidate", "no_passing", "split", "leaning"]
 
 
@@ -24,10 +24,13 @@ class StoppingRule(BaseModel):
 
     model_config = ConfigDict(extra="forbid")  # a typo in the config must not pass silently
 
-    rule: Literal["margin", "confidence"] = Field(
+    rule: Literal["margin", "confidence", "evidence"] = Field(
         "margin", description="'margin': votes (or, with no voting test, agreement) lead by a margin and the "
                               "leader breaks no existing test; 'confidence': the selection's confidence reaches "
-                              "the threshold (falls back to 'margin' when the evidence has none).")
+                              "the threshold (falls back to 'margin' when the evidence has none); 'evidence': "
+                              "'margin', or the leader's execution evidence is strong (it fixes issue-probe steps "
+                              "or passes voting tests, breaks no checked test, and min_behaviour_support "
+                              "candidates behave exactly like it).")
     min_samples: int = Field(2, ge=1, description="Never stop on fewer samples than this.")
     max_samples: int = Field(8, ge=1, description="Always stop at this many samples.")
     min_votes: int = Field(1, ge=0, description="Voting tests the leading group must pass.")
@@ -35,6 +38,11 @@ class StoppingRule(BaseModel):
     min_agreement: int = Field(2, ge=1, description="Without voting tests: samples proposing the leader's change.")
     agreement_margin: int = Field(1, ge=0, description="Without voting tests: the leader's agreement minus the next change's.")
     confidence_threshold: float = Field(0.8, ge=0, le=1, description="The 'confidence' rule's threshold.")
+    min_behaviour_support: int = Field(2, ge=1, description="'evidence': candidates (the leader included) that "
+                                                            "behave exactly like a leader that fixes the issue.")
+    uninformative_after: int | None = Field(None, ge=1, description="Stop after this many samples when no "
+                                            "candidate fixes an issue-probe step or passes a voting test (the "
+                                            "LLM-free verifier cannot tell them apart); None: never.")
 
 
 class Option(BaseModel):
@@ -45,6 +53,8 @@ class Option(BaseModel):
     votes: int = 0
     regressions: int | None = Field(None, description="Existing tests it breaks; None: not checked.")
     group: str | None = Field(None, description="Behaviour group of its best-ranked candidate.")
+    probe_fixes: int = Field(0, description="Issue-probe steps failing on the original that it fixes, minus those it breaks.")
+    behaviour_support: int = Field(0, description="Candidates behaving exactly like it (0: like the original).")
 
 
 class EvidenceSummary(BaseModel):
@@ -71,21 +81,43 @@ def summarize(result: SelectionResult, candidates: Sequence[Candidate], *, sampl
     if confidence is None and level is not None:
         confidence = 0.0 if level == "none" else float(getattr(result, "confidence", 0.0))
     patches = {c.id: c.patch for c in candidates}
-    reports = {r.id: r for r in result.candidates}
-    ranked = sorted((r for r in result.candidates if r.rank is not None), key=lambda r: r.rank or 0)
-    key_of = {r.id: agreement_key(patches.get(r.id, "")) for r in result.candidates if r.status == "ok"}
+    change_of = {r.id: agreement_key(patches.get(r.id, "")) for r in result.candidates if r.status == "ok"}
+    voting = sum(1 for t in result.tests if t.status == "voting")
+    return summary_of_reports(result.candidates, change_of, chosen_id=result.chosen_id, voting_tests=voting,
+                              samples=len(candidates) if samples is None else samples, confidence=confidence)
+
+
+def summary_of_reports(reports: Sequence[CandidateReport], change_of: Mapping[str, str], *, chosen_id: str | None,
+                       voting_tests: int, samples: int, confidence: float | None) -> EvidenceSummary:
+    """The summary from selection's candidate reports; `change_of` maps a candidate to its change
+    (agreement key). The chosen candidate's change comes first (the selector may overrule the rank)."""
+    by_id = {r.id: r for r in reports}
+    ranked = sorted((r for r in reports if r.rank is not None), key=lambda r: (r.id != chosen_id, r.rank or 0))
     options: dict[str, Option] = {}
     for report in ranked:
-        key = key_of.get(report.id)
+        key = change_of.get(report.id)
         if key is None or key in options:
             continue
-        members = [reports[i] for i, k in key_of.items() if k == key]
+        members = [by_id[i] for i, k in change_of.items() if k == key and i in by_id]
         checked = [len(m.regressions) for m in members if m.regression_checked]
         options[key] = Option(id=report.id, support=report.support, votes=max(m.votes for m in members),
-                              regressions=min(checked) if checked else None, group=report.group)
-    voting = sum(1 for t in result.tests if t.status == "voting")
-    return EvidenceSummary(samples=len(candidates) if samples is None else samples, voting_tests=voting,
-                           options=list(options.values()), confidence=confidence)
+                              regressions=min(checked) if checked else None, group=report.group,
+                              probe_fixes=report.probe_fixes - report.probe_breaks,
+                              behaviour_support=report.behaviour_support)
+    return EvidenceSummary(samples=samples, voting_tests=voting_tests, options=list(options.values()),
+                           confidence=confidence)
+
+
+def _strong(leader: Option, rule: StoppingRule) -> str | None:
+    """Why the leader's execution evidence alone is decisive, or None."""
+    if leader.regressions != 0 or leader.behaviour_support < rule.min_behaviour_support:
+        return None
+    if leader.probe_fixes <= 0 and leader.votes < max(rule.min_votes, 1):
+        return None
+    shown = f"fixes {leader.probe_fixes} issue-probe step(s)" if leader.probe_fixes > 0 else \
+        f"passes {leader.votes} voting test(s)"
+    return (f"{leader.id} {shown}, breaks no checked test, and {leader.behaviour_support} candidates "
+            f"behave exactly like it")
 
 
 def hardness(summary: EvidenceSummary, rule: StoppingRule) -> tuple[Hardness, str]:
@@ -95,6 +127,8 @@ def hardness(summary: EvidenceSummary, rule: StoppingRule) -> tuple[Hardness, st
     leader, others = summary.options[0], summary.options[1:]
     if leader.regressions:
         return "no_passing", f"the leader {leader.id} breaks {leader.regressions} existing test(s)"
+    if rule.rule == "evidence" and (strong := _strong(leader, rule)):
+        return "decided", strong
     if rule.rule == "confidence" and summary.confidence is not None:
         if summary.confidence >= rule.confidence_threshold:
             return "decided", f"confidence {summary.confidence:.2f} >= {rule.confidence_threshold:.2f}"
@@ -113,14 +147,26 @@ def hardness(summary: EvidenceSummary, rule: StoppingRule) -> tuple[Hardness, st
             f"no voting test; {leader.id} proposed by {leader.support} sample(s), {rule.min_agreement} needed")
     if leader.support - rival < rule.agreement_margin:
         return "split", f"no voting test; agreement {leader.support} vs {rival}"
+    if rule.rule == "evidence" and leader.regressions is None and len(summary.options) > 1:
+        return "leaning", f"{leader.support} samples agree on {leader.id}, but its tests are not checked yet"
     return "decided", f"no voting test; {leader.support} samples agree on {leader.id}, next change {rival}"
 
 
+def uninformative(summary: EvidenceSummary) -> bool:
+    """No sample fixes an issue-probe step or passes a voting test: nothing executed shows a fix."""
+    return not any(o.probe_fixes > 0 or o.votes > 0 for o in summary.options)
+
+
 def decide(summary: EvidenceSummary, rule: StoppingRule, *, affordable: bool = True) -> StopDecision:
-    """Stop when decisive (after `min_samples`), at `max_samples`, or when another sample is not affordable."""
+    """Stop when decisive (after `min_samples`), when the evidence stays uninformative, at `max_samples`, or
+    when another sample is not affordable."""
     level, detail = hardness(summary, rule)
     if level == "decided" and summary.samples >= rule.min_samples:
         return StopDecision(stop=True, reason="decisive", hardness=level, detail=detail)
+    if rule.uninformative_after is not None and summary.samples >= rule.uninformative_after and uninformative(summary):
+        return StopDecision(stop=True, reason="uninformative", hardness=level,
+                            detail=f"{summary.samples} samples and none fixes an issue probe or passes a voting "
+                                   f"test; {detail}")
     if summary.samples >= rule.max_samples:
         return StopDecision(stop=True, reason="max_samples", hardness=level,
                             detail=f"{summary.samples} samples drawn (the maximum); {detail}")

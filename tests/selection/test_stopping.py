@@ -86,3 +86,43 @@ def test_summarize_merges_agreeing_candidates_and_counts_voting_tests():
     assert [(o.id, o.support, o.votes, o.regressions, o.group) for o in got.options] == [
         ("t0", 2, 1, 0, "g1"), ("t2", 1, 0, 1, "g2")]
     assert decide(got, RULE).reason == "decisive"
+
+
+def test_evidence_rule_stops_on_a_reproduced_fix_that_a_second_candidate_shares():
+    rule = RULE.model_copy(update={"rule": "evidence", "min_agreement": 10**6})
+    strong = Option(id="a", support=1, regressions=0, group="g1", probe_fixes=1, behaviour_support=2)
+    rival = Option(id="b", support=1, regressions=0, group="g2")
+    decision = decide(summary(2, strong, rival, voting=0), rule)
+    assert decision.stop and decision.reason == "decisive" and "fixes 1 issue-probe step" in decision.detail
+    # Alone in its behaviour, breaking a test, or not checked: not decisive on execution evidence.
+    for weaker in ({"behaviour_support": 1}, {"regressions": 1}, {"regressions": None}, {"probe_fixes": 0}):
+        assert not decide(summary(2, strong.model_copy(update=weaker), rival, voting=0), rule).stop, weaker
+    # The margin rule does not read execution evidence: it waits for agreement.
+    assert not decide(summary(2, strong, rival, voting=0), RULE).stop
+    # 'evidence' still stops on agreement, but only once the agreed change's tests are checked.
+    agreed = Option(id="c", support=2, group="g3")
+    assert decide(summary(3, agreed, rival, voting=0), RULE.model_copy(update={"rule": "evidence"})).hardness == "leaning"
+    checked = agreed.model_copy(update={"regressions": 0})
+    assert decide(summary(3, checked, rival, voting=0), RULE.model_copy(update={"rule": "evidence"})).stop
+
+
+def test_uninformative_evidence_stops_after_the_configured_samples():
+    rule = RULE.model_copy(update={"uninformative_after": 3})
+    blind = (Option(id="a", support=1, regressions=0, group="g1"), Option(id="b", support=1, regressions=1, group="g2"))
+    assert not decide(summary(2, *blind, voting=0), rule).stop
+    decision = decide(summary(3, *blind, voting=0), rule)
+    assert decision.stop and decision.reason == "uninformative" and "none fixes an issue probe" in decision.detail
+    # One probe fix anywhere is information: go on.
+    seen = (blind[0], blind[1].model_copy(update={"probe_fixes": 1}))
+    assert not decide(summary(3, *seen, voting=0), rule).stop
+    assert not decide(summary(5, *blind, voting=0), RULE).stop  # off by default
+
+
+def test_the_selectors_choice_leads_the_summary():
+    patch = "--- a/x.py\n+++ b/x.py\n@@ -1,1 +1,1 @@\n-a = 1\n+a = 2\n"
+    other = patch.replace("a = 2", "a = 3")
+    result = SelectionResult(chosen_id="t1", method="selector", reason="-", candidates=[
+        CandidateReport(id="t0", status="ok", rank=1, probe_fixes=2, probe_breaks=1, behaviour_support=1),
+        CandidateReport(id="t1", status="ok", rank=2)])
+    got = summarize(result, [Candidate(id="t0", patch=patch), Candidate(id="t1", patch=other)])
+    assert [o.id for o in got.options] == ["t1", "t0"] and got.options[1].probe_fixes == 1

@@ -1,0 +1,53 @@
+"""The replay of scripts/bench_adaptive.py on small hand-made pools: what a stopping rule draws per instance,
+and that the held-out measurement runs each instance with a rule tuned without it."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from selection.scoring import EvidenceKinds
+from selection.stopping import StoppingRule
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "scripts"))
+from adaptive_replay import Pool, Replay, RuleRunner, Sample, fixed_cost_at, fixed_curve, held_out, rule_grid  # noqa: E402
+
+
+def sample(i: int, *, resolved: bool, change: str, **evidence) -> Sample:
+    return Sample(id=f"c{i}", key=f"{change}{i}", agreement=change, applies=True, resolved=resolved, **evidence)
+
+
+def easy() -> Pool:
+    # Every candidate reproduces the issue's fix and behaves the same: decided on the second sample.
+    fix = dict(changed=True, observed="fixed", probe_fixes=1, regressions=0, lines=2)
+    return Pool("easy", [sample(i, resolved=True, change=f"p{i}", **fix) for i in range(6)])
+
+
+def blind() -> Pool:
+    # Nothing executed shows a fix; one candidate in six resolves, agreement never forms.
+    return Pool("blind", [sample(i, resolved=i == 0, change=f"q{i}", regressions=0, lines=3 + i) for i in range(6)])
+
+
+def test_the_evidence_rule_stops_early_on_easy_pools_and_the_uninformative_stop_caps_blind_ones():
+    replay = Replay([easy(), blind()], seeds=20, kinds=EvidenceKinds())
+    runner = RuleRunner(replay)
+    rule = StoppingRule(rule="evidence", min_samples=2, max_samples=6, uninformative_after=3)
+    stats = runner.run(rule)
+    assert stats["per_instance"]["easy"] == {"consumed": 2.0, "accuracy": 1.0}
+    assert stats["per_instance"]["blind"]["consumed"] == 3.0
+    assert stats["reasons"] == {"decisive": 20, "uninformative": 20}
+    # The margin rule waits for agreement the easy pool never shows (all changes differ): it draws all six.
+    margin = runner.run(StoppingRule(min_samples=2, max_samples=6))
+    assert margin["per_instance"]["easy"]["consumed"] == 6.0
+    fixed = fixed_curve(replay)
+    assert [p["consumed"] for p in fixed] == [1, 2, 3, 4, 5, 6]
+    # The blind pool's smallest patch is the resolving one: drawing all finds it, one draw seldom does.
+    assert fixed[-1]["accuracy"] == 1.0 and fixed[0]["accuracy"] < 0.75
+    assert fixed_cost_at(fixed, 1.0) == 6 and fixed_cost_at(fixed, 1.1) is None
+
+
+def test_held_out_runs_every_instance_with_a_rule_tuned_on_the_others():
+    pools = [easy(), blind(), Pool("easy2", easy().samples)]
+    held = held_out(RuleRunner(Replay(pools, seeds=6, kinds=EvidenceKinds())), rule_grid()[:40])
+    assert set(held["rules"]) == {"easy", "blind", "easy2"}
+    assert held["runs"] == 3 * 3  # the odd orders of each instance
