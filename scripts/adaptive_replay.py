@@ -48,6 +48,7 @@ class Pool:
     instance_id: str
     samples: list[Sample] = field(default_factory=list)
     chosen: str | None = None  # what the real selection chose on the whole pool (a check of the replay)
+    probe_steps_reproducing: int | None = None  # issue-probe steps that show the issue on the original
 
 
 @dataclass
@@ -63,7 +64,8 @@ def load_evidence(path: Path) -> list[Pool]:
     for line in path.read_text().splitlines():
         if line.strip():
             data = json.loads(line)
-            pools.append(Pool(data["instance_id"], [Sample(**s) for s in data["samples"]], data.get("chosen")))
+            pools.append(Pool(data["instance_id"], [Sample(**s) for s in data["samples"]], data.get("chosen"),
+                              data.get("probe_steps_reproducing")))
     return pools
 
 
@@ -236,7 +238,7 @@ def rule_grid() -> list[StoppingRule]:
     """The thresholds the tuning may choose among (every rule kind; a cap from 2 to 12)."""
     grid = []
     for max_samples in (2, 3, 4, 5, 6, 7, 8, 10, 12):
-        for min_samples in (1, 2, 3):
+        for min_samples in (2, 1, 3):  # ties go to 2, the sampler's first look
             for after in (None, 2, 3, 4, 6):
                 if min_samples > max_samples or (after is not None and after >= max_samples):
                     continue

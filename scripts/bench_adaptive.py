@@ -142,6 +142,7 @@ def extract(args: argparse.Namespace) -> None:
         Path(args.evidence).parent.mkdir(parents=True, exist_ok=True)
         with open(args.evidence, "a") as handle:
             handle.write(json.dumps({"instance_id": instance_id, "chosen": results[instance_id].chosen_id,
+                                     "probe_steps_reproducing": sel.probe.steps_reproducing,
                                      "samples": [s.__dict__ for s in samples]}) + "\n")
         print(f"{instance_id}: {len(samples)} candidates, chosen {results[instance_id].chosen_id} "
               f"({results[instance_id].confidence_level})", flush=True)

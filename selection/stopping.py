@@ -40,9 +40,10 @@ class StoppingRule(BaseModel):
     confidence_threshold: float = Field(0.8, ge=0, le=1, description="The 'confidence' rule's threshold.")
     min_behaviour_support: int = Field(2, ge=1, description="'evidence': candidates (the leader included) that "
                                                             "behave exactly like a leader that fixes the issue.")
-    uninformative_after: int | None = Field(None, ge=1, description="Stop after this many samples when no "
-                                            "candidate fixes an issue-probe step or passes a voting test (the "
-                                            "LLM-free verifier cannot tell them apart); None: never.")
+    uninformative_after: int | None = Field(None, ge=1, description="Stop after this many samples when all "
+                                            "fail the same way: none passes a voting test or changes how a probe "
+                                            "or test ends, and all break the same existing tests (nothing "
+                                            "executed tells them apart); None: never.")
 
 
 class Option(BaseModel):
@@ -153,8 +154,12 @@ def hardness(summary: EvidenceSummary, rule: StoppingRule) -> tuple[Hardness, st
 
 
 def uninformative(summary: EvidenceSummary) -> bool:
-    """No sample fixes an issue-probe step or passes a voting test: nothing executed shows a fix."""
-    return not any(o.probe_fixes > 0 or o.votes > 0 for o in summary.options)
+    """All samples so far fail the same way: none passes a voting test or behaves differently from the
+    original on a probe or test, and all break the same existing tests (usually none). Then only
+    agreement and size can rank them, which more samples of the same kind rarely improve."""
+    if any(o.votes > 0 or o.behaviour_support > 0 for o in summary.options):
+        return False
+    return len({o.group for o in summary.options}) <= 1
 
 
 def decide(summary: EvidenceSummary, rule: StoppingRule, *, affordable: bool = True) -> StopDecision:
@@ -165,8 +170,8 @@ def decide(summary: EvidenceSummary, rule: StoppingRule, *, affordable: bool = T
         return StopDecision(stop=True, reason="decisive", hardness=level, detail=detail)
     if rule.uninformative_after is not None and summary.samples >= rule.uninformative_after and uninformative(summary):
         return StopDecision(stop=True, reason="uninformative", hardness=level,
-                            detail=f"{summary.samples} samples and none fixes an issue probe or passes a voting "
-                                   f"test; {detail}")
+                            detail=f"{summary.samples} samples all fail the same way (one behaviour, like the "
+                                   f"original's); {detail}")
     if summary.samples >= rule.max_samples:
         return StopDecision(stop=True, reason="max_samples", hardness=level,
                             detail=f"{summary.samples} samples drawn (the maximum); {detail}")

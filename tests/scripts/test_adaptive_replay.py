@@ -24,7 +24,7 @@ def easy() -> Pool:
 
 
 def blind() -> Pool:
-    # Nothing executed shows a fix; one candidate in six resolves, agreement never forms.
+    # Nothing executed tells them apart (all behave like the original); one in six resolves, no agreement.
     return Pool("blind", [sample(i, resolved=i == 0, change=f"q{i}", regressions=0, lines=3 + i) for i in range(6)])
 
 

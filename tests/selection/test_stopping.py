@@ -106,15 +106,15 @@ def test_evidence_rule_stops_on_a_reproduced_fix_that_a_second_candidate_shares(
     assert decide(summary(3, checked, rival, voting=0), RULE.model_copy(update={"rule": "evidence"})).stop
 
 
-def test_uninformative_evidence_stops_after_the_configured_samples():
+def test_all_failing_the_same_way_stops_after_the_configured_samples():
     rule = RULE.model_copy(update={"uninformative_after": 3})
-    blind = (Option(id="a", support=1, regressions=0, group="g1"), Option(id="b", support=1, regressions=1, group="g2"))
+    blind = (Option(id="a", support=1, regressions=0, group="g1"), Option(id="b", support=1, regressions=0, group="g1"))
     assert not decide(summary(2, *blind, voting=0), rule).stop
     decision = decide(summary(3, *blind, voting=0), rule)
-    assert decision.stop and decision.reason == "uninformative" and "none fixes an issue probe" in decision.detail
-    # One probe fix anywhere is information: go on.
-    seen = (blind[0], blind[1].model_copy(update={"probe_fixes": 1}))
-    assert not decide(summary(3, *seen, voting=0), rule).stop
+    assert decision.stop and decision.reason == "uninformative" and "fail the same way" in decision.detail
+    # Anything that tells them apart is information: a broken test, a probe that ends differently, a vote.
+    for seen in ({"regressions": 1, "group": "g2"}, {"behaviour_support": 1}, {"votes": 1}):
+        assert not decide(summary(3, blind[0], blind[1].model_copy(update=seen), voting=0), rule).stop, seen
     assert not decide(summary(5, *blind, voting=0), RULE).stop  # off by default
 
 
