@@ -78,7 +78,7 @@ def choose(subset: Sequence[Sample], kinds: EvidenceKinds) -> Look:
     if not members:
         return Look(None, EvidenceSummary(samples=len(subset)))
     single = len(members) == 1  # selection runs no probe, hygiene or regression for a lone candidate
-    behaviour = Counter()
+    behaviour: Counter = Counter()
     for group in members.values():
         if group[0].changed and not single:
             behaviour[group[0].observed] += len(group)
@@ -242,13 +242,14 @@ def rule_grid() -> list[StoppingRule]:
             for after in (None, 2, 3, 4, 6):
                 if min_samples > max_samples or (after is not None and after >= max_samples):
                     continue
-                base = dict(min_samples=min_samples, max_samples=max_samples, uninformative_after=after)
+                base = StoppingRule(min_samples=min_samples, max_samples=max_samples, uninformative_after=after)
                 for agreement in (2, 3):
-                    grid.append(StoppingRule(rule="margin", min_agreement=agreement, **base))
-                    grid.append(StoppingRule(rule="evidence", min_agreement=agreement, **base))
-                grid.append(StoppingRule(rule="evidence", min_agreement=10**6, **base))  # execution evidence only
+                    grid.append(base.model_copy(update={"rule": "margin", "min_agreement": agreement}))
+                    grid.append(base.model_copy(update={"rule": "evidence", "min_agreement": agreement}))
+                # Execution evidence only (agreement never decides).
+                grid.append(base.model_copy(update={"rule": "evidence", "min_agreement": 10**6}))
                 for threshold in (0.75, 0.8):
-                    grid.append(StoppingRule(rule="confidence", confidence_threshold=threshold, **base))
+                    grid.append(base.model_copy(update={"rule": "confidence", "confidence_threshold": threshold}))
     return grid
 
 

@@ -25,7 +25,7 @@ class StoppingRule(BaseModel):
     model_config = ConfigDict(extra="forbid")  # a typo in the config must not pass silently
 
     rule: Literal["margin", "confidence", "evidence"] = Field(
-        "margin", description="'margin': votes (or, with no voting test, agreement) lead by a margin and the "
+        "evidence", description="'margin': votes (or, with no voting test, agreement) lead by a margin and the "
                               "leader breaks no existing test; 'confidence': the selection's confidence reaches "
                               "the threshold (falls back to 'margin' when the evidence has none); 'evidence': "
                               "'margin', or the leader's execution evidence is strong (it fixes issue-probe steps "
@@ -40,7 +40,7 @@ class StoppingRule(BaseModel):
     confidence_threshold: float = Field(0.8, ge=0, le=1, description="The 'confidence' rule's threshold.")
     min_behaviour_support: int = Field(2, ge=1, description="'evidence': candidates (the leader included) that "
                                                             "behave exactly like a leader that fixes the issue.")
-    uninformative_after: int | None = Field(None, ge=1, description="Stop after this many samples when all "
+    uninformative_after: int | None = Field(3, ge=1, description="Stop after this many samples when all "
                                             "fail the same way: none passes a voting test or changes how a probe "
                                             "or test ends, and all break the same existing tests (nothing "
                                             "executed tells them apart); None: never.")
@@ -154,10 +154,11 @@ def hardness(summary: EvidenceSummary, rule: StoppingRule) -> tuple[Hardness, st
 
 
 def uninformative(summary: EvidenceSummary) -> bool:
-    """All samples so far fail the same way: none passes a voting test or behaves differently from the
-    original on a probe or test, and all break the same existing tests (usually none). Then only
-    agreement and size can rank them, which more samples of the same kind rarely improve."""
-    if any(o.votes > 0 or o.behaviour_support > 0 for o in summary.options):
+    """All samples so far fail the same way, and nothing would recognise a fix: there is no voting test
+    (a test reproducing the issue would show a fix, so sampling on is worth it), no sample behaves
+    differently from the original on a probe or test, and all break the same existing tests (usually
+    none). Then only agreement and size rank them, which more samples of the same kind rarely improve."""
+    if summary.voting_tests or any(o.votes > 0 or o.behaviour_support > 0 for o in summary.options):
         return False
     return len({o.group for o in summary.options}) <= 1
 

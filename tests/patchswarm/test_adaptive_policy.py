@@ -39,3 +39,29 @@ def test_all_failing_the_same_way_starts_fresh():
     # 'extend' extends whatever ran out of attempts, even without a sign of progress.
     assert choose_growth(trajectories, same, AdaptiveConfig(policy="extend"), {})[:2] == ("extend", 0)
     assert choose_growth([], selection(), AdaptiveConfig(), {})[2] == "no trajectory produced an edit that applies"
+
+
+def test_the_sampler_stops_when_all_samples_fail_the_same_way_and_says_so():
+    import asyncio
+
+    from patchswarm.adaptive import AdaptiveSampler
+    from selection.stopping import StoppingRule
+
+    rule = StoppingRule(rule="evidence", min_samples=2, max_samples=8, uninformative_after=3)
+    sampler = AdaptiveSampler(AdaptiveConfig(enabled=True, initial=2, stopping=rule), instance_id="i", budget=None)
+    rounds: list[int] = []
+
+    async def run_round(count, extra):
+        rounds.append(count)
+        return [trajectory(i, "finished") for i in range(count)]
+
+    async def evaluate(trajectories):
+        # Distinct changes, no vote, all behaving like the original and breaking nothing: one behaviour.
+        return selection(*(CandidateReport(id=f"t{t.index}", status="ok", group="g1", rank=t.index + 1,
+                                           regression_checked=True) for t in trajectories))
+
+    asyncio.run(sampler.run(run_round, evaluate))
+    record = sampler.record
+    assert rounds == [2, 3] and record.samples == 3 and record.stop_reason == "uninformative"
+    assert "fail the same way" in record.stop_detail
+    assert [s.action for s in record.steps] == ["fresh", "stop"]

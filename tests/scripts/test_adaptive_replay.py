@@ -37,7 +37,7 @@ def test_the_evidence_rule_stops_early_on_easy_pools_and_the_uninformative_stop_
     assert stats["per_instance"]["blind"]["consumed"] == 3.0
     assert stats["reasons"] == {"decisive": 20, "uninformative": 20}
     # The margin rule waits for agreement the easy pool never shows (all changes differ): it draws all six.
-    margin = runner.run(StoppingRule(min_samples=2, max_samples=6))
+    margin = runner.run(StoppingRule(rule="margin", min_samples=2, max_samples=6, uninformative_after=None))
     assert margin["per_instance"]["easy"]["consumed"] == 6.0
     fixed = fixed_curve(replay)
     assert [p["consumed"] for p in fixed] == [1, 2, 3, 4, 5, 6]

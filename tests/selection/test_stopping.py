@@ -5,7 +5,8 @@ from __future__ import annotations
 from selection.models import Candidate, CandidateReport, ReproTestReport, SelectionResult
 from selection.stopping import EvidenceSummary, Option, StoppingRule, decide, hardness, summarize
 
-RULE = StoppingRule(min_samples=2, max_samples=6, vote_margin=1, min_agreement=2, agreement_margin=1)
+RULE = StoppingRule(rule="margin", min_samples=2, max_samples=6, vote_margin=1, min_agreement=2, agreement_margin=1,
+                    uninformative_after=None)
 
 
 def summary(samples: int, *options: Option, voting: int = 2, confidence: float | None = None) -> EvidenceSummary:
@@ -116,6 +117,8 @@ def test_all_failing_the_same_way_stops_after_the_configured_samples():
     for seen in ({"regressions": 1, "group": "g2"}, {"behaviour_support": 1}, {"votes": 1}):
         assert not decide(summary(3, blind[0], blind[1].model_copy(update=seen), voting=0), rule).stop, seen
     assert not decide(summary(5, *blind, voting=0), RULE).stop  # off by default
+    # A test that reproduces the issue would recognise a fix: no passing candidate yet is a reason to go on.
+    assert not decide(summary(3, *blind, voting=1), rule).stop
 
 
 def test_the_selectors_choice_leads_the_summary():
