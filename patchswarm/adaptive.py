@@ -12,6 +12,7 @@ before each round; the instance releases what it did not spend when it ends.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping, Sequence
+from functools import partial
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -181,10 +182,10 @@ class AdaptiveSampler:
                 if not decision.stop and not self._affordable(trajectories, count):  # ask the pool only if needed
                     decision = decide(summary, rule, affordable=False)
                 spent = self.budget.spent_usd if self.budget is not None else 0.0
-                step = dict(samples=count, candidates=len(candidates), hardness=decision.hardness,
-                            evidence=decision.detail, spent_usd=round(spent, 6))
+                step = partial(AdaptiveStep, samples=count, candidates=len(candidates), hardness=decision.hardness,
+                               evidence=decision.detail, spent_usd=round(spent, 6))  # as it was before growing
                 if decision.stop:
-                    self.record.steps.append(AdaptiveStep(**step, action="stop", why=decision.reason or ""))
+                    self.record.steps.append(step(action="stop", why=decision.reason or ""))
                     self.record.stop_reason, self.record.stop_detail = decision.reason, decision.detail
                     break
                 growth, index, why = choose_growth(trajectories, selection, config, extended)
@@ -196,7 +197,7 @@ class AdaptiveSampler:
                     added = min(config.step, rule.max_samples - count)
                     count += added
                     self.record.fresh += added
-                self.record.steps.append(AdaptiveStep(**step, action=growth, trajectory=index, why=why))
+                self.record.steps.append(step(action=growth, trajectory=index, why=why))
             self.record.samples = count
             return trajectories
         finally:

@@ -175,20 +175,20 @@ class Progress:
         return self
 
     def refresh(self) -> None:
-        view = self._view
-        if view is None:
+        view, total = self._view, self._total_task
+        if view is None or total is None:
             return
         with self._lock:
             for instance_id in [i for i in self._tasks if i not in self.rows]:
                 view.remove_task(self._tasks.pop(instance_id))
             for instance_id, row in self.rows.items():
-                fields = {"stage": row.stage, "calls": f"{row.calls} call(s)",
+                fields: dict[str, Any] = {"stage": row.stage, "calls": f"{row.calls} call(s)",
                           "cost": _usd(row.cost_usd, row.unknown_cost_calls)}
                 if instance_id not in self._tasks:
                     self._tasks[instance_id] = view.add_task(f"  {instance_id}", **fields)
                 else:
                     view.update(self._tasks[instance_id], **fields)
-            view.update(self._total_task, stage=self.summary(), calls=f"{self.executions} execution(s)",
+            view.update(total, stage=self.summary(), calls=f"{self.executions} execution(s)",
                         cost="")
 
     def __exit__(self, exc_type, *exc) -> None:

@@ -74,8 +74,13 @@ class StubSandbox:
 
 
 class StubPool:
+    size = 1
+
     def __init__(self) -> None:
         self.sandbox = StubSandbox()
+
+    def image_id(self) -> str:
+        return "stub"
 
     @contextlib.asynccontextmanager
     async def lease(self):
@@ -104,7 +109,9 @@ def make_repo(root: Path) -> tuple[Path, ContextBundle]:
     for name in STDLIB:
         if sum(len(f.text) for f in files) >= CONTEXT_CHARS:
             break
-        source = Path(importlib.import_module(name).__file__)
+        file = importlib.import_module(name).__file__
+        assert file is not None, f"{name} is a source module of the standard library"
+        source = Path(file)
         files.append(ContextFile(path=f"vendor/{name.replace('.', '/')}.py", text=source.read_text()))
     for f in files:
         (root / f.path).parent.mkdir(parents=True, exist_ok=True)
@@ -125,9 +132,11 @@ def run_instance(client: ModelClient, count: int, repo: Path, context: ContextBu
     instance = Instance(client, StubPool(), repo, ISSUE, InMemoryStateStore())
     results = asyncio.run(run_trajectories(instance, context=context, key="bench", config=config))
     cpu = time.process_time() - started
-    if not all(r.editing.outcome == "finished" and r.editing.edited_exit_code == 0 for r in results):
-        raise SystemExit(f"unexpected outcomes: {[r.editing.outcome for r in results]}")
-    return sum(r.testing.attempts + r.editing.attempts for r in results), cpu
+    edits = [r.editing for r in results]
+    if not all(e is not None and e.outcome == "finished" and e.edited_exit_code == 0 for e in edits):
+        raise SystemExit(f"unexpected outcomes: {[e.outcome if e else None for e in edits]}")
+    return sum((r.testing.attempts if r.testing else 0) + (r.editing.attempts if r.editing else 0)
+               for r in results), cpu
 
 
 def client_cpu_per_call(client: ModelClient, context: ContextBundle, calls: int = 200) -> float:

@@ -32,6 +32,7 @@ import sys
 import time
 from collections import Counter, defaultdict
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -56,7 +57,7 @@ GOAL_MEDIAN_TOKENS = 650_000
 DEFAULT_MODEL = "anthropic/claude-3-5-haiku-20241022"  # patchswarm's default relevance model
 
 # Heuristics switched off one at a time by --ablations (weights of PrefilterSettings).
-ABLATIONS = {
+ABLATIONS: dict[str, dict[str, Any]] = {
     "source before tests/docs": {"category_weights": (("source", 1.0), ("other", 1.0), ("test", 1.0),
                                                      ("doc", 1.0))},
     "paths/frames/modules named": {"named_path_weight": 0.0, "frame_weight": 0.0, "dotted_weight": 0.0},
@@ -375,7 +376,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--ablations", action="store_true", help="also measure each heuristic switched off")
     args = parser.parse_args(argv)
 
-    config = ContextConfig(**parse_overrides(args.overrides))
+    config = ContextConfig.model_validate(parse_overrides(args.overrides))
     base = prefilter_settings(config)
     ablations = ({name: dataclasses.replace(base, **change) for name, change in ABLATIONS.items()}
                  if args.ablations else {})

@@ -121,6 +121,7 @@ def provider_drill() -> None:
                                   Budget(limit, "run"), 20, 6))
         worst = worst_case_usd("scripted/main", [{"role": "user", "content": "instance 19 step 5"}], 150,
                                settings.price_overrides)
+        assert worst is not None, "priced by the override above"
         spent = store.totals()["cost_usd"]
         answered_first = flaky.answered
         # The same batch again, with a larger budget: finished calls are replayed, the rest are made.

@@ -70,6 +70,7 @@ def run(args: argparse.Namespace) -> None:
     from patchswarm.phases import PhaseBoard
     from patchswarm.swebench.cli import result_line
     from patchswarm.swebench.evaluation import evaluate
+    from patchswarm.swebench.grading import InstanceReport
     from patchswarm.swebench.specs import load_spec_table
     from sandbox.engine import docker_client
 
@@ -86,10 +87,13 @@ def run(args: argparse.Namespace) -> None:
     url = f"file://{Path(args.mirrors).resolve()}/{{owner}}__{{name}}.git"
     for mode in ("gold", "empty"):
         with PhaseBoard(len(instances), title=f"fidelity {args.name} {mode}") as board:
+            def on_result(r: InstanceReport, board: PhaseBoard = board) -> None:
+                board.finish(r.instance_id, r.status, result_line(r))
+
             evaluate(client, instances, mode=mode, spec_table=table, repo_url_template=url, report_dir=runs,
                      run_id=f"{args.name}-{mode}", workers=args.workers, timeout=args.timeout,
                      on_phase=board.phase,
-                     on_result=lambda r, board=board: board.finish(r.instance_id, r.status, result_line(r)))
+                     on_result=on_result)
     write_table(runs, Path(args.out), notes=Path(args.notes))
 
 
@@ -212,7 +216,7 @@ def write_table(runs: Path, out: Path, disk: str | None = None, notes: Path | No
         tally["empty run"] += e is not None
         klass = failure_class(g, e)
         if klass:
-            classes[repo][klass].append(g if klass != "empty patch resolves" else e)
+            classes[repo][klass].append(e if klass == "empty patch resolves" and e is not None else g)
         if g.get("python_used"):
             pythons[repo][f"{g['python_used']}{' (nearest)' if g.get('python_nearest') else ''}"] += 1
         for layer in ("system", "env", "instance"):
@@ -232,7 +236,7 @@ def write_table(runs: Path, out: Path, disk: str | None = None, notes: Path | No
         "| repository | tried | env built | gold resolved | empty resolved | Python used |",
         "|---|---:|---:|---:|---:|---|",
     ]
-    totals = Counter()
+    totals: Counter[str] = Counter()
     for repo, tally in sorted(per_repo.items()):
         totals.update(tally)
         used = ", ".join(f"{k}: {v}" for k, v in sorted(pythons[repo].items()))

@@ -43,13 +43,15 @@ def bench_select_command(
     from patchswarm.benchselect.run import ABLATIONS, graded, score_one, totals
     from patchswarm.benchselect.table import markdown, print_scores
     from patchswarm.cli.common import config_or_fail, fail, scripted_or_fail
-    from patchswarm.swebench.dataset import DatasetError, load_instances
+    from patchswarm.swebench.dataset import DatasetError, SweInstance, load_instances
     from patchswarm.swebench.tasks import tasks_from_dataset
+    from patchswarm.tasks import Task
 
     console = Console()
     try:
         rows = load_candidates(candidates_file)
-        instances, tasks = {}, {}
+        instances: dict[str, SweInstance] = {}
+        tasks: dict[str, Task] = {}
         for dataset in datasets:
             for instance in load_instances(dataset):
                 instances.setdefault(instance.instance_id, instance)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import time
 from collections import Counter
 from pathlib import Path
+from typing import TypedDict
 
 from pydantic import BaseModel, Field
 
@@ -68,7 +69,15 @@ def candidates_of(rows: list[CandidateRow]) -> list[Candidate]:
     return out
 
 
-def baselines(instance_id: str, rows: list[CandidateRow], book: GradeBook) -> dict[str, float | int]:
+class Baselines(TypedDict):
+    candidates: int
+    resolving: int
+    random: float
+    smallest: float
+    majority: float
+
+
+def baselines(instance_id: str, rows: list[CandidateRow], book: GradeBook) -> Baselines:
     """Random, smallest and majority picks' expected accuracy, over the distinct non-empty patches."""
     distinct: dict[str, bool] = {}
     for row in rows:
@@ -76,7 +85,7 @@ def baselines(instance_id: str, rows: list[CandidateRow], book: GradeBook) -> di
             grade = book.get(instance_id, row.model_patch)
             distinct[row.model_patch] = bool(grade and grade.resolved)
     if not distinct:
-        return {"candidates": 0, "resolving": 0, "random": 0.0, "smallest": 0.0, "majority": 0.0}
+        return Baselines(candidates=0, resolving=0, random=0.0, smallest=0.0, majority=0.0)
     sizes = {p: lines_changed(p) for p in distinct}
     small = [p for p in distinct if sizes[p] == min(sizes.values())]
     groups: dict[str, list[str]] = {}
@@ -90,9 +99,9 @@ def baselines(instance_id: str, rows: list[CandidateRow], book: GradeBook) -> di
                 groups[key].append(row.model_patch)
     top = [k for k, n in counts.items() if n == max(counts.values())]
     majority = sum(sum(distinct[p] for p in groups[k]) / len(groups[k]) for k in top) / len(top)
-    return {"candidates": len(distinct), "resolving": sum(distinct.values()),
-            "random": sum(distinct.values()) / len(distinct),
-            "smallest": sum(distinct[p] for p in small) / len(small), "majority": majority}
+    return Baselines(candidates=len(distinct), resolving=sum(distinct.values()),
+                     random=sum(distinct.values()) / len(distinct),
+                     smallest=sum(distinct[p] for p in small) / len(small), majority=majority)
 
 
 def graded(instance_id: str, rows: list[CandidateRow], book: GradeBook) -> bool:
@@ -126,15 +135,21 @@ def score_one(task: Task, rows: list[CandidateRow], book: GradeBook, config: Pat
         error=result.reason if result.method == "error" else None, **base)
 
 
-def _usage(store_type, run_dir: Path, instance_id: str) -> dict[str, float]:
+class _Usage(TypedDict):
+    calls: int
+    tokens: int
+    cost_usd: float
+
+
+def _usage(store_type, run_dir: Path, instance_id: str) -> _Usage:
     """Billed (not replayed) model calls of one instance in a run directory's store."""
     store = store_type(run_dir)
     try:
         used = store.totals(instance_id)
     finally:
         store.close()
-    return {"calls": used["calls"], "tokens": used["input_tokens"] + used["output_tokens"],
-            "cost_usd": used["cost_usd"]}
+    return _Usage(calls=used["calls"], tokens=used["input_tokens"] + used["output_tokens"],
+                  cost_usd=used["cost_usd"])
 
 
 class Totals(BaseModel):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import NoReturn
 
 import typer
 from rich.console import Console
@@ -20,7 +21,7 @@ def error(message: str) -> None:
     console.print(f"[bold red]error:[/] {escape(message)}", highlight=False)
 
 
-def fail(message: str, code: int = 1) -> None:
+def fail(message: str, code: int = 1) -> NoReturn:
     """One clear line on stderr, then exit."""
     error(message)
     raise typer.Exit(code)

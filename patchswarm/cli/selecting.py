@@ -59,6 +59,7 @@ def select_cmd(
         else:
             from patchswarm.swebench.tasks import tasks_from_dataset
 
+            assert dataset is not None  # exactly one of the two, checked above
             tasks = tasks_from_dataset(dataset, split, repo_url)
     except (TaskError, ValueError, OSError) as exc:
         fail(str(exc))

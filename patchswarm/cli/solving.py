@@ -144,6 +144,7 @@ def batch(
         else:
             from patchswarm.swebench.tasks import tasks_from_dataset
 
+            assert dataset is not None  # exactly one of the two, checked above
             tasks = tasks_from_dataset(dataset, split, repo_url, with_hints=with_hints, spec_table=spec_table)
             name = Path(dataset).stem if Path(dataset).exists() else dataset.replace("/", "__")
         tasks = select_tasks(tasks, pattern=filter_, slice_spec=slice_, shuffle_seed=shuffle)

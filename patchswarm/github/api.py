@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from typing import Any
 
 from github import Auth, Github, GithubException, GithubRetry
 from github.Issue import Issue
@@ -37,7 +38,7 @@ def connect(api_url: str, token: str, *, throttle: bool = True) -> Github:
 
     Rate limits slow it down: GithubRetry waits for `retry-after` or `x-ratelimit-reset` on a 403; 429 is
     added to the retried statuses (urllib3 honours its `retry-after`)."""
-    pauses = {} if throttle else {"seconds_between_requests": None, "seconds_between_writes": None}
+    pauses: dict[str, Any] = {} if throttle else {"seconds_between_requests": None, "seconds_between_writes": None}
     retry = GithubRetry(total=5, status_forcelist=[429, *range(500, 600)], max_rate_limit_wait=3600)
     return Github(base_url=api_url.rstrip("/"), auth=Auth.Token(token), retry=retry, timeout=30, **pauses)
 

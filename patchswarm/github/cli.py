@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import cast
 
 import typer
 
@@ -191,13 +192,14 @@ def follow_up_cmd(
 ) -> None:
     """Answer a review comment or @patchswarm mention on the bot's PR: a new commit on the same branch."""
     from patchswarm.cli.common import scripted_or_fail
-    from patchswarm.github.followup import FollowUpOptions, follow_up
+    from patchswarm.github.followup import CommentKind, FollowUpOptions, follow_up
 
     _bot_logging()
     providers = scripted_or_fail(ctx, scripted, bad_spec_code=2)
     try:
         options = FollowUpOptions(
-            repo=repo, pr=pr, comment_id=comment_id, comment_kind=comment_kind, actor=actor,
+            repo=repo, pr=pr, comment_id=comment_id, actor=actor,
+            comment_kind=cast(CommentKind, comment_kind),  # typer takes a str; FollowUpOptions validates it
             allowed_associations=[a.upper() for a in allow] if allow else list(DEFAULT_ASSOCIATIONS),
             setup=setup or None, test_cmd=test_cmd, preset=preset, config_file=config_file,
             overrides=[*_model_overrides(model), *(overrides or [])], max_cost=max_cost, run_dir=run_dir, token_env=token_env, api_url=api_url,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import NoReturn
 
 import typer
 from rich.console import Console
@@ -14,7 +15,7 @@ from patchswarm.swebench.specs import DEFAULT_REPO_URL
 eval_app = typer.Typer(add_completion=False, help=__doc__)
 
 
-def _fail(console: Console, message: str) -> None:
+def _fail(console: Console, message: str) -> NoReturn:
     console.print(f"[bold red]error:[/] {message}", highlight=False)
     raise typer.Exit(1)
 
@@ -74,7 +75,8 @@ def eval_command(
     """Grade predictions for SWE-bench instances exactly as the official harness grades them."""
     console = Console(stderr=True)
     from patchswarm.swebench.dataset import DatasetError, load_instances, load_predictions
-    from patchswarm.swebench.evaluation import evaluate, new_run_id, official_command, run_official
+    from patchswarm.swebench.evaluation import Mode, evaluate, new_run_id, official_command, run_official
+    from patchswarm.swebench.grading import InstanceReport
     from patchswarm.swebench.specs import SpecError, load_spec_table
     from sandbox.errors import SandboxError
 
@@ -86,7 +88,7 @@ def eval_command(
     if official:
         if empty:
             _fail(console, "--empty is not supported by the official harness (it skips empty patches)")
-        source = "gold" if gold else str(predictions.resolve())
+        source = str(predictions.resolve()) if predictions is not None else "gold"  # None: --gold (checked above)
         data = str(Path(dataset).resolve()) if Path(dataset).exists() else dataset
         command = official_command(data, source, run_id=run_id or new_run_id(), split=split, instance_ids=ids,
                                    max_workers=workers, timeout=timeout, report_dir=str(report_dir))
@@ -102,19 +104,26 @@ def eval_command(
         from sandbox.engine import docker_client
 
         client = docker_client()
-        modes = [m for m, on in (("gold", gold), ("empty", empty)) if on] or ["predictions"]
+        modes: list[Mode] = []
+        if gold:
+            modes.append("gold")
+        if empty:
+            modes.append("empty")
+        modes = modes or ["predictions"]
         base_id = run_id or new_run_id()
         broken = False
         for mode in modes:
             total = len(instances) if mode != "predictions" else len({p.instance_id for p in preds or []}
                                                                       & {i.instance_id for i in instances})
             with PhaseBoard(total, title=f"eval {mode}", console=console) as board:
+                def on_result(r: InstanceReport, board: PhaseBoard = board) -> None:
+                    board.finish(r.instance_id, r.status, result_line(r))
+
                 run = evaluate(
                     client, instances, preds, mode=mode, spec_table=table, repo_url_template=repo_url,
                     report_dir=report_dir, run_id=base_id if len(modes) == 1 else f"{base_id}-{mode}",
                     workers=workers, timeout=timeout, system=system, prefer_official=official_images,
-                    on_phase=board.phase, on_result=lambda r, board=board: board.finish(
-                        r.instance_id, r.status, result_line(r)),
+                    on_phase=board.phase, on_result=on_result,
                 )
             print_summary(console, run)
             broken = broken or bool(run.summary.env_broken_ids)

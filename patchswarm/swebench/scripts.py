@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 import shlex
+from collections.abc import Sequence
 
 from pydantic import BaseModel, Field
 from swebench.harness.constants import END_TEST_OUTPUT, NON_TEST_EXTS, START_TEST_OUTPUT
@@ -112,8 +113,8 @@ def wheelhouse_command(build_requires: list[str]) -> str:
             "|| echo 'patchswarm: build requirements not downloaded: a reinstall at evaluation will fail offline'")
 
 
-def plan_build(spec: VersionSpec, *, requirements: str | None = None, conda_requirements: list[str] = (),
-               system_packages: list[str] = (), install_repo: str | None = None, system: bool = True,
+def plan_build(spec: VersionSpec, *, requirements: str | None = None, conda_requirements: Sequence[str] = (),
+               system_packages: Sequence[str] = (), install_repo: str | None = None, system: bool = True,
                build_requires: list[str] | None = None) -> BuildPlan:
     """The build steps for one spec. `requirements`: the requirements text read from the repository;
     `conda_requirements`: the spec's conda packages (or its environment.yml) converted for pip;

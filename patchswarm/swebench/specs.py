@@ -18,6 +18,7 @@ import posixpath
 import re
 import shlex
 import subprocess
+from collections.abc import Sequence
 from importlib import resources
 from pathlib import Path
 from types import MappingProxyType
@@ -130,7 +131,7 @@ def _replace_packages(text: str, replace: list[tuple[str, str | None]]) -> str:
 
 
 def read_requirements(git_dir: Path, commit: str, paths: list[str],
-                      replace: list[tuple[str, str | None]] = ()) -> str:
+                      replace: Sequence[tuple[str, str | None]] = ()) -> str:
     """The first requirements file found at `commit`, with `-r` includes inlined and local installs dropped."""
     path, text = _first_file(git_dir, commit, paths, "requirements file")
 
@@ -166,7 +167,7 @@ def conda_to_pip(specs: list[str]) -> list[str]:
     return out
 
 
-def environment_yml_requirements(text: str, replace: list[tuple[str, str | None]] = ()) -> list[str]:
+def environment_yml_requirements(text: str, replace: Sequence[tuple[str, str | None]] = ()) -> list[str]:
     """Requirements of a conda environment.yml for pip: conda dependencies converted, the pip section as is."""
     data = yaml.safe_load(text) or {}
     conda, pip = [], []
@@ -180,7 +181,7 @@ def environment_yml_requirements(text: str, replace: list[tuple[str, str | None]
 
 
 def read_environment_yml(git_dir: Path, commit: str, paths: list[str],
-                         replace: list[tuple[str, str | None]] = ()) -> list[str]:
+                         replace: Sequence[tuple[str, str | None]] = ()) -> list[str]:
     """The first environment.yml found at `commit`, as pip requirements."""
     _, text = _first_file(git_dir, commit, paths, "environment.yml")
     return environment_yml_requirements(text, replace)
