@@ -75,7 +75,7 @@ def _strip_fence(code: str) -> str:
 
 def parse_action(text: str, accepts: Mapping[str, str]) -> Action:
     """The one action in `text`; `accepts` maps the kinds this machine takes to how the prompt names them."""
-    found: list[tuple[str, str]] = []
+    found: list[tuple[ActionKind, str]] = []
     for match in _ACTION.finditer(text):
         if match["test"] is not None:
             found.append(("test", match["test"]))

@@ -28,7 +28,7 @@ from agent.model import CallScope, ModelClient
 from agent.pricing import price_fix, unpriced
 from agent.text import storable_data
 from agent.trajectory import TrajectoryResult, run_trajectories
-from agent.types import ContextBundle
+from agent.types import ContextBundle, StateStore
 from patchswarm import predictions
 from patchswarm.adaptive import AdaptiveRecord, AdaptiveSampler, candidates_of
 from patchswarm.config import PatchswarmConfig
@@ -365,7 +365,7 @@ class Runner:
         return pool
 
     async def _sample_adaptively(self, task: Task, result: InstanceResult, pool: SandboxPool, repo_dir: Path,
-                                 states: NamespacedStateStore, context: Any, trajectory_cfg: Any,
+                                 states: StateStore, context: Any, trajectory_cfg: Any,
                                  budget: Budget, model: ModelClient) -> list[TrajectoryResult]:
         """Trajectories until the evidence is decisive (patchswarm.adaptive); each look at the evidence is
         an LLM-free selection whose cells are cached, so only the new candidates' and tests' cells run."""

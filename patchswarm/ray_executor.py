@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import socket
 from pathlib import Path
 from typing import Any
@@ -39,7 +40,7 @@ class RayExecutor:
         joined_here = not ray.is_initialized()  # a caller (a test, a notebook) may have joined already
         if joined_here:
             _check_reachable(self.address)
-            ray.init(address=self.address, logging_level="WARNING")
+            ray.init(address=self.address, logging_level=logging.WARNING)
         try:
             tally = ray.remote(num_cpus=0)(Tally).remote(*runner.budget.tally.totals())
             # Adaptive sampling's budget shares: one SharePool actor, as the tally, for every node.
@@ -57,10 +58,12 @@ class RayExecutor:
                     return await self._solve(runner, task, remote, tally, shares)
 
             # Every instance ends before Ray does, also when cancelled: each must stop its node first.
-            results = await asyncio.gather(*(one(t) for t in tasks), return_exceptions=True)
-            for outcome in results:
+            outcomes = await asyncio.gather(*(one(t) for t in tasks), return_exceptions=True)
+            results: list[InstanceResult] = []
+            for outcome in outcomes:
                 if isinstance(outcome, BaseException):
                     raise outcome
+                results.append(outcome)
             return results
         finally:
             if joined_here:

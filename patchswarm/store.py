@@ -148,7 +148,8 @@ class RunStore:
                    (instance_id, kind, _json(data), time.time()))
 
     def events(self, instance_id: str | None = None, kind: str | None = None) -> list[dict[str, Any]]:
-        sql, params = "SELECT instance_id, kind, data, created_at FROM events WHERE 1=1", []
+        sql = "SELECT instance_id, kind, data, created_at FROM events WHERE 1=1"
+        params: list[str] = []
         if instance_id is not None:
             sql, params = sql + " AND instance_id = ?", [*params, instance_id]
         if kind is not None:
