@@ -16,7 +16,7 @@ from selection.models import ConfidenceLevel
 
 # Share of right choices at each level, measured by `patchswarm bench-select` on the dev candidates
 # (benchmarks/selection_real/README.md), as (right+1)/(chosen+2) over the tuned sympy instances and the
-# held-out ones pooled. Measured 2026-12-02, LLM-free: high 2/2, medium 2/2, low 3/7 (none: no choice
+# held-out ones pooled. Measured 2026-12-02, LLM-free: high 2/2, medium 2/2, low 4/8 (none: no choice
 # yet, prior kept). Two choices per level cannot show "high is right >= 90%"; low stays under the
 # GitHub bot's default PR bar (0.5): agreement and size alone never open a PR.
 CALIBRATION: dict[str, float] = {"high": 0.75, "medium": 0.75, "low": 0.44, "none": 0.2}
