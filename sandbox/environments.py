@@ -97,6 +97,13 @@ def env_image_tag(base_image_id: str, repo_sha: str, env: EnvSpec) -> str:
     return f"patchswarm-env:{digest}"
 
 
+def _disk_hint(text: str) -> str:
+    """Say so when the engine's disk ran full: the fix is space, not the setup command."""
+    if "no space left on device" in text.lower():
+        return " (the Docker engine's disk is full: free space under its data root, then build again)"
+    return ""
+
+
 def _tail(path: Path, lines: int = 20) -> str:
     text = path.read_text(errors="replace").splitlines()
     return "\n".join(text[-lines:])
@@ -170,17 +177,24 @@ def _build(client, git_dir: Path | None, sha: str, base: str, tag: str, env: Env
                 raise ImageBuildError(message, str(log_path), _tail(log_path))
             code = _stream_exec(client, container.id, SCRUB_SCRIPT, log, SANDBOX_USER) if git_dir else 0
             if code != 0:
-                raise ImageBuildError("making the base commit failed", str(log_path), _tail(log_path))
+                raise ImageBuildError(f"making the base commit failed{_disk_hint(_tail(log_path))}", str(log_path),
+                                      _tail(log_path))
             code = _stream_exec(client, container.id, LOCK_SCRIPT, log, "0")
             if code != 0:
-                raise ImageBuildError("making the environment read-only failed", str(log_path), _tail(log_path))
+                raise ImageBuildError(f"making the environment read-only failed{_disk_hint(_tail(log_path))}",
+                                      str(log_path), _tail(log_path))
         container.stop(timeout=1)
         repository, _, version = tag.partition(":")
-        container.commit(repository=repository, tag=version, changes=[
-            f"WORKDIR {REPO_DIR}", 'CMD ["sleep", "infinity"]', f"LABEL {LABEL_KIND}=env",
-            f"LABEL patchswarm.repo_sha={sha or 'none'}", *(f"LABEL {k}={v}" for k, v in env.labels.items()),
-            *(f"ENV {k}={v}" for k, v in env.env.items()),
-        ])
+        try:  # the tag is set only by a commit that succeeded: a failed one leaves no half image to reuse
+            container.commit(repository=repository, tag=version, changes=[
+                f"WORKDIR {REPO_DIR}", 'CMD ["sleep", "infinity"]', f"LABEL {LABEL_KIND}=env",
+                f"LABEL patchswarm.repo_sha={sha or 'none'}",
+                *(f"LABEL {k}={json.dumps(str(v))}" for k, v in env.labels.items()),
+                *(f"ENV {k}={v}" for k, v in env.env.items()),
+            ])
+        except APIError as exc:
+            raise ImageBuildError(f"committing image {tag} failed: {exc.explanation}{_disk_hint(str(exc.explanation))}",
+                                  str(log_path), _tail(log_path)) from None
     finally:
         watchdog.cancel()
         container.remove(force=True)
@@ -198,7 +212,8 @@ def _setup(client, container, git_dir: Path | None, sha: str, env: EnvSpec, log,
         log.write(f"(root) $ {command}\n".encode())
         code = _stream_exec(client, container.id, command, log, "0", env.env)
         if code != 0:
-            raise ImageBuildError(f"environment root setup command {_short(command)!r} failed (exit {code})",
+            raise ImageBuildError(f"environment root setup command {_short(command)!r} failed (exit {code})"
+                                  f"{_disk_hint(_tail(log_path))}",
                                   str(log_path), _tail(log_path))
     if git_dir is None:
         return
@@ -213,7 +228,8 @@ def _setup(client, container, git_dir: Path | None, sha: str, env: EnvSpec, log,
         log.write(f"{'(root) ' if env.setup_as_root else ''}$ {command}\n".encode())
         code = _stream_exec(client, container.id, command, log, user, env.env)
         if code != 0:
-            raise ImageBuildError(f"environment setup command {_short(command)!r} failed (exit {code})",
+            raise ImageBuildError(f"environment setup command {_short(command)!r} failed (exit {code})"
+                                  f"{_disk_hint(_tail(log_path))}",
                                   str(log_path), _tail(log_path))
     if env.setup_as_root:  # what setup made in /repo (egg-info, built extensions) is the sandbox user's
         container.exec_run(["sh", "-c", f"chown -R 1000:1000 {REPO_DIR}; rm -rf /root/.cache/pip"])

@@ -32,7 +32,9 @@ class ExecChannel:
 
     def __init__(self, api: APIClient, container_id: str, user: str):
         self.api, self.container_id, self.user = api, container_id, user
-        api.put_archive(container_id, "/", one_file_tar(SERVER_PATH, _SERVER_SOURCE, mode=0o755))
+        # Into /tmp, not "/": with a disk quota the root is read-only and only /tmp (a volume) takes files.
+        api.put_archive(container_id, "/tmp", one_file_tar(SERVER_PATH.removeprefix("/tmp/"), _SERVER_SOURCE,
+                                                           mode=0o755))
         exec_id = api.exec_create(container_id, ["python3", "-u", SERVER_PATH], stdin=True, stdout=True,
                                   stderr=True, user=user)["Id"]
         self.exec_id = exec_id

@@ -22,7 +22,15 @@ from docker.errors import APIError, ImageNotFound, NotFound
 from pydantic import BaseModel, ConfigDict, Field
 
 from sandbox.errors import ImageError, SandboxBroken, SandboxError
-from sandbox.sandbox import REPO_DIR, SANDBOX_USER, Sandbox
+from sandbox.quota import (
+    ImageFacts,
+    QuotaVolumes,
+    copy_margin_kb,
+    probe_image,
+    remove_labelled_volumes,
+    writable_areas,
+)
+from sandbox.sandbox import REPO_DIR, SANDBOX_USER, Sandbox, owner_ids
 
 LABEL_RUN = "patchswarm.run"
 LABEL_PID = "patchswarm.pid"
@@ -54,6 +62,10 @@ class Limits(BaseModel):
     cpus: float = Field(1.0, description="CPU share (docker --cpus).")
     memory_mb: int = Field(2048, description="Memory limit; swap is not allowed beyond it.")
     pids: int = Field(512, description="Maximum number of processes (stops fork bombs).")
+    disk_mb: int | None = Field(1024, description=(
+        "Disk quota: the most each writable place (the repository beyond its own files, /tmp, /var/tmp, $HOME) "
+        "may hold; everything else of a non-root sandbox's root is read-only. The places are tmpfs, so what is "
+        "written also counts against `memory_mb`. None: no quota (the container's own layer, unbounded)."))
 
 
 def new_run_id() -> str:
@@ -102,6 +114,8 @@ def remove_containers(client: docker.DockerClient, run_id: str | None = None, on
     except RuntimeError:  # at interpreter shutdown (atexit) no new threads may start
         for container in doomed:
             remove(container)
+    # Quota volumes go with their containers (a volume in use cannot be removed, so live ones stay).
+    remove_labelled_volumes(client, label, keep=lambda labels: only_orphans and owner_alive(labels))
     return len(doomed)
 
 
@@ -113,6 +127,7 @@ class SandboxManager:
         self.client = client
         self.run_id = run_id or new_run_id()
         self._sandboxes: dict[str, Sandbox] = {}
+        self._image_facts: dict[tuple[str, int, str], ImageFacts] = {}
         self._lock = threading.Lock()
         self.closed = False
         self.labels = owner_labels(self.run_id)
@@ -131,25 +146,61 @@ class SandboxManager:
         if self.closed:
             raise SandboxBroken(f"sandbox manager of run {self.run_id} is closed")
         limits = limits or Limits()
+        volumes = None
         try:
+            uid = owner_ids(user)[0]
+            if limits.disk_mb is not None:
+                volumes = self._quota_volumes(image, uid, workdir, limits.disk_mb)
             container = self.client.containers.run(
                 image, INIT_COMMAND, detach=True, labels=self.labels, user=user, working_dir=workdir,
                 network_mode="bridge" if network else "none", cap_drop=["ALL"], cap_add=list(cap_add) or None,
                 security_opt=["no-new-privileges"], pids_limit=limits.pids,
                 mem_limit=f"{limits.memory_mb}m", memswap_limit=f"{limits.memory_mb}m",
                 nano_cpus=int(limits.cpus * 1e9), environment={}, stop_signal="SIGKILL",
+                # Root may write anywhere: official SWE-bench eval scripts reinstall the package into the
+                # image's own environment, so for root only the volumes are bounded, not the rest.
+                read_only=volumes is not None and uid != 0, mounts=volumes.mounts() if volumes else None,
             )
         except ImageNotFound:
+            self._drop(volumes)
             raise ImageError(f"unknown image {image}: build it first (patchswarm images build-base)") from None
         except APIError as exc:
+            self._drop(volumes)
             # docker-py tries a pull for a missing image; without a registry that fails with a 500.
             if not self._image_exists(image):
                 raise ImageError(f"unknown image {image}: not present locally and not pullable") from None
             raise SandboxError(f"cannot start a sandbox from {image}: {exc.explanation}") from None
-        sandbox = Sandbox(container, image, user=user, workdir=workdir, use_server=exec_server)
+        except BaseException:
+            self._drop(volumes)
+            raise
+        if volumes is not None:
+            volumes.release_holder()
+        sandbox = Sandbox(container, image, user=user, workdir=workdir, use_server=exec_server,
+                          on_close=volumes.remove if volumes else None)
         with self._lock:
             self._sandboxes[container.id] = sandbox
         return sandbox
+
+    def _quota_volumes(self, image: str, uid: int, workdir: str, disk_mb: int) -> QuotaVolumes:
+        """Size-limited volumes for the sandbox's writable places, filled with the image's content there."""
+        key = (image, uid, workdir)
+        facts = self._image_facts.get(key)
+        if facts is None:
+            facts = self._image_facts[key] = probe_image(self.client, image, uid, workdir, self.labels)
+        sizes = {path: disk_mb * 1024 for path in writable_areas(workdir, facts.home)}
+        sizes[workdir] = sizes.get(workdir, 0) + facts.workdir_kb + copy_margin_kb(facts.workdir_kb)
+        volumes = QuotaVolumes(self.client, image, self.labels, sizes)
+        try:
+            volumes.prepare()
+        except BaseException:
+            volumes.remove()
+            raise
+        return volumes
+
+    @staticmethod
+    def _drop(volumes: QuotaVolumes | None) -> None:
+        if volumes is not None:
+            volumes.remove()
 
     def _image_exists(self, image: str) -> bool:
         try:

@@ -9,7 +9,7 @@ import shlex
 import tarfile
 import threading
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Literal
 
 from docker.errors import APIError, DockerException, NotFound
@@ -49,7 +49,7 @@ def _clean_script(workdir: str) -> str:
     )
 
 
-def _owner_ids(user: str) -> tuple[int, int]:
+def owner_ids(user: str) -> tuple[int, int]:
     """uid and gid of a docker `user` string like '1000:1000' (names count as root)."""
     ids = user.split(":")
     uid = int(ids[0]) if ids[0].isdigit() else 0
@@ -114,8 +114,9 @@ class Sandbox:
     """A running, isolated container with a repository. Not thread-safe for concurrent commands."""
 
     def __init__(self, container: Container, image: str, user: str = SANDBOX_USER, workdir: str = REPO_DIR,
-                 use_server: bool = True):
+                 use_server: bool = True, on_close: Callable[[], None] | None = None):
         self.container = container
+        self._on_close = on_close  # e.g. removes the sandbox's quota volumes once the container is gone
         self.image = image
         self.user = user
         self.workdir = workdir
@@ -198,7 +199,7 @@ class Sandbox:
         if len(raw) <= ARG_LIMIT or "\0" in command:  # run_exec refuses NUL bytes itself
             return command
         name = f".ps_cmd_{uuid.uuid4().hex}.sh"
-        uid, gid = _owner_ids(user)
+        uid, gid = owner_ids(user)
         self._api().put_archive(self.id, "/tmp", one_file_tar(name, raw, uid=uid, gid=gid))
         # A child bash runs it, so an `exit` in the command still lets the file be removed.
         return f"bash /tmp/{name}; rc=$?; rm -f /tmp/{name}; exit $rc"
@@ -320,3 +321,6 @@ class Sandbox:
             self.container.remove(force=True)
         except NotFound:
             pass
+        finally:
+            if self._on_close is not None:
+                self._on_close()

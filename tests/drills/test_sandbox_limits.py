@@ -47,3 +47,45 @@ def test_fork_bomb_keeps_init_and_timeout_holds(manager, calc_image):
     assert sandbox.container.status == "running"
     assert manager.client.api.top(sandbox.id)["Processes"][0][1] == init_before  # same PID 1
     assert sandbox.exec("echo alive", timeout=5).output == "alive\n"
+
+
+def _volumes_of(manager) -> list[str]:
+    return [v.name for v in manager.client.volumes.list(filters={"label": f"patchswarm.run={manager.run_id}"})]
+
+
+def test_disk_quota_holds_in_every_writable_place(manager, calc_image):
+    """item 1: a reproduction test wrote 3 GiB into /repo per sandbox; the host's free space fell by 6 GB."""
+    sandbox = manager.create(calc_image, limits=Limits(disk_mb=64))
+    assert sandbox.read_file("calc.py").startswith("def add")  # the image's repository is there
+    for place in ("/repo", "/tmp", "$HOME"):
+        result = sandbox.exec(f"dd if=/dev/zero of={place}/fill bs=1M count=200 2>&1; echo rc=$?; "
+                              f"du -m {place}/fill | cut -f1", timeout=60)
+        assert "No space left on device" in result.output and "rc=1" in result.output, (place, result.output)
+        assert int(result.output.split()[-1]) <= 64 + 2, (place, result.output)
+        sandbox.exec(f"rm -f {place}/fill")
+    # Nothing else is writable, so the container's own layer on the host's disk stays empty.
+    assert "Read-only file system" in sandbox.exec("touch /etc/x /usr/x /x").output
+    [listed] = manager.client.api.containers(all=True, size=True, filters={"id": sandbox.id})
+    assert listed.get("SizeRw", 0) < 1024 * 1024  # the engine omits a zero size
+    # The archive API sees the volumes (it did not see --tmpfs mounts).
+    sandbox.write_file("new.txt", "hi\n")
+    assert sandbox.read_file("new.txt") == "hi\n" and "new.txt" in sandbox.diff()
+    sandbox.reset()
+    assert sandbox.exec("git status --porcelain").output == ""
+    assert len(_volumes_of(manager)) == 4  # /repo, /tmp, /var/tmp, the home directory
+    manager.discard(sandbox)
+    assert _volumes_of(manager) == []
+
+
+def test_quota_volumes_go_with_the_run(docker_client, calc_image):
+    """item 1: the volumes carry the run's labels; closing the run (or a sweep after a crash) removes them."""
+    from sandbox.manager import SandboxManager, remove_containers
+
+    with SandboxManager(docker_client, handle_signals=False, sweep=False) as manager:
+        manager.create(calc_image, limits=Limits(disk_mb=16))
+        assert len(_volumes_of(manager)) == 4
+    assert _volumes_of(manager) == []
+    crashed = SandboxManager(docker_client, handle_signals=False, sweep=False)
+    crashed.create(calc_image, limits=Limits(disk_mb=16))
+    crashed.closed = True  # as if the process died: nothing of it cleans up
+    assert remove_containers(docker_client, crashed.run_id) == 1 and _volumes_of(crashed) == []
