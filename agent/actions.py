@@ -26,6 +26,7 @@ from agent.budget import Budget, BudgetExceeded
 from agent.model import Completion, ModelCallError, ModelClient, Role
 from agent.prompts import assistant, user
 from agent.types import StateStore
+from sandbox.errors import SandboxError
 
 log = logging.getLogger(__name__)
 
@@ -114,6 +115,8 @@ def parse_action(text: str, accepts: Mapping[str, str]) -> Action:
 # -- the shared loop -------------------------------------------------------------------------------
 
 # Stopped rather than ended: a machine loaded with one of these outcomes tries again.
+# Prefix of a crash's error when the sandbox or engine failed: the step's outcome is unknown, never a result.
+INFRASTRUCTURE = "infrastructure"
 RESUMABLE_OUTCOMES = frozenset({"budget_exhausted", "model_error", "crashed"})
 
 
@@ -228,6 +231,9 @@ class ConversationMachine(Generic[StateT]):
                 self._stop(before, "budget_exhausted", str(exc))
             except ModelCallError as exc:
                 self._stop(before, "model_error", str(exc), exc.record.cost_usd)
+            except (SandboxError, OSError) as exc:  # the sandbox or engine failed, not the model or the repo
+                log.warning("trajectory state machine %s: infrastructure failure: %s", self.key, exc)
+                self._stop(before, "crashed", f"{INFRASTRUCTURE}: {type(exc).__name__}: {exc}")
             except Exception as exc:  # noqa: BLE001 - one broken trajectory must not stop the others
                 log.exception("trajectory state machine %s crashed", self.key)
                 self._stop(before, "crashed", f"{type(exc).__name__}: {exc}")

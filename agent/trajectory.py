@@ -18,13 +18,14 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from agent.actions import ConversationMachine
+from agent.actions import INFRASTRUCTURE, ConversationMachine
 from agent.budget import Budget
 from agent.editing import EditingMachine, EditingResult
 from agent.instance import Instance, TrajectoryConfig
 from agent.model import warm_then_fan_out
 from agent.testing import TestingMachine, TestingResult
 from agent.types import EXIT_ISSUE_PRESENT, ContextBundle
+from sandbox.errors import SandboxError
 
 
 class TrajectoryResult(BaseModel):
@@ -35,6 +36,8 @@ class TrajectoryResult(BaseModel):
     cost_usd: float = Field(0.0, description="USD of this trajectory's calls whose cost is known.")
     unknown_cost_calls: int = 0
     error: str | None = Field(None, description="Why a machine of this trajectory failed (model_error / crashed).")
+    infrastructure: bool = Field(False, description="A machine failed for the sandbox or engine (not the model or the "
+                                                    "repository): its outcome is unknown, never a result.")
 
 
 def choose_seeds(results: list[TestingResult], count: int) -> list[TestingResult | None]:
@@ -112,6 +115,10 @@ async def run_trajectories(
             cost_usd=sum(m.state.cost_usd for m in machines),
             unknown_cost_calls=sum(m.state.unknown_cost_calls for m in machines),
             error=error,
+            # OSError: an engine that went away mid-request (requests' ConnectionError is one), a host fault.
+            infrastructure=any(isinstance(r, SandboxError | OSError) or (
+                getattr(r, "outcome", None) == "crashed" and (r.error or "").startswith(INFRASTRUCTURE))
+                for r in (testing, editing)),
         ))
     return results
 

@@ -362,6 +362,11 @@ class Runner:
             (t.editing and t.editing.outcome == "budget_exhausted") or (t.testing and t.testing.outcome == "budget_exhausted")
             for t in trajectories)
         result.status = "solved" if result.patch.strip() else "no_patch"
+        broken = [t.index for t in trajectories if t.infrastructure]
+        if broken:  # chosen without those trajectories' evidence: not final, a rerun retries the instance
+            result.status = "failed"
+            result.errors.insert(0, f"infrastructure failure in trajectory {', '.join(map(str, broken))} "
+                                    "(sandbox or Docker engine); rerun the same command to retry")
         return pool
 
     async def _sample_adaptively(self, task: Task, result: InstanceResult, pool: SandboxPool, repo_dir: Path,

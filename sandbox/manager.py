@@ -18,8 +18,9 @@ from collections.abc import AsyncIterator, Iterator
 from concurrent.futures import ThreadPoolExecutor
 
 import docker
-from docker.errors import APIError, ImageNotFound, NotFound
+from docker.errors import APIError, DockerException, ImageNotFound, NotFound
 from pydantic import BaseModel, ConfigDict, Field
+from requests.exceptions import RequestException
 
 from sandbox.errors import ImageError, SandboxBroken, SandboxError
 from sandbox.quota import (
@@ -170,6 +171,10 @@ class SandboxManager:
             if not self._image_exists(image):
                 raise ImageError(f"unknown image {image}: not present locally and not pullable") from None
             raise SandboxError(f"cannot start a sandbox from {image}: {exc.explanation}") from None
+        except (DockerException, RequestException, OSError) as exc:  # the engine itself went away
+            with contextlib.suppress(Exception):
+                self._drop(volumes)
+            raise SandboxBroken(f"cannot start a sandbox from {image}: engine unreachable ({type(exc).__name__})") from None
         except BaseException:
             self._drop(volumes)
             raise

@@ -23,8 +23,9 @@ import threading
 import uuid
 
 import docker
-from docker.errors import APIError, NotFound
+from docker.errors import APIError, DockerException, NotFound
 from docker.types import Mount
+from requests.exceptions import RequestException
 
 LABEL_VOLUME_OF = "patchswarm.sandbox_volume"
 SCRATCH_AREAS = ("/tmp", "/var/tmp")
@@ -96,13 +97,13 @@ class QuotaVolumes:
         with self._lock:
             holder, self._holder = self._holder, None
         if holder is not None:
-            with contextlib.suppress(NotFound, APIError):
+            with contextlib.suppress(DockerException, RequestException, OSError):
                 holder.remove(force=True)
 
     def remove(self) -> None:
         self.release_holder()
-        for name in self.names.values():
-            with contextlib.suppress(NotFound, APIError):
+        for name in self.names.values():  # an engine gone: the sweep of a later run removes them
+            with contextlib.suppress(DockerException, RequestException, OSError):
                 self.client.api.remove_volume(name, force=True)
 
 

@@ -321,6 +321,8 @@ class Sandbox:
             self.container.remove(force=True)
         except NotFound:
             pass
+        except (DockerException, RequestException, OSError):
+            pass  # the engine went away: the run's close_all or a later sweep removes the container
         finally:
             if self._on_close is not None:
                 self._on_close()

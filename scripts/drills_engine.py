@@ -169,6 +169,8 @@ def repeated_calls(call_log: Path, num_edits: int = 2) -> int:
 
 def store_counts(run_dir: Path) -> dict[str, int]:
     """Stored (replayable) and billed calls, and the instances per status, read from the run store."""
+    if not (run_dir / "run.sqlite").exists():
+        return {"stored": 0, "billed": 0}
     db = sqlite3.connect(run_dir / "run.sqlite")
     try:
         stored = db.execute("SELECT COUNT(*) FROM calls").fetchone()[0]
@@ -251,6 +253,7 @@ def daemon_restart_drill(engine: SecondEngine, scratch: Path, row, instances: in
     except subprocess.TimeoutExpired:
         process.kill()
         out, err = process.communicate()
+    print(err[-3000:], file=sys.stderr)
     counts_first = store_counts(d / "run")
     infra_as_result = _infra_recorded_as_result(d / "run")
     answered_first = len(call_log_entries(call_log))
@@ -276,8 +279,8 @@ def _infra_recorded_as_result(run_dir: Path) -> list[str]:
     for result in (run_dir / "instances").glob("*/result.json"):
         data = json.loads(result.read_text())
         text = json.dumps(data)
-        if data.get("status") not in ("failed", "error", "infrastructure") and (
-                "engine unreachable" in text or "is gone" in text or "died:" in text):
+        if data.get("status") in ("solved", "no_patch") and any(
+                marker in text for marker in ("ConnectionError", "engine unreachable", "is gone", "died:", "SandboxBroken")):
             found.append(data.get("instance_id", result.parent.name))
     return found
 
