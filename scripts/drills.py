@@ -6,13 +6,17 @@ Drills: fork bomb (the timeout holds, PID 1 survives), timed-out command (never 
 mid-command (infrastructure, not a result), 30%-fault provider over 20 instances of fanned-out calls under
 a run budget, then the same batch again (a resume: nothing paid twice). The counts are read from the run
 store: calls answered (by the provider), stored (replayable), billed (call_log rows), repeated (answered
-twice for one key); containers left (labelled with the drill's run). Not yet here (see the issue): the
-daemon restart and host disk-full drills against a second dockerd.
+twice for one key); containers left (labelled with the drill's run).
+
+With `--engine` (root; see scripts/drills_engine.py) it also starts a second dockerd of its own and runs
+there: engine disk full during an image build, two `batch` processes on one run directory, dockerd killed
+mid-batch then the rerun, and a whole Docker batch of 20 fixture instances with 30% provider faults.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 import random
 import sys
 import tempfile
@@ -65,9 +69,31 @@ def sandbox_drills(client) -> None:
         except SandboxBroken as exc:
             observed, ok = f"SandboxBroken: {str(exc)[:60]}", True
         row("container killed mid-command", "infrastructure error, not a result", observed, ok)
+        disk_drill(manager, image)
         run_id = manager.run_id
     left = len(client.containers.list(all=True, filters={"label": f"{LABEL_RUN}={run_id}"}))
     row("sandbox drills: cleanup", "no container left", f"{left} left", left == 0)
+
+
+def disk_drill(manager: SandboxManager, image: str) -> None:
+    """item 1: a test writing 3 GiB into /repo and /tmp of two sandboxes at once (quota 256 MiB each)."""
+    free = lambda: os.statvfs("/").f_bavail * os.statvfs("/").f_frsize / 2**20  # noqa: E731
+    before = free()
+    sandboxes = [manager.create(image, limits=Limits(disk_mb=256)) for _ in range(2)]
+    outputs = []
+    for sandbox in sandboxes:
+        for place in ("/repo", "/tmp"):
+            out = sandbox.exec(f"dd if=/dev/zero of={place}/fill bs=1M count=3072 2>&1 | tail -1; du -m {place}/fill",
+                               timeout=120).output
+            outputs.append(int(out.split()[-2]))
+    peak = before - free()
+    sizes = [manager.client.api.containers(all=True, size=True, filters={"id": s.id})[0].get("SizeRw", 0)
+             for s in sandboxes]
+    row("disk filler: 3 GiB into /repo and /tmp, 2 sandboxes, quota 256 MiB", "ENOSPC at the quota; host disk untouched",
+        f"written MiB {outputs}; host free space fell {peak:.0f} MiB (others' work included); "
+        f"container layers {sizes} B", max(outputs) <= 258 and max(sizes) < 2**20)
+    for sandbox in sandboxes:
+        manager.discard(sandbox)
 
 
 class FlakyProvider:
@@ -140,10 +166,27 @@ def provider_drill() -> None:
         f"answered {flaky.answered}, stored {stored}, billed {billed}, repeated {repeated}", repeated == 0)
 
 
+def engine_drills(scratch: Path) -> None:
+    from drills_engine import (
+        SecondEngine,
+        daemon_restart_drill,
+        disk_full_build_drill,
+        fault_batch_drill,
+        two_batches_drill,
+    )
+
+    with SecondEngine(scratch) as engine:
+        for drill in (disk_full_build_drill, two_batches_drill, daemon_restart_drill, fault_batch_drill):
+            drill(engine, scratch / "work", row)
+
+
 def main() -> int:
     client = docker_client()
     sandbox_drills(client)
     provider_drill()
+    if "--engine" in sys.argv:
+        sys.path.insert(0, str(Path(__file__).parent))
+        engine_drills(Path(os.environ.get("PATCHSWARM_DRILLS_DIR", "/var/tmp/patchswarm-drills")))
     widths = [max(len(str(r[i])) for r in ROWS + [("drill", "expectation", "observed", "")]) for i in range(3)]
     header = ("drill", "expectation", "observed")
     print(" | ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)) + " | result")
