@@ -72,6 +72,14 @@ def _failure(result: TestingResult | EditingResult | BaseException | None, phase
     return None
 
 
+def _infrastructure(result: object) -> bool:
+    """The machine failed for the sandbox or engine (raised, or crashed and said so), not the model or repo."""
+    if isinstance(result, SandboxError | OSError):
+        return True
+    error = getattr(result, "error", None) if getattr(result, "outcome", None) == "crashed" else None
+    return isinstance(error, str) and error.startswith(INFRASTRUCTURE)
+
+
 async def run_trajectories(
     instance: Instance, *, context: ContextBundle | str | Awaitable[ContextBundle | str], key: str,
     config: TrajectoryConfig | None = None, extra_attempts: Mapping[int, int] | None = None,
@@ -116,9 +124,7 @@ async def run_trajectories(
             unknown_cost_calls=sum(m.state.unknown_cost_calls for m in machines),
             error=error,
             # OSError: an engine that went away mid-request (requests' ConnectionError is one), a host fault.
-            infrastructure=any(isinstance(r, SandboxError | OSError) or (
-                getattr(r, "outcome", None) == "crashed" and (r.error or "").startswith(INFRASTRUCTURE))
-                for r in (testing, editing)),
+            infrastructure=any(_infrastructure(r) for r in (testing, editing)),
         ))
     return results
 
