@@ -289,17 +289,23 @@ def two_batches_drill(engine: SecondEngine, scratch: Path, row) -> None:
     """A second `batch` on a run directory a live batch holds is refused; the first goes on."""
     d = new_dir(scratch, "twice")
     tasks, call_log = tasks_file(d, 2), d / "calls.jsonl"
+    gate = d / "gate"
     env = _batch_env(engine, call_log, PATCHSWARM_TEST_FAULT_RATE="0")
-    first = subprocess.Popen(batch_command(tasks, d / "run"), cwd=ROOT, env=env, stdout=subprocess.PIPE,
+    # The first is held by the scripted model after 3 answers (never a timing guess), so it is surely live.
+    held = {**env, "PATCHSWARM_TEST_GATE_AFTER": "3", "PATCHSWARM_TEST_GATE_FILE": str(gate)}
+    first = subprocess.Popen(batch_command(tasks, d / "run"), cwd=ROOT, env=held, stdout=subprocess.PIPE,
                              stderr=subprocess.PIPE, text=True)
-    _wait(lambda: len(call_log_entries(call_log)) >= 1, 600, first)
+    _wait(gate.exists, 600, first)
     second = _run(batch_command(tasks, d / "run"), env, timeout=120)
-    out, err = first.communicate(timeout=1200)
+    first.send_signal(signal.SIGINT)  # Ctrl-C, then the same command finishes the work
+    first.communicate(timeout=120)
+    finish = _run(batch_command(tasks, d / "run"), env)
     counts = store_counts(d / "run")
-    row("two `batch` processes on one run directory", "the second refused, naming the directory; the first finishes",
-        f"second: exit {second.returncode}, {_last_line(second.stderr)}; first: exit {first.returncode}, "
-        f"solved {counts.get('solved', 0)}/2",
-        second.returncode != 0 and "in use" in second.stderr and first.returncode == 0 and counts.get("solved") == 2)
+    row("two `batch` processes on one run directory", "the second refused, naming the directory; nothing lost",
+        f"second: exit {second.returncode}, {_last_line(second.stderr)}; first (Ctrl-C, rerun): exit "
+        f"{finish.returncode}, solved {counts.get('solved', 0)}/2, repeated {repeated_calls(call_log)}",
+        second.returncode != 0 and "in use" in second.stderr and finish.returncode == 0 and counts.get("solved") == 2
+        and repeated_calls(call_log) == 0)
 
 
 def disk_full_build_drill(engine: SecondEngine, scratch: Path, row) -> None:
