@@ -1,9 +1,10 @@
 """`batch --executor ray`: instances run as Ray tasks on a cluster, each node with its own Docker engine.
 
 The driver keeps what a local run has: the one SQLite run store, the run budget, the progress view.
-Each instance is one streaming Ray task (`ray_node.solve_on_node`): it gets the instance's rows from
-the driver's store, solves on its node and streams the rows it writes back, which the driver merges
-into its store as they come; the driver then writes result files and predictions as for a local run.
+Each instance goes through `lifecycle.run_instance` on the driver, as a local one does; its work is one
+streaming Ray task (`ray_node.solve_on_node`): it gets the instance's rows from the driver's store, runs
+`pipeline.solve_attempt` on its node and streams the rows it writes back, which the driver merges into its
+store as they come; the lifecycle then takes totals and writes result files and predictions from them.
 The run budget's tally is one `agent.budget.Tally` actor that every node reserves on before a call and
 charges after it; adaptive sampling's budget shares are one `SharePool` actor.
 """
@@ -19,8 +20,10 @@ from typing import Any
 
 from agent.allocation import SharePool
 from agent.budget import Tally
-from patchswarm.pipeline import ERROR_STATUSES, InstanceResult, Runner, share_pool
+from patchswarm.lifecycle import run_instance
 from patchswarm.ray_node import SHIP_EVERY_S, NodeJob, ray, solve_on_node  # ray: guarded there
+from patchswarm.results import InstanceResult
+from patchswarm.run_context import RunContext, share_pool
 from patchswarm.store import RunStore
 from patchswarm.tasks import Task
 
@@ -36,15 +39,15 @@ class RayExecutor:
         self.address, self.cpus_per_instance, self.ship_every_s = address, cpus_per_instance, ship_every_s
         self.scripted_specs, self.scripted_yaml = _portable_scripts(scripted or [])
 
-    async def run_all(self, runner: Runner, tasks: list[Task], workers: int) -> list[InstanceResult]:
+    async def run_all(self, run: RunContext, tasks: list[Task], workers: int) -> list[InstanceResult]:
         joined_here = not ray.is_initialized()  # a caller (a test, a notebook) may have joined already
         if joined_here:
             _check_reachable(self.address)
             ray.init(address=self.address, logging_level=logging.WARNING)
         try:
-            tally = ray.remote(num_cpus=0)(Tally).remote(*runner.budget.tally.totals())
+            tally = ray.remote(num_cpus=0)(Tally).remote(*run.budget.tally.totals())
             # Adaptive sampling's budget shares: one SharePool actor, as the tally, for every node.
-            local = share_pool(runner.config, len(tasks))
+            local = share_pool(run.config, len(tasks))
             shares = None if local is None else ray.remote(num_cpus=0)(SharePool).remote(
                 local.total_usd, len(tasks), local.cap_usd)
             # No retries: a retried task would start from stale seeds and repeat paid calls; a failed
@@ -54,8 +57,11 @@ class RayExecutor:
             slots = asyncio.Semaphore(workers)
 
             async def one(task: Task) -> InstanceResult:
+                async def work(task: Task, epoch: int) -> InstanceResult:
+                    return await self._solve_remotely(run, task, epoch, remote, tally, shares)
+
                 async with slots:
-                    return await self._solve(runner, task, remote, tally, shares)
+                    return await run_instance(run, task, work)
 
             # Every instance ends before Ray does, also when cancelled: each must stop its node first.
             outcomes = await asyncio.gather(*(one(t) for t in tasks), return_exceptions=True)
@@ -69,42 +75,33 @@ class RayExecutor:
             if joined_here:
                 ray.shutdown()
 
-    async def _solve(self, runner: Runner, task: Task, remote: Any, tally: Any, shares: Any = None) -> InstanceResult:
-        store, progress, instance_id = runner.store, runner.progress, task.instance_id
-        done = runner.finished(task)
-        if done is not None:  # as Runner.solve, without bothering a node
-            progress.event("instance_skipped", instance_id, status=done.status)
-            return done
-        job = NodeJob(task=task.model_dump(mode="json"), config=runner.config.model_dump(mode="json"),
-                      run_name=runner.run_dir.name, redo=runner.redo,
-                      seed=instance_rows(store, instance_id, runner.config_hash), tally=tally,
+    async def _solve_remotely(self, run: RunContext, task: Task, epoch: int, remote: Any, tally: Any,
+                              shares: Any) -> InstanceResult:
+        """The instance's work on a node, its rows merged here as they come; a lost node is a failed result."""
+        store, progress, instance_id = run.store, run.progress, task.instance_id
+        job = NodeJob(task=task.model_dump(mode="json"), config=run.config.model_dump(mode="json"),
+                      sandbox_run_id=run.sandbox_run_id, epoch=epoch,
+                      seed=instance_rows(store, instance_id, run.config_hash), tally=tally,
                       scripted_specs=self.scripted_specs, scripted_yaml=self.scripted_yaml,
                       ship_every_s=self.ship_every_s, shares=shares)
-        store.mark_instance(instance_id, runner.config_hash, "running")
-        progress.event("instance_started", instance_id)
         stream = remote.remote(job)
         shown_trajectories, result, error = 0, None, "the node sent no result"
         try:
             async for ref in stream:
                 batch = await ref
-                shown_trajectories = _merge(runner, batch, shown_trajectories)
+                shown_trajectories = _merge(run, batch, shown_trajectories)
                 if "result" in batch:
                     result = InstanceResult.model_validate(batch["result"])
         except ray.exceptions.RayError as exc:  # node or worker lost, or the node could not start the instance
             error = f"ray: {str(exc).strip().splitlines()[-1]}"
-        except BaseException:  # Ctrl-C: stop the node's work; the store must not claim it is still running
-            store.mark_instance(instance_id, runner.config_hash, "interrupted")
+        except BaseException:  # Ctrl-C: stop the node's work (the lifecycle marks the instance interrupted)
             await _stop(stream, store)
             raise
         finally:
             progress.trajectories_running -= shown_trajectories
+        progress.add_cost(store.totals(instance_id)["cost_usd"])  # the node's calls, which `call` did not see
         if result is None:
-            result = _failed(store, task, error)
-        progress.add_cost(result.cost_usd)
-        runner._save(result)  # result files and the instances row, exactly as a local run writes them
-        kind = "instance_failed" if result.status in ERROR_STATUSES else "instance_done"
-        progress.event(kind, instance_id, status=result.status, method=result.selection_method,
-                       cost=round(result.cost_usd, 4), error=result.errors[0] if result.errors else None)
+            return InstanceResult(instance_id=instance_id, status="failed", issue=task.issue, errors=[error])
         return result
 
 
@@ -139,28 +136,19 @@ def instance_rows(store: RunStore, instance_id: str, config_hash: str) -> dict[s
     }
 
 
-def _merge(runner: Runner, batch: dict[str, Any], shown_trajectories: int) -> int:
+def _merge(run: RunContext, batch: dict[str, Any], shown_trajectories: int) -> int:
     """Write a node's batch into the driver's store and progress; returns the trajectories now shown."""
     rows = batch["rows"]
-    runner.store.import_rows(rows)
+    run.store.import_rows(rows)
     for relative, text in batch.get("files", {}).items():
         parts = Path(relative).parts
         if parts and parts[0] == "logs" and ".." not in parts:
-            runner.store.write_file(relative, text)
-    progress = runner.progress
+            run.store.write_file(relative, text)
+    progress = run.progress
     progress.executions += sum(event["kind"] == "execution" for event in rows.get("events", []))
     progress.trajectories_running += batch["trajectories_running"] - shown_trajectories
     progress.refresh()
     return batch["trajectories_running"]
-
-
-def _failed(store: RunStore, task: Task, error: str) -> InstanceResult:
-    """The result of an instance whose node gave none; its cost is what its merged rows say."""
-    totals = store.totals(task.instance_id)
-    return InstanceResult(instance_id=task.instance_id, status="failed", issue=task.issue, errors=[error],
-                          cost_usd=totals["cost_usd"], unknown_cost_calls=totals["unknown_cost_calls"],
-                          input_tokens=totals["input_tokens"], output_tokens=totals["output_tokens"],
-                          cost_by_role=store.cost_by_role(task.instance_id))
 
 
 def _check_reachable(address: str | None) -> None:

@@ -1,8 +1,9 @@
-"""The node side of the Ray executor: one instance solved on this machine, its new run-store rows sent back.
+"""The node side of the Ray executor: one instance's work on this machine, its new run-store rows sent back.
 
-The instance runs in a scratch run directory with its own RunStore, seeded with what the driver's store
-holds about it (saved states, completed calls, its call log), so a resumed instance continues where it
-stopped and repeats no completed paid call. The rows it writes are streamed to the driver every few
+The work (`pipeline.solve_attempt`; the driver runs the lifecycle around it) runs in a scratch run
+directory with its own RunStore, seeded with what the driver's store holds about the instance (saved
+states of its epoch, completed calls, its call log), so a resumed instance continues where it stopped
+and repeats no completed paid call. The rows it writes are streamed to the driver every few
 seconds, so a lost node loses only the last seconds of work, as `kill -9` does locally.
 """
 
@@ -29,11 +30,12 @@ except ImportError:
 from rich.console import Console  # noqa: E402
 
 from agent.allocation import RemoteSharePool  # noqa: E402
-from agent.budget import Budget, Hold  # noqa: E402
+from agent.budget import Hold  # noqa: E402
 from agent.llm import Providers  # noqa: E402
 from patchswarm.config import PatchswarmConfig  # noqa: E402
-from patchswarm.pipeline import Runner  # noqa: E402
+from patchswarm.pipeline import solve_attempt  # noqa: E402
 from patchswarm.progress import Progress  # noqa: E402
+from patchswarm.run_context import RunContext, open_run  # noqa: E402
 from patchswarm.scripted_cli import scripted_providers  # noqa: E402
 from patchswarm.tasks import Task  # noqa: E402
 
@@ -74,8 +76,8 @@ class NodeJob:
 
     task: dict[str, Any]
     config: dict[str, Any]  # the driver's resolved config
-    run_name: str  # the driver's run directory name: sandboxes are labelled with it
-    redo: bool
+    sandbox_run_id: str  # the driver's run's sandbox label: this node's label starts with it
+    epoch: int  # the instance's epoch (the driver's lifecycle bumped it for --redo)
     seed: dict[str, list[dict[str, Any]]]  # the driver's rows of this instance
     tally: Any
     scripted_specs: list[str] = field(default_factory=list)  # NAME=module:callable
@@ -91,35 +93,37 @@ def solve_on_node(job: NodeJob) -> Iterator[dict[str, Any]]:
         providers = _scripted_providers(job, scratch)
         config = PatchswarmConfig.model_validate(job.config)
         task = Task.model_validate(job.task)
+        # Sandboxes are labelled `<driver's id>-<suffix>` and a closing run removes all of its label: a label
+        # unique to this instance keeps two instances on one node apart.
+        label = f"{job.sandbox_run_id}-{uuid.uuid4().hex[:8]}"
         with Progress(1, scratch / "events.jsonl", live=False) as progress:
             progress.console = Console(quiet=True)  # the driver shows progress: no second set of lines
-            # Sandboxes are labelled `<run dir name>-<start second>` and a closing runner removes all of its
-            # label: a name unique to this instance keeps two instances starting in the same second apart.
-            runner = Runner(config, scratch / f"{job.run_name}-{uuid.uuid4().hex[:8]}", progress, redo=job.redo,
-                            providers=providers)
+            opened = open_run(config, scratch / "run", progress, tally=RemoteTally(job.tally), sandbox_run_id=label,
+                              shares=RemoteSharePool(job.shares) if job.shares is not None else None,
+                              providers=providers)
+            run = opened.__enter__()
             try:
-                runner.budget = Budget(config.budget.max_cost_usd, "run", tally=RemoteTally(job.tally))
-                runner.shares = RemoteSharePool(job.shares) if job.shares is not None else None
-                runner.store.import_rows(job.seed)
-                cursors = {table: runner.store.last_rowid(table) for table in STREAMED}  # seeds are not news
-                yield from _solve_streaming(runner, task, cursors, job.ship_every_s)
+                run.store.import_rows(job.seed)
+                cursors = {table: run.store.last_rowid(table) for table in STREAMED}  # seeds are not news
+                yield from _solve_streaming(run, task, job.epoch, cursors, job.ship_every_s)
             finally:
-                with _uninterrupted():
-                    runner.close()
+                with _uninterrupted():  # closing removes the node's sandboxes
+                    opened.__exit__(None, None, None)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
 
 
-def _solve_streaming(runner: Runner, task: Task, cursors: dict[str, int], every_s: float) -> Iterator[dict[str, Any]]:
+def _solve_streaming(run: RunContext, task: Task, epoch: int, cursors: dict[str, int],
+                     every_s: float) -> Iterator[dict[str, Any]]:
     # Our own loop, driven in slices, so the generator can hand rows to Ray between them.
     loop = asyncio.new_event_loop()
     loop.set_default_executor(ThreadPoolExecutor(max_workers=64, thread_name_prefix="patchswarm"))
-    solving = loop.create_task(runner.solve(task))
+    solving = loop.create_task(solve_attempt(run, task, epoch))
     try:
         while not solving.done():
             loop.run_until_complete(asyncio.wait([solving], timeout=every_s))
             if not solving.done():
-                yield _batch(runner, cursors)
+                yield _batch(run, cursors)
         result = solving.result()
     finally:
         with _uninterrupted():
@@ -128,7 +132,7 @@ def _solve_streaming(runner: Runner, task: Task, cursors: dict[str, int], every_
                 with contextlib.suppress(BaseException):
                     loop.run_until_complete(solving)
             loop.close()
-    yield {**_batch(runner, cursors), "result": result.model_dump(mode="json"), "files": _log_files(runner.run_dir)}
+    yield {**_batch(run, cursors), "result": result.model_dump(mode="json"), "files": _log_files(run.run_dir)}
 
 
 @contextlib.contextmanager
@@ -145,11 +149,11 @@ def _uninterrupted() -> Iterator[None]:
         signal.signal(signal.SIGINT, previous)
 
 
-def _batch(runner: Runner, cursors: dict[str, int]) -> dict[str, Any]:
+def _batch(run: RunContext, cursors: dict[str, int]) -> dict[str, Any]:
     rows = {}
     for table in STREAMED:
-        rows[table], cursors[table] = runner.store.export_rows(table, after_rowid=cursors[table])
-    return {"rows": rows, "trajectories_running": runner.progress.trajectories_running}
+        rows[table], cursors[table] = run.store.export_rows(table, after_rowid=cursors[table])
+    return {"rows": rows, "trajectories_running": run.progress.trajectories_running}
 
 
 def _log_files(run_dir: Path) -> dict[str, str]:

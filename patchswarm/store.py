@@ -182,14 +182,16 @@ class RunStore:
         return {"calls": calls, "cost_usd": cost, "input_tokens": tokens_in, "output_tokens": tokens_out,
                 "unknown_cost_calls": unknown or 0}
 
-    def call_outcomes(self, instance_id: str, since: float) -> dict[str, tuple[int, int, str | None]]:
-        """Per role, the billed calls of `instance_id` logged since `since`: (calls, failed, first error)."""
+    def call_outcomes(self, instance_id: str, after_id: int) -> dict[str, tuple[int, int, str | None]]:
+        """Per role, the billed calls of `instance_id` logged after row `after_id`: (calls, failed, first error).
+
+        A row id, not a time: rows merged from other machines' stores get new ids but keep their clocks."""
         rows = self._exec(
             "SELECT role, COUNT(*), SUM(CASE WHEN error IS NULL THEN 0 ELSE 1 END), "
             "(SELECT error FROM call_log AS e WHERE e.instance_id = c.instance_id AND e.role = c.role "
-            " AND e.created_at >= ? AND e.error IS NOT NULL ORDER BY id LIMIT 1) "
-            "FROM call_log AS c WHERE instance_id = ? AND reused = 0 AND created_at >= ? GROUP BY role",
-            (since, instance_id, since))
+            " AND e.id > ? AND e.error IS NOT NULL ORDER BY id LIMIT 1) "
+            "FROM call_log AS c WHERE instance_id = ? AND reused = 0 AND id > ? GROUP BY role",
+            (after_id, instance_id, after_id))
         return {role: (calls, failed or 0, first) for role, calls, failed, first in rows}
 
     def cost_by_role(self, instance_id: str | None = None) -> dict[str, float]:

@@ -90,8 +90,8 @@ def extract(args: argparse.Namespace) -> None:
     from patchswarm.benchselect.cli import BENCH_SETTINGS
     from patchswarm.benchselect.grades import GradeBook, load_candidates
     from patchswarm.benchselect.run import candidates_of, graded
+    from patchswarm.candidate_selection import select_candidates
     from patchswarm.config import load_config
-    from patchswarm.ensemble import select_candidates
     from patchswarm.swebench.tasks import tasks_from_dataset
 
     captured: list = []

@@ -110,7 +110,7 @@ def graded(instance_id: str, rows: list[CandidateRow], book: GradeBook) -> bool:
 
 def score_one(task: Task, rows: list[CandidateRow], book: GradeBook, config: PatchswarmConfig, run_dir: Path, *,
               generate_tests: bool, providers: Providers | None = None) -> InstanceScore:
-    from patchswarm.ensemble import select_candidates
+    from patchswarm.candidate_selection import select_candidates
     from patchswarm.store import RunStore
 
     candidates = candidates_of(rows)

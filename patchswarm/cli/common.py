@@ -131,7 +131,7 @@ def run_or_exit(tasks, config, run_dir: Path, redo: bool, quiet: bool, executor=
 
 def exit_for_errors(statuses: list[str]) -> None:
     """Non-zero when instances ended in error (1: all of them, 3: some), with one line saying how many."""
-    from patchswarm.pipeline import exit_code_of
+    from patchswarm.results import exit_code_of
 
     code = exit_code_of(statuses)
     if code:

@@ -39,7 +39,7 @@ def select_cmd(
     quiet: bool = typer.Option(False, "--quiet", help="Line-oriented output."),
 ) -> None:
     """Choose one patch per instance among candidates from any source; writes predictions with provenance."""
-    from patchswarm.ensemble import select_candidates
+    from patchswarm.candidate_selection import select_candidates
     from patchswarm.tasks import TaskError, load_tasks_jsonl
     from selection import load_patch_dir, load_prediction_files
 

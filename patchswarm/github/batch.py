@@ -32,7 +32,8 @@ from patchswarm.github.publish import Publisher, answer_issue
 from patchswarm.github.redact import Redactor, redacted_logging
 from patchswarm.github.resolve import EXTRA_SECRET_SUFFIXES
 from patchswarm.github.rest import RestClient
-from patchswarm.pipeline import Executor, InstanceResult, run_tasks
+from patchswarm.pipeline import BatchExecutor, run_tasks
+from patchswarm.results import InstanceResult
 
 log = logging.getLogger(__name__)
 
@@ -124,7 +125,7 @@ class BatchOutcome:
         return sum(r.verdict == verdict for r in self.reports)
 
 
-def run_batch(options: BatchOptions, env: Mapping[str, str] | None = None, *, executor: Executor | None = None,
+def run_batch(options: BatchOptions, env: Mapping[str, str] | None = None, *, executor: BatchExecutor | None = None,
               rest_sleep=None, providers: Providers | None = None) -> BatchOutcome:
     """List, solve, answer; every text written (logs, files, GitHub) is scrubbed of the secrets."""
     env = os.environ if env is None else env
@@ -139,7 +140,7 @@ def run_batch(options: BatchOptions, env: Mapping[str, str] | None = None, *, ex
 
 class _Batch:
     def __init__(self, options: BatchOptions, token: str, redactor: Redactor, env: Mapping[str, str],
-                 executor: Executor | None, rest_sleep, providers: Providers | None = None) -> None:
+                 executor: BatchExecutor | None, rest_sleep, providers: Providers | None = None) -> None:
         self.options, self.token, self.redactor, self.env, self.executor = options, token, redactor, env, executor
         self.providers = providers
         self.run_dir = options.default_run_dir()

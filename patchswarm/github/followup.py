@@ -41,7 +41,8 @@ from patchswarm.github.publish import Publisher, failure_reason, no_pr_reason
 from patchswarm.github.redact import Redactor, redacted_logging
 from patchswarm.github.resolve import BAD_INPUT, BOT_FAILED, EXTRA_SECRET_SUFFIXES, OK, Outcome
 from patchswarm.github.rest import RestClient
-from patchswarm.pipeline import InstanceResult, run_tasks
+from patchswarm.pipeline import run_tasks
+from patchswarm.results import InstanceResult
 
 log = logging.getLogger(__name__)
 

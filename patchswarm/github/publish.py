@@ -16,7 +16,7 @@ from patchswarm.github import summary
 from patchswarm.github.api import ApiError, GitHubRepo, StatusComment
 from patchswarm.github.gitops import Git, GitError
 from patchswarm.github.options import LEVELS
-from patchswarm.pipeline import InstanceResult
+from patchswarm.results import InstanceResult
 
 log = logging.getLogger(__name__)
 

@@ -22,7 +22,8 @@ from patchswarm.github.gitops import Git, GitError
 from patchswarm.github.options import ResolveOptions, SettingsError, issue_task, load_repo_settings
 from patchswarm.github.publish import Publisher, answer_issue
 from patchswarm.github.redact import Redactor, redacted_logging
-from patchswarm.pipeline import InstanceResult, run_tasks
+from patchswarm.pipeline import run_tasks
+from patchswarm.results import InstanceResult
 from patchswarm.tasks import Task
 
 log = logging.getLogger(__name__)

@@ -11,7 +11,7 @@ from pathlib import Path
 from unidiff import PatchSet
 from unidiff.errors import UnidiffParseError
 
-from patchswarm.pipeline import InstanceResult
+from patchswarm.results import InstanceResult
 from selection import SelectionResult
 
 MAX_BODY = 60_000  # GitHub refuses bodies over 65,536 characters

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
+from patchswarm.environment_sources import Environment
 from patchswarm.swebench.dataset import load_instances
 from patchswarm.swebench.environments import DEFAULT_REPO_URL, repo_url
 from patchswarm.tasks import SweBenchEnvironment, Task
@@ -52,3 +55,20 @@ def spec_test_command(env: SweBenchEnvironment) -> str | None:
         return table.spec(env.task["repo"], env.task["version"]).test_cmd
     except (SpecError, KeyError, OSError, ValueError):
         return None
+
+
+class SweBenchEnvironments:
+    """SWE-bench tasks: the instance's image; the spec's test command for the regression check."""
+
+    def handles(self, task: Task) -> bool:
+        return task.swebench is not None
+
+    def environment(self, docker: Any, task: Task, *, run_id: str, log_dir: Path,
+                    on_phase: Callable[[str], None] | None = None) -> Environment:
+        assert task.swebench is not None
+        image = instance_environment(docker, task.swebench, run_id=run_id, log_dir=log_dir, on_phase=on_phase)
+        return Environment(tag=image.tag, sandbox_options={"user": image.user, "workdir": image.workdir},
+                           record=image.model_dump())
+
+    def regression_file_cmd(self, task: Task) -> str | None:
+        return spec_test_command(task.swebench) if task.swebench is not None else None

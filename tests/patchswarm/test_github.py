@@ -25,7 +25,7 @@ from patchswarm.github.options import RepoSettings
 from patchswarm.github.redact import Redactor, basic_auth, redacted_logging
 from patchswarm.github.resolve import resolve_issue
 from patchswarm.github.summary import no_pr_reason
-from patchswarm.pipeline import InstanceResult
+from patchswarm.results import InstanceResult
 from tests.conftest import providers
 from tests.patchswarm.github_helpers import (
     ISSUE,
