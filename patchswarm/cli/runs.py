@@ -35,19 +35,38 @@ def runs(root: Path = typer.Option(Path("runs"), "--root", help="Directory holdi
 
 
 def clean(
-    run: str | None = typer.Option(None, "--run", help="Only this run's containers."),
+    run: str | None = typer.Option(None, "--run", help="Only this run's containers: its run directory, or the "
+                                   "sandbox run id its run store records (sandbox_run_id)."),
     orphans: bool = typer.Option(False, help="Only containers whose owning process is gone."),
 ) -> None:
     """Remove leftover sandbox containers (all patchswarm ones by default)."""
     from sandbox.engine import docker_client
     from sandbox.manager import remove_containers
 
+    run_id = _sandbox_run_id(run) if run else None
     try:
-        removed = remove_containers(docker_client(), run, only_orphans=orphans)
+        removed = remove_containers(docker_client(), run_id, only_orphans=orphans)
     except SandboxError as exc:
         fail(str(exc))
     typer.echo(f"removed {removed} container(s)")
 
+
+def _sandbox_run_id(run: str) -> str:
+    """The label id of a run given by its directory (read from its store), else the id as given."""
+    from patchswarm.run_context import SANDBOX_RUN_ID
+    from patchswarm.store import RunStore
+
+    if not (Path(run) / "run.sqlite").is_file():
+        return run
+    store = RunStore(Path(run))
+    try:
+        recorded = store.get_meta(SANDBOX_RUN_ID)
+    finally:
+        store.close()
+    if not recorded:
+        fail(f"run directory {run} records no sandbox run id (an older patchswarm made it); "
+             "give the id from `docker ps --filter label=patchswarm.run`")
+    return str(recorded)
 
 
 def register(app: typer.Typer) -> None:

@@ -24,6 +24,7 @@ from patchswarm.config import load_config
 from patchswarm.pipeline import run_tasks
 from patchswarm.store import RunStore
 from patchswarm.tasks import Task
+from sandbox.manager import owner_labels
 from tests.conftest import FIXTURES, providers
 from tests.patchswarm.scripts import PLAN, RIGHT_FIX, CalcScript, read_call_log
 
@@ -258,6 +259,38 @@ def test_resume_after_kills_repeats_no_call_and_leaves_no_container(tmp_path, ba
     result = result_json(run_dir, only_instance(run_dir))
     assert result["chosen_candidate"] == "t1" and "+        return 0.0" in result["patch"]
     assert not run_containers(docker_client, run_dir)
+
+
+def test_the_store_records_the_sandbox_run_id_a_resume_reuses_and_clean_removes(tmp_path, base_image, docker_client):
+    repo, sha = calc_repo(tmp_path)
+    run_dir = unique_run_dir(tmp_path, "label")
+    call_log = tmp_path / "calls.jsonl"
+    command = solve_command(repo, sha, run_dir)
+    # Another run's container, with this (live) process as its owner: `clean --run` must leave it.
+    decoy = docker_client.containers.run(base_image, ["sleep", "600"], detach=True,
+                                         labels=owner_labels(f"{run_dir.name}-decoy"))
+    try:
+        labels = []
+        for gate_after in (2, 3):  # a first run, then its resume
+            process, _ = start_gated(command, tmp_path, call_log, gate_after=gate_after)
+            # Two warm sandboxes (sandbox.pool_size=2); the process is stopped, not killed, so it stays
+            # their live owner and no other run's orphan sweep removes them before `clean` does.
+            wait_for(lambda: len(run_containers(docker_client, run_dir)) == 3, "two live sandboxes", process)
+            process.send_signal(signal.SIGSTOP)
+            store = RunStore(run_dir)
+            recorded = store.get_meta("sandbox_run_id")
+            store.close()
+            live = {c.labels["patchswarm.run"] for c in run_containers(docker_client, run_dir)} - {decoy.labels["patchswarm.run"]}
+            assert live == {recorded}
+            labels.append(recorded)
+            cleaned = run_cli([sys.executable, "-m", "patchswarm.cli", "clean", "--run", str(run_dir)])
+            process.send_signal(signal.SIGKILL)
+            process.communicate(timeout=30)
+            assert cleaned.returncode == 0 and cleaned.stdout.strip() == "removed 2 container(s)", cleaned.stderr
+            assert [c.labels["patchswarm.run"] for c in run_containers(docker_client, run_dir)] == [f"{run_dir.name}-decoy"]
+        assert labels[0] == labels[1], "the resumed run should label its sandboxes with the recorded id"
+    finally:
+        decoy.remove(force=True)
 
 
 def test_ctrl_c_cleans_up_and_the_same_command_resumes(tmp_path, base_image, docker_client):
