@@ -23,6 +23,7 @@ from patchswarm.swebench.grading import grade_instance, harness_test_spec
 from patchswarm.swebench.specs import load_spec_table
 from sandbox import EnvSpec, RepoSource, build_env_image
 from sandbox.environments import env_image_tag
+from sandbox.manager import owner_labels
 from tests.conftest import FIXTURES, make_git_repo
 
 CALC = FIXTURES / "swebench_calc"
@@ -85,8 +86,10 @@ def test_local_image_has_the_official_layout(calc_image, docker_client):
     script = ("readlink /testbed; cat /repo/.build-stamp; git -C /testbed rev-list --count HEAD; "
               "source /opt/miniconda3/bin/activate && conda activate testbed && echo $CONDA_DEFAULT_ENV "
               "&& python -c 'import calc, pytest; print(calc.__file__)'")
+    # Owned by this live process: the image's labels are its builder's (gone), and another run's orphan
+    # sweep would remove a container that kept them.
     out = docker_client.containers.run(calc_image.tag, ["bash", "-c", script], user="1000:1000",
-                                       network_mode="none", remove=True).decode()
+                                       network_mode="none", remove=True, labels=owner_labels("test-layout")).decode()
     assert out.split() == ["/repo", "fixture-build", "1", "testbed", "/repo/calc/__init__.py"]
 
 
@@ -169,7 +172,8 @@ def test_official_style_image_is_used_as_is(calc, calc_image, docker_client, man
     mirror = io.BytesIO()
     with tarfile.open(fileobj=mirror, mode="w") as tar:
         tar.add(next(cache.parent.glob("mirrors/*.git")), arcname="mirror.git")
-    container = docker_client.containers.create(calc_image.tag, ["sleep", "infinity"], user="0", working_dir="/")
+    container = docker_client.containers.create(calc_image.tag, ["sleep", "infinity"], user="0", working_dir="/",
+                                                labels=owner_labels("test-official-style"))  # not an orphan
     try:
         container.start()
         container.put_archive("/tmp", mirror.getvalue())
