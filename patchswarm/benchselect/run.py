@@ -1,7 +1,7 @@
 """Run `select` on every graded instance of a candidates file and score its choices against the grades.
 
 Per instance: the candidates (one per line of the file, the `resolved` hint dropped) go through the same
-`select` path users run (`patchswarm.ensemble.select_candidates`), one instance at a time so each gets
+`select` path users run (`patchswarm.candidate_selection.select_candidates`), one instance at a time so each gets
 its own wall time; the execution cache is shared, so ablations (one evidence kind off at a time) re-use
 every execution of the full run and cost almost nothing.
 """
