@@ -17,7 +17,7 @@ from unidiff import PatchSet
 from unidiff.errors import UnidiffParseError
 
 from selection.candidates import DistinctPatch, sha256, touched_files
-from selection.matrix import Executor, Job
+from selection.matrix import CachedJobRunner, Job
 
 _DEBUG = re.compile(r"^\s*(print\(|breakpoint\(\)|import pdb|pdb\.set_trace\(|import ipdb)")
 _SCRATCH = re.compile(r"^(reproduce|repro|debug|scratch|test_issue|temp|tmp)[\w-]*\.py$|\.(orig|rej|bak|pyc)$")
@@ -66,7 +66,7 @@ def compile_command(paths: Sequence[str]) -> str:
 
 
 
-async def check_hygiene(executor: Executor, patches: Sequence[DistinctPatch]) -> dict[str, Hygiene]:
+async def check_hygiene(executor: CachedJobRunner, patches: Sequence[DistinctPatch]) -> dict[str, Hygiene]:
     """patch key → hygiene, the compile check included (one cheap execution per patch with Python files)."""
     out = {p.key: static_hygiene(p.candidate.patch) for p in patches}
     jobs = []

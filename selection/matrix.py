@@ -58,8 +58,9 @@ def _stored_output(text: str) -> str:
     return clip_middle(text, STORED_HEAD, STORED_TAIL)
 
 
-class Executor:
-    """Executes jobs under the pool's concurrency; counts what ran and what came from the cache."""
+class CachedJobRunner:
+    """Runs matrix jobs (a patch, a test command) in the pool's sandboxes through the outcome cache, under the
+    pool's concurrency; counts what ran and what came from the cache."""
 
     def __init__(self, pool: PoolPort, cache: OutcomeCache, image_id: str) -> None:
         self.pool, self.cache, self.image_id = pool, cache, image_id
@@ -205,7 +206,7 @@ def repro_job(test_key: str, code: str, patch: DistinctPatch | None, timeout: fl
                timeout=timeout)
 
 
-async def run_test_matrix(executor: Executor, tests: Sequence[DistinctTest], patches: Sequence[DistinctPatch],
+async def run_test_matrix(executor: CachedJobRunner, tests: Sequence[DistinctTest], patches: Sequence[DistinctPatch],
                           timeout: float) -> ReproMatrix:
     """Every test twice on the original, once on every non-empty distinct patch.
 
@@ -242,7 +243,7 @@ async def run_test_matrix(executor: Executor, tests: Sequence[DistinctTest], pat
     return ReproMatrix(original=original, cells=cells, apply_errors=apply_errors)
 
 
-async def run_single_tests(executor: Executor, code: str, patches: Sequence[DistinctPatch],
+async def run_single_tests(executor: CachedJobRunner, code: str, patches: Sequence[DistinctPatch],
                            timeout: float) -> tuple[Outcome, dict[str, Outcome]]:
     """One ad-hoc test (the selector's) once on the original and on each patch: (original, by patch key)."""
     code = canonical_test(code)

@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from pydantic import BaseModel, Field
 
 from selection.candidates import DistinctPatch, sha256
-from selection.matrix import Executor, Job
+from selection.matrix import CachedJobRunner, Job
 from selection.models import Outcome
 
 PROBE_PATH = "/tmp/patchswarm/issue_probes.py"
@@ -296,7 +296,7 @@ def expected_by_issue(result: str, issue: str) -> bool:
     return len(output) >= 4 and output in text
 
 
-async def run_probes(executor: Executor, probes: Sequence[Probe], patches: Sequence[DistinctPatch], *,
+async def run_probes(executor: CachedJobRunner, probes: Sequence[Probe], patches: Sequence[DistinctPatch], *,
                      prelude: Sequence[str] = (), timeout: float = 120, issue: str = "") -> ProbeEvidence:
     """Run every probe twice on the original and once per patch (one execution each), and score them."""
     evidence = ProbeEvidence(probes=list(probes))

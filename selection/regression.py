@@ -17,7 +17,7 @@ from pydantic import BaseModel, Field
 
 from sandbox.execution import ExecResult
 from selection.candidates import DistinctPatch, sha256, touched_files
-from selection.matrix import Executor, Job
+from selection.matrix import CachedJobRunner, Job
 from selection.models import Outcome, RegressionReport, SelectionConfig
 
 SKIP_DIRS = {".git", ".hg", ".svn", ".tox", ".nox", ".venv", "venv", "env", "node_modules", "build", "dist",
@@ -222,7 +222,7 @@ def _file_command(runner: str, path: str, prefix: str | None = None) -> str:
     return f"python -m unittest -v {shlex.quote(path)}"
 
 
-async def plan_regression(executor: Executor, repo_dir: Path, patches: Sequence[DistinctPatch],
+async def plan_regression(executor: CachedJobRunner, repo_dir: Path, patches: Sequence[DistinctPatch],
                           config: SelectionConfig) -> RegressionPlan:
     """The configured command, or the test files near every file any of `patches` touches."""
     report = RegressionReport(enabled=True)
@@ -245,7 +245,7 @@ async def plan_regression(executor: Executor, repo_dir: Path, patches: Sequence[
     return RegressionPlan(report=report, commands=commands)
 
 
-async def run_regression(executor: Executor, plan: RegressionPlan, patches: Sequence[DistinctPatch],
+async def run_regression(executor: CachedJobRunner, plan: RegressionPlan, patches: Sequence[DistinctPatch],
                          config: SelectionConfig) -> RegressionCheck:
     """Run the plan on the original (twice, to drop flaky tests; cached after the first batch) and
     once on each patch. Updates the plan's report (baseline, unknown files)."""

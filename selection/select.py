@@ -23,7 +23,7 @@ from selection.candidates import (
     touched_files,
 )
 from selection.hygiene import Hygiene, check_hygiene
-from selection.matrix import Executor, run_test_matrix
+from selection.matrix import CachedJobRunner, run_test_matrix
 from selection.models import (
     BehaviourGroup,
     Candidate,
@@ -64,7 +64,7 @@ async def select_patch(candidates: Sequence[Candidate], *, pool: PoolPort, repo_
         return SelectionResult(chosen_id=None, method="nothing_to_select", reason="no candidates were given")
     cache = OutcomeCache(config.cache_dir)
     try:
-        executor = Executor(pool, cache, await asyncio.to_thread(pool.image_id))
+        executor = CachedJobRunner(pool, cache, await asyncio.to_thread(pool.image_id))
         run = _Selection(list(candidates), executor, Path(repo_dir), issue, model, budget, config, store)
         return await run.select(tests, generate_tests)
     finally:
@@ -74,7 +74,7 @@ async def select_patch(candidates: Sequence[Candidate], *, pool: PoolPort, repo_
 class _Selection:
     """State of one selection; each step reads what the previous ones found."""
 
-    def __init__(self, candidates: list[Candidate], executor: Executor, repo_dir: Path, issue: str,
+    def __init__(self, candidates: list[Candidate], executor: CachedJobRunner, repo_dir: Path, issue: str,
                  model: ModelClient | None, budget: Budget | None, config: SelectionConfig,
                  store: StateStore | None = None) -> None:
         self.candidates, self.executor, self.repo_dir, self.issue = candidates, executor, repo_dir, issue

@@ -29,7 +29,7 @@ from agent.prompts import user
 from agent.text import clip_middle
 from agent.types import EXIT_ERROR, EXIT_FIXED, EXIT_ISSUE_PRESENT, InMemoryStateStore, StateStore
 from selection.candidates import DistinctPatch, touched_files
-from selection.matrix import Executor, run_single_tests
+from selection.matrix import CachedJobRunner, run_single_tests
 from selection.models import Outcome, TranscriptMessage
 from selection.voting import describe
 
@@ -89,7 +89,7 @@ class SelectorMachine(ConversationMachine[SelectorState]):
     accepts = MappingProxyType({"test": "<test>…</test> holding a complete Python script",
                                 "choice": "<choice>X</choice> naming one candidate label"})
 
-    def __init__(self, model: ModelClient, executor: Executor, *, prefix: list[dict[str, str]],
+    def __init__(self, model: ModelClient, executor: CachedJobRunner, *, prefix: list[dict[str, str]],
                  finalists: Sequence[DistinctPatch], store: StateStore, key: str, budget: Budget | None,
                  max_attempts: int, timeout: float) -> None:
         self.executor, self.finalists, self.timeout = executor, list(finalists), timeout
@@ -234,7 +234,7 @@ def results_message(run: SelectorTestRun, finalists: Sequence[DistinctPatch], la
     return "\n\n".join(parts)
 
 
-async def run_selector(model: ModelClient, budget: Budget | None, executor: Executor, *, issue: str,
+async def run_selector(model: ModelClient, budget: Budget | None, executor: CachedJobRunner, *, issue: str,
                        finalists: Sequence[DistinctPatch], repo_dir: Path, evidence: Mapping[str, str],
                        example_test: str | None, max_attempts: int, timeout: float,
                        store: StateStore | None = None, key: str = "selector") -> SelectorOutcome:

@@ -75,7 +75,7 @@ def eval_command(
     """Grade predictions for SWE-bench instances exactly as the official harness grades them."""
     console = Console(stderr=True)
     from patchswarm.swebench.dataset import DatasetError, load_instances, load_predictions
-    from patchswarm.swebench.evaluation import Mode, evaluate, new_run_id, official_command, run_official
+    from patchswarm.swebench.evaluation import Mode, evaluate, new_eval_run_id, official_command, run_official
     from patchswarm.swebench.grading import InstanceReport
     from patchswarm.swebench.specs import SpecError, load_spec_table
     from sandbox.errors import SandboxError
@@ -90,7 +90,7 @@ def eval_command(
             _fail(console, "--empty is not supported by the official harness (it skips empty patches)")
         source = str(predictions.resolve()) if predictions is not None else "gold"  # None: --gold (checked above)
         data = str(Path(dataset).resolve()) if Path(dataset).exists() else dataset
-        command = official_command(data, source, run_id=run_id or new_run_id(), split=split, instance_ids=ids,
+        command = official_command(data, source, run_id=run_id or new_eval_run_id(), split=split, instance_ids=ids,
                                    max_workers=workers, timeout=timeout, report_dir=str(report_dir))
         console.print("$ " + " ".join(command), highlight=False)
         raise typer.Exit(run_official(command))
@@ -110,7 +110,7 @@ def eval_command(
         if empty:
             modes.append("empty")
         modes = modes or ["predictions"]
-        base_id = run_id or new_run_id()
+        base_id = run_id or new_eval_run_id()
         broken = False
         for mode in modes:
             total = len(instances) if mode != "predictions" else len({p.instance_id for p in preds or []}

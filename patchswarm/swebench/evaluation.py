@@ -71,7 +71,7 @@ class EvalRun(BaseModel):
     run_dir: str
 
 
-def new_run_id() -> str:
+def new_eval_run_id() -> str:
     """Unique per call, readable in a listing."""
     return f"patchswarm-{datetime.now(UTC):%Y%m%d-%H%M%S}-{uuid.uuid4().hex[:6]}"
 
@@ -121,7 +121,7 @@ def evaluate(
 
     `on_phase(instance_id, phase)`: each instance's phases as they start (fetch, build environment,
     build instance, apply patch, run tests, grade), for live progress."""
-    run_id = run_id or new_run_id()
+    run_id = run_id or new_eval_run_id()
     run_dir = report_dir / safe_name(run_id)
     by_id = {p.instance_id: p for p in predictions or []}
     if mode == "predictions":

@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 from patchswarm.swebench.cli import eval_app, register
 from patchswarm.swebench.dataset import SweInstance, load_instances
-from patchswarm.swebench.evaluation import new_run_id, official_command, summarize
+from patchswarm.swebench.evaluation import new_eval_run_id, official_command, summarize
 from patchswarm.swebench.grading import (
     InstanceReport,
     apply_script,
@@ -129,7 +129,7 @@ def test_official_command_and_unique_run_ids():
     assert command[:3] == [sys.executable, "-m", "swebench.harness.run_evaluation"]
     assert command[command.index("--predictions_path") + 1] == "gold"
     assert command[command.index("--run_id") + 1] == "r1" and command[-3:] == ["--instance_ids", "a", "b"]
-    assert len({new_run_id() for _ in range(20)}) == 20
+    assert len({new_eval_run_id() for _ in range(20)}) == 20
 
 
 def test_cli_refuses_inconsistent_options(tmp_path):

@@ -10,7 +10,7 @@ from agent.scripted import text_of
 from agent.types import InMemoryStateStore
 from selection.cache import OutcomeCache
 from selection.candidates import distinct_patches
-from selection.matrix import Executor
+from selection.matrix import CachedJobRunner
 from selection.selector import run_selector
 from tests.selection.conftest import candidate
 
@@ -46,7 +46,7 @@ def choose_passing(messages):
 
 
 def selector(model, pool, tmp_path, store=None, max_attempts=3, executor=None):
-    executor = executor or Executor(pool, OutcomeCache(None), pool.image_id())
+    executor = executor or CachedJobRunner(pool, OutcomeCache(None), pool.image_id())
     return asyncio.run(run_selector(model, None, executor, issue="median of an even list is wrong",
                                     finalists=finalists(), repo_dir=tmp_path, evidence={}, example_test=None,
                                     max_attempts=max_attempts, timeout=30, store=store))
@@ -91,10 +91,10 @@ def test_no_choice_with_no_reply_left_names_the_last_problem(scripted, model_cli
 
 
 def test_a_failing_sandbox_is_a_crashed_selector_not_an_exception(scripted, model_client, pool, tmp_path):
-    class BrokenExecutor:
+    class BrokenJobRunner:
         async def run(self, jobs):
             raise RuntimeError("engine gone")
 
     scripted.add("sel", choose_passing)
-    outcome = selector(model_client, pool, tmp_path, executor=BrokenExecutor())
+    outcome = selector(model_client, pool, tmp_path, executor=BrokenJobRunner())
     assert outcome.outcome == "crashed" and "RuntimeError: engine gone" in outcome.reason

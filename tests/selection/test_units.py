@@ -20,7 +20,7 @@ from selection import (
 )
 from selection.cache import OutcomeCache
 from selection.candidates import agreement_key, distinct_patches, distinct_tests, patch_key
-from selection.matrix import Executor, Job
+from selection.matrix import CachedJobRunner, Job
 from selection.models import Outcome
 from selection.regression import find_test_files, parse_pytest, parse_unittest
 from selection.selector import SelectorMachine, original_files, run_selector
@@ -291,7 +291,7 @@ def test_cached_results_are_reused_only_for_the_same_command_and_time_limit(tmp_
     pool, cache = StubPool(), OutcomeCache(tmp_path)
 
     def run(timeout: float, command: str = "python repro.py") -> tuple[bool, int]:
-        executor = Executor(pool, cache, "image")
+        executor = CachedJobRunner(pool, cache, "image")
         job = Job(patch_key="", patch=None, test_key="t", command=command, timeout=timeout)
         outcome = asyncio.run(executor.run([job]))[("", "t", 0)]
         return outcome.timed_out, executor.performed
