@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import json
-import subprocess
 
 from typer.testing import CliRunner
 
 from patchswarm.cli import app
 from tests.conftest import FIXTURES
-from tests.patchswarm.test_swebench_docker import calc_row, make_calc_repo
+from tests.patchswarm.test_swebench_docker import calc_row, make_calc_mirror
 
 ISSUE = """divide(1, 0) raises a bare ZeroDivisionError
 
@@ -38,10 +37,7 @@ def test_bench_select_grades_selects_and_scores(tmp_path, docker_client, base_im
     row["problem_statement"] = ISSUE
     dataset = tmp_path / "calc.jsonl"
     dataset.write_text(json.dumps(row) + "\n")
-    make_calc_repo(tmp_path / "calc")
-    (tmp_path / "mirrors").mkdir()
-    subprocess.run(["git", "clone", "-q", "--bare", str(tmp_path / "calc"), str(tmp_path / "mirrors" / "fixture__calc.git")],
-                   check=True)
+    template, _ = make_calc_mirror(tmp_path)
     lines = [("sys-a", RIGHT, False), ("sys-b", RIGHT, None), ("sys-c", WRONG_TYPE, True), ("sys-d", BREAKS_DIVIDE, True),
              ("sys-e", MISSING_FILE, True), ("sys-f", "", True)]
     candidates = tmp_path / "candidates.jsonl"
@@ -50,7 +46,7 @@ def test_bench_select_grades_selects_and_scores(tmp_path, docker_client, base_im
                                               "resolved": hint}) + "\n" for s, p, hint in lines))
     grades = tmp_path / "grades.jsonl"
     args = ["bench-select", str(candidates), "--dataset", str(dataset), "--grades", str(grades),
-            "--repo-url", f"file://{tmp_path}/mirrors/{{owner}}__{{name}}.git",
+            "--repo-url", template,
             "--spec-table", str(FIXTURES / "swebench_calc" / "specs.json"), "--run-dir", str(tmp_path / "run")]
     result = CliRunner().invoke(app, [*args, "--grade", "--ablation"])
     assert result.exit_code == 0, result.output
@@ -81,10 +77,7 @@ def test_bench_select_llm_mode_with_a_scripted_model(tmp_path, docker_client, ba
     row["problem_statement"] = ISSUE
     dataset = tmp_path / "calc.jsonl"
     dataset.write_text(json.dumps(row) + "\n")
-    make_calc_repo(tmp_path / "calc")
-    (tmp_path / "mirrors").mkdir()
-    subprocess.run(["git", "clone", "-q", "--bare", str(tmp_path / "calc"), str(tmp_path / "mirrors" / "fixture__calc.git")],
-                   check=True)
+    template, _ = make_calc_mirror(tmp_path)
     lines = [("sys-a", RIGHT, True), ("sys-c", WRONG_TYPE, False), ("sys-d", BREAKS_DIVIDE, False)]
     candidates = tmp_path / "candidates.jsonl"
     candidates.write_text("".join(json.dumps({"instance_id": row["instance_id"], "system": s, "model_patch": p})
@@ -95,7 +88,7 @@ def test_bench_select_llm_mode_with_a_scripted_model(tmp_path, docker_client, ba
                               for _, p, ok in lines))
     result = CliRunner().invoke(app, [
         "bench-select", str(candidates), "--dataset", str(dataset), "--grades", str(grades),
-        "--repo-url", f"file://{tmp_path}/mirrors/{{owner}}__{{name}}.git",
+        "--repo-url", template,
         "--spec-table", str(FIXTURES / "swebench_calc" / "specs.json"), "--run-dir", str(tmp_path / "run"),
         "--model", "scripted/echo", "--scripted", "echo=patchswarm.benchselect.echo_model:IssueEchoScript"])
     assert result.exit_code == 0, result.output

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
 from pathlib import Path
 
 from agent.scripted import text_of
@@ -12,7 +11,7 @@ from patchswarm.config import load_config
 from patchswarm.pipeline import run_tasks
 from patchswarm.swebench.tasks import tasks_from_dataset
 from tests.conftest import FIXTURES, providers
-from tests.patchswarm.test_swebench_docker import calc_row, make_calc_repo
+from tests.patchswarm.test_swebench_docker import calc_row, make_calc_mirror
 
 CANARY = "GOLD-CANARY-5c1e"
 FIX_EDIT = """<edit>
@@ -68,11 +67,7 @@ def test_dataset_batch_solves_and_never_leaks_gold_fields(tmp_path, scripted, do
     row["PASS_TO_PASS"] = json.dumps([f"tests/test_ops.py::{CANARY}_pass_to_pass"])
     dataset = tmp_path / "calc.jsonl"
     dataset.write_text(json.dumps(row) + "\n")
-    make_calc_repo(tmp_path / "calc")
-    (tmp_path / "mirrors").mkdir()
-    subprocess.run(["git", "clone", "-q", "--bare", str(tmp_path / "calc"), str(tmp_path / "mirrors" / "fixture__calc.git")],
-                   check=True)
-    template = f"file://{tmp_path}/mirrors/{{owner}}__{{name}}.git"
+    template, _ = make_calc_mirror(tmp_path)
     tasks = tasks_from_dataset(str(dataset), repo_url_template=template,
                                spec_table=FIXTURES / "swebench_calc" / "specs.json", prefer_official_images=False)
     assert [t.instance_id for t in tasks] == ["fixture__calc-1"]

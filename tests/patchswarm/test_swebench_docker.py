@@ -59,17 +59,22 @@ def make_calc_repo(dest: Path) -> list[str]:
     return shas
 
 
+def make_calc_mirror(root: Path) -> tuple[str, list[str]]:
+    """The fixture repo at root/calc with a bare mirror beside it: (the --repo-url template, the SHAs)."""
+    shas = make_calc_repo(root / "calc")
+    (root / "mirrors").mkdir()
+    subprocess.run(["git", "clone", "-q", "--bare", str(root / "calc"), str(root / "mirrors" / "fixture__calc.git")],
+                   check=True)
+    return f"file://{root}/mirrors/{{owner}}__{{name}}.git", shas
+
+
 @pytest.fixture(scope="module")
 def calc(tmp_path_factory, docker_client, base_image):
     """(instance, spec table, repo URL template, git cache dir) with a bare file:// mirror of the fixture repo."""
     root = tmp_path_factory.mktemp("swebench")
     instance = SweInstance(**calc_row())
-    shas = make_calc_repo(root / "calc")
+    template, shas = make_calc_mirror(root)
     assert shas == [instance.environment_setup_commit, instance.base_commit], "fixture SHAs drifted from meta.json"
-    (root / "mirrors").mkdir()
-    subprocess.run(["git", "clone", "-q", "--bare", str(root / "calc"), str(root / "mirrors" / "fixture__calc.git")],
-                   check=True)
-    template = f"file://{root}/mirrors/{{owner}}__{{name}}.git"
     return instance, load_spec_table(CALC / "specs.json"), template, root / "cache"
 
 
