@@ -99,11 +99,23 @@ def owner_alive(labels: dict[str, str]) -> bool:
     return pid > 0 and process_start_time(pid) == labels.get(LABEL_PID_START)
 
 
+def of_run(label_value: str | None, run_id: str) -> bool:
+    """Whether a container's run label belongs to `run_id`: the run itself, or one of its Ray nodes
+    (a node labels its sandboxes `<driver run id>-<suffix>`, patchswarm.ray_node)."""
+    return label_value is not None and (label_value == run_id or label_value.startswith(f"{run_id}-"))
+
+
 def remove_containers(client: docker.DockerClient, run_id: str | None = None, only_orphans: bool = False) -> int:
-    """Remove labelled containers: of one run, of every run, or only those whose owner process is gone."""
-    label = f"{LABEL_RUN}={run_id}" if run_id else LABEL_RUN
-    containers = client.containers.list(all=True, filters={"label": label}, ignore_removed=True)
-    doomed = [c for c in containers if not (only_orphans and owner_alive(c.labels))]
+    """Remove labelled containers: of one run (its nodes' too), of every run, or only those whose owner
+    process is gone."""
+    # Docker's label filter matches whole values only, so a run's node-suffixed labels are picked here
+    # (sparse: the listing's own labels, no inspect per container of every run on the engine).
+    containers = client.containers.list(all=True, filters={"label": LABEL_RUN}, sparse=True)
+
+    def doomed_labels(labels: dict[str, str]) -> bool:
+        return (run_id is None or of_run(labels.get(LABEL_RUN), run_id)) and not (only_orphans and owner_alive(labels))
+
+    doomed = [c for c in containers if doomed_labels(c.attrs.get("Labels") or {})]
 
     def remove(container) -> None:
         with contextlib.suppress(NotFound, APIError):
@@ -116,7 +128,7 @@ def remove_containers(client: docker.DockerClient, run_id: str | None = None, on
         for container in doomed:
             remove(container)
     # Quota volumes go with their containers (a volume in use cannot be removed, so live ones stay).
-    remove_labelled_volumes(client, label, keep=lambda labels: only_orphans and owner_alive(labels))
+    remove_labelled_volumes(client, LABEL_RUN, keep=lambda labels: not doomed_labels(labels))
     return len(doomed)
 
 

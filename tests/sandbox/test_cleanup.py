@@ -5,11 +5,12 @@ import subprocess
 import sys
 import textwrap
 
-from sandbox.manager import LABEL_RUN, SandboxManager, SandboxPool, remove_containers
+from sandbox.manager import LABEL_RUN, SandboxManager, SandboxPool, of_run, remove_containers
 
 
 def _labelled(client, run_id):
-    return client.containers.list(all=True, filters={"label": f"{LABEL_RUN}={run_id}"})
+    # ignore_removed: a run's image probes are labelled containers that come and go while we list
+    return client.containers.list(all=True, filters={"label": f"{LABEL_RUN}={run_id}"}, ignore_removed=True)
 
 
 def test_every_container_is_labelled_and_removed_on_close(docker_client, calc_image):
@@ -70,6 +71,27 @@ def test_clean_removes_leftovers_of_one_run(docker_client, calc_image):
     assert remove_containers(docker_client, "leftover") == 1
     assert _labelled(docker_client, "leftover") == []
     mgr.close_all()
+
+
+def test_clean_of_a_run_removes_its_ray_nodes_sandboxes_too(docker_client, calc_image):
+    # A Ray node labels its sandboxes "<driver run id>-<suffix>" (patchswarm.ray_node); a run whose id
+    # merely starts with the same characters is another run.
+    managers = {run_id: SandboxManager(docker_client, run_id=run_id, sweep=False, handle_signals=False)
+                for run_id in ("drv0clean", "drv0clean-node1", "drv0clean-node2", "drv0cleanx")}
+    try:
+        for manager in managers.values():
+            manager.create(calc_image)
+        assert remove_containers(docker_client, "drv0clean") == 3
+        assert [run_id for run_id in managers if _labelled(docker_client, run_id)] == ["drv0cleanx"]
+    finally:
+        for manager in managers.values():
+            manager.close_all()
+    assert _labelled(docker_client, "drv0cleanx") == []
+
+
+def test_a_run_label_belongs_to_its_run_and_its_nodes_only():
+    assert of_run("abc", "abc") and of_run("abc-1f2e", "abc")
+    assert not of_run("abcd", "abc") and not of_run("xabc-1", "abc") and not of_run(None, "abc")
 
 
 def test_pool_reuses_warm_sandboxes_and_resets_them(manager, calc_image):
