@@ -22,7 +22,7 @@ from typing import Any, Generic, Literal, TypeVar
 
 from pydantic import BaseModel, Field, ValidationError
 
-from agent.budget import Budget, BudgetExceeded
+from agent.budget import Budget, BudgetExceeded, Spend
 from agent.model import Completion, ModelCallError, ModelClient, Role
 from agent.prompts import assistant, user
 from agent.types import StateStore
@@ -120,23 +120,16 @@ INFRASTRUCTURE = "infrastructure"
 RESUMABLE_OUTCOMES = frozenset({"budget_exhausted", "model_error", "crashed"})
 
 
-class MachineState(BaseModel):
-    """What every machine persists; subclasses add their own fields. `turns` follow the shared prefix."""
+class MachineState(Spend):
+    """What every machine persists (its calls' `Spend` too); subclasses add their own fields. `turns`
+    follow the shared prefix."""
 
     phase: Phase = "ask"
     prefix_sha: str = ""
     turns: list[dict[str, Any]] = Field(default_factory=list)
     attempts: int = Field(0, description="Model replies received (format errors included).")
-    cost_usd: float = Field(0.0, description="USD of this machine's calls whose cost is known.")
-    unknown_cost_calls: int = 0
     outcome: str | None = None
     error: str | None = None
-
-    def add_cost(self, cost: float | None) -> None:
-        if cost is None:
-            self.unknown_cost_calls += 1
-        else:
-            self.cost_usd += cost
 
 
 def prefix_digest(prefix: list[dict[str, Any]]) -> str:

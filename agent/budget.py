@@ -12,8 +12,11 @@ however many workers (or Ray nodes, see patchswarm.ray_node) share the budget.
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
+
+from pydantic import BaseModel, Field
 
 Hold = Literal["held", "wait", "exceeded"]
 
@@ -40,29 +43,57 @@ class Reservation:
     nodes: list[Budget] = field(default_factory=list)
 
 
+class Spend(BaseModel):
+    """What a set of model calls cost: the one cost type of every total (a machine's state, a trajectory,
+    the selector, an instance, a budget's tally). One call's cost is `float | None` (None: the model has no
+    price); a total keeps the known USD and counts the unknown calls apart, never as 0, so reports can say
+    "at least $X plus N calls of unknown cost" instead of understating the spend. Results and states
+    inherit it, so their JSON keeps the two flat fields.
+    """
+
+    cost_usd: float = Field(0.0, description="USD of the calls whose cost is known.")
+    unknown_cost_calls: int = Field(0, description="Calls of unknown cost (not in cost_usd).")
+
+    def add_cost(self, cost_usd: float | None) -> None:
+        """Count one call's cost (None: unknown)."""
+        if cost_usd is None:
+            self.unknown_cost_calls += 1
+        else:
+            self.cost_usd += cost_usd
+
+    def spend(self) -> Spend:
+        """These two fields alone (a copy), whatever model inherits them."""
+        return Spend(cost_usd=self.cost_usd, unknown_cost_calls=self.unknown_cost_calls)
+
+    @classmethod
+    def total(cls, parts: Iterable[Spend]) -> Spend:
+        total = Spend()
+        for part in parts:
+            total.cost_usd += part.cost_usd
+            total.unknown_cost_calls += part.unknown_cost_calls
+        return total
+
+
 class Tally:
-    """What one budget has spent and holds: the one accounting type.
+    """What one budget has spent and holds: the accounting of a `Spend` under a lock.
 
     A `Budget` keeps its tally here; the Ray executor makes one `Tally` an actor shared by every node
     (patchswarm.ray_node), so a run's spending and reservations are counted by the same code everywhere.
     """
 
-    def __init__(self, spent_usd: float = 0.0, unknown_cost_calls: int = 0) -> None:
+    def __init__(self, spent: Spend | None = None) -> None:
         self._lock = threading.Lock()
-        self._spent, self._unknown_cost_calls = spent_usd, unknown_cost_calls
+        self._spend = spent.spend() if spent is not None else Spend()
         self._reserved = 0.0
         self._holds = 0  # reservations outstanding (a count: float sums never return to exactly 0)
 
     def add(self, cost_usd: float | None) -> None:
         with self._lock:
-            if cost_usd is None:
-                self._unknown_cost_calls += 1
-            else:
-                self._spent += cost_usd
+            self._spend.add_cost(cost_usd)
 
     def hold(self, limit_usd: float | None, amount: float) -> Hold:
         with self._lock:
-            verdict = hold_verdict(limit_usd, self._spent, self._reserved, self._holds, amount)
+            verdict = hold_verdict(limit_usd, self._spend.cost_usd, self._reserved, self._holds, amount)
             if verdict == "held":
                 self._reserved += amount
                 self._holds += 1
@@ -75,10 +106,9 @@ class Tally:
         if billed:
             self.add(cost_usd)
 
-    def totals(self) -> tuple[float, int]:
-        """(USD spent, calls of unknown cost)."""
+    def totals(self) -> Spend:
         with self._lock:
-            return self._spent, self._unknown_cost_calls
+            return self._spend.spend()
 
 
 class TallyPort(Protocol):
@@ -90,7 +120,7 @@ class TallyPort(Protocol):
 
     def settle(self, amount: float, cost_usd: float | None, billed: bool) -> None: ...
 
-    def totals(self) -> tuple[float, int]: ...
+    def totals(self) -> Spend: ...
 
 
 class Budget:
@@ -126,8 +156,7 @@ class Budget:
     def charge(self, cost_usd: float | None) -> None:
         """Add a billed call's cost to this budget and every ancestor.
 
-        An unknown cost (None) is tallied in `unknown_cost_calls` rather than as 0, so reports can
-        say "at least $X plus N calls of unknown cost" instead of understating the spend.
+        An unknown cost (None) is counted in the tally's `unknown_cost_calls` (`Spend`), not as 0.
         """
         if cost_usd is not None and cost_usd < 0:
             raise ValueError(f"negative cost {cost_usd} charged to budget '{self.name}'")
@@ -160,11 +189,11 @@ class Budget:
 
     @property
     def spent_usd(self) -> float:
-        return self.tally.totals()[0]
+        return self.tally.totals().cost_usd
 
     @property
     def unknown_cost_calls(self) -> int:
-        return self.tally.totals()[1]
+        return self.tally.totals().unknown_cost_calls
 
     @property
     def remaining_usd(self) -> float | None:

@@ -17,10 +17,10 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import Field
 
 from agent.actions import Action, ConversationMachine, MachineState
-from agent.budget import Budget
+from agent.budget import Budget, Spend
 from agent.edit.blocks import EditError, apply_edit_text
 from agent.instance import Instance, TrajectoryConfig
 from agent.prompts import editing_prefix, editing_report, editing_seed, patch_failed, user
@@ -41,7 +41,7 @@ class EditingState(MachineState):
     edited: ReproRun | None = Field(None, description="test_code on the repository with `patch`.")
 
 
-class EditingResult(BaseModel):
+class EditingResult(Spend):
     index: int = 0
     patch: str | None
     test_code: str | None
@@ -56,8 +56,6 @@ class EditingResult(BaseModel):
     messages: list[dict[str, Any]]
     error: str | None = None
     attempts: int = 0
-    cost_usd: float = 0.0
-    unknown_cost_calls: int = 0
 
 
 class EditingMachine(ConversationMachine[EditingState]):
@@ -151,6 +149,5 @@ class EditingMachine(ConversationMachine[EditingState]):
             original_output=state.original.output if state.original else None,
             edited_timed_out=bool(edited and edited.timed_out),
             original_timed_out=bool(state.original and state.original.timed_out),
-            messages=self.messages, error=state.error, attempts=state.attempts, cost_usd=state.cost_usd,
-            unknown_cost_calls=state.unknown_cost_calls,
+            messages=self.messages, error=state.error, attempts=state.attempts, **dict(state.spend()),
         )

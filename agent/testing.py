@@ -19,7 +19,7 @@ from typing import Any, Literal, TypeVar
 from pydantic import BaseModel, Field
 
 from agent.actions import Action, ConversationMachine, MachineState
-from agent.budget import Budget
+from agent.budget import Budget, Spend
 from agent.instance import DEFAULT_OUTPUT_CAP, Instance, TrajectoryConfig
 from agent.prompts import NO_TEST_TO_APPROVE, describe_run, reproduction_prefix, reproduction_report
 from agent.types import REPRO_TEST_PATH, repro_command
@@ -78,7 +78,7 @@ class TestingState(MachineState):
     run: ReproRun | None = Field(None, description="The last run of test_code on the original repository.")
 
 
-class TestingResult(BaseModel):
+class TestingResult(Spend):
     __test__ = False
     index: int = 0
     test_code: str | None
@@ -90,8 +90,6 @@ class TestingResult(BaseModel):
     messages: list[dict[str, Any]]
     error: str | None = None
     attempts: int = 0
-    cost_usd: float = 0.0
-    unknown_cost_calls: int = 0
 
     def original_run(self) -> ReproRun | None:
         if self.original_output is None:
@@ -147,6 +145,5 @@ class TestingMachine(ConversationMachine[TestingState]):
             index=self.index, test_code=state.test_code, approved=state.outcome == "approved",
             original_exit_code=run.exit_code if run else None, original_output=run.output if run else None,
             original_timed_out=run.timed_out if run else False, outcome=state.outcome,
-            messages=self.messages, error=state.error, attempts=state.attempts, cost_usd=state.cost_usd,
-            unknown_cost_calls=state.unknown_cost_calls,
+            messages=self.messages, error=state.error, attempts=state.attempts, **dict(state.spend()),
         )

@@ -16,10 +16,10 @@ import inspect
 from collections.abc import Awaitable, Mapping, Sequence
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import Field
 
 from agent.actions import INFRASTRUCTURE, ConversationMachine
-from agent.budget import Budget
+from agent.budget import Budget, Spend
 from agent.editing import EditingMachine, EditingResult
 from agent.instance import Instance, TrajectoryConfig
 from agent.model import warm_then_fan_out
@@ -28,13 +28,11 @@ from agent.types import EXIT_ISSUE_PRESENT, ContextBundle
 from sandbox.errors import SandboxError
 
 
-class TrajectoryResult(BaseModel):
+class TrajectoryResult(Spend):
     index: int
     testing: TestingResult | None = Field(None, description="Testing machine `index` (None beyond num_tests).")
     editing: EditingResult | None = Field(None, description="Editing machine `index` (None beyond num_edits).")
     seed_test_index: int | None = Field(None, description="Index of the testing result that seeded the editing machine.")
-    cost_usd: float = Field(0.0, description="USD of this trajectory's calls whose cost is known.")
-    unknown_cost_calls: int = 0
     error: str | None = Field(None, description="Why a machine of this trajectory failed (model_error / crashed).")
     infrastructure: bool = Field(False, description="A machine failed for the sandbox or engine (not the model or the "
                                                     "repository): its outcome is unknown, never a result.")
@@ -120,8 +118,7 @@ async def run_trajectories(
             testing=testing if isinstance(testing, TestingResult) else None,
             editing=editing if isinstance(editing, EditingResult) else None,
             seed_test_index=seed.index if seed is not None else None,
-            cost_usd=sum(m.state.cost_usd for m in machines),
-            unknown_cost_calls=sum(m.state.unknown_cost_calls for m in machines),
+            **dict(Spend.total(m.state for m in machines)),
             error=error,
             # OSError: an engine that went away mid-request (requests' ConnectionError is one), a host fault.
             infrastructure=any(_infrastructure(r) for r in (testing, editing)),

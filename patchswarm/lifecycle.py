@@ -66,8 +66,8 @@ async def run_instance(run: RunContext, task: Task, work: Work) -> InstanceResul
         raise
     result.wall_time_s = round(time.monotonic() - started, 2)
     totals = run.store.totals(task.instance_id)
-    result.cost_usd, result.unknown_cost_calls = totals["cost_usd"], totals["unknown_cost_calls"]
-    result.input_tokens, result.output_tokens = totals["input_tokens"], totals["output_tokens"]
+    result.cost_usd, result.unknown_cost_calls = totals.cost_usd, totals.unknown_cost_calls
+    result.input_tokens, result.output_tokens = totals.input_tokens, totals.output_tokens
     result.cost_by_role = run.store.cost_by_role(task.instance_id)
     if result.status != "failed":
         _mark_model_failure(run, result, calls_before)

@@ -26,6 +26,8 @@ from rich.console import Console
 from rich.progress import Progress as RichProgress
 from rich.progress import TaskID, TextColumn, TimeElapsedColumn
 
+from agent.budget import Spend
+
 # Statuses that count as "resolved so far" in the totals (a solve run's and an evaluation's word for it).
 RESOLVED = ("solved", "resolved")
 ENDED = ("instance_done", "instance_failed", "instance_skipped")
@@ -37,13 +39,12 @@ class Row:
 
     stage: str = "starting"
     calls: int = 0
-    cost_usd: float = 0.0
-    unknown_cost_calls: int = 0
+    spent: Spend = field(default_factory=Spend)
     started: float = field(default_factory=time.monotonic)
 
 
-def _usd(cost: float, unknown: int = 0) -> str:
-    return f"${cost:.4f}" + (f" +{unknown}?" if unknown else "")
+def _usd(spent: Spend) -> str:
+    return f"${spent.cost_usd:.4f}" + (f" +{spent.unknown_cost_calls}?" if spent.unknown_cost_calls else "")
 
 
 def _duration(seconds: float | None) -> str:
@@ -63,8 +64,7 @@ class Progress:
         self.done = self.failed = self.running = self.skipped = self.resolved = 0
         self.trajectories_running = 0
         self.executions = 0
-        self.cost_usd = 0.0
-        self.unknown_cost_calls = 0
+        self.spent = Spend()
         self.rows: dict[str, Row] = {}
         self._clock = clock
         self.started = clock()
@@ -115,26 +115,24 @@ class Progress:
                 return
             row.stage = stage
         if not self.live_mode:
-            self._line(f"  {instance_id}: {stage} · {row.calls} call(s) · {_usd(row.cost_usd, row.unknown_cost_calls)}"
+            self._line(f"  {instance_id}: {stage} · {row.calls} call(s) · {_usd(row.spent)}"
                        f" · {_duration(self._clock() - row.started)}")
         self.refresh()
 
     def call(self, instance_id: str | None, cost_usd: float | None) -> None:
         """A paid call finished (or failed); None = its cost is unknown."""
         with self._lock:
-            self.cost_usd += cost_usd or 0.0
-            self.unknown_cost_calls += cost_usd is None
+            self.spent.add_cost(cost_usd)
             row = self.rows.get(instance_id or "?")
             if row is not None:
                 row.calls += 1
-                row.cost_usd += cost_usd or 0.0
-                row.unknown_cost_calls += cost_usd is None
+                row.spent.add_cost(cost_usd)
         self.refresh()
 
-    def add_cost(self, cost: float | None) -> None:
-        """Cost spent elsewhere (e.g. on another machine) that `call` did not see."""
+    def add_spend(self, spent: Spend) -> None:
+        """What was spent elsewhere (e.g. on another machine) that `call` did not see."""
         with self._lock:
-            self.cost_usd += cost or 0.0
+            self.spent = Spend.total([self.spent, spent])
 
     # -- totals ----------------------------------------------------------------------------------
 
@@ -150,7 +148,7 @@ class Progress:
     def summary(self) -> str:
         with self._lock:
             finished = self.done + self.failed
-            cost = _usd(self.cost_usd, self.unknown_cost_calls)
+            cost = _usd(self.spent)
             if self.max_cost_usd is not None:
                 cost += f" of ${self.max_cost_usd:.2f}"
             skipped = f" ({self.skipped} already done)" if self.skipped else ""
@@ -183,7 +181,7 @@ class Progress:
                 view.remove_task(self._tasks.pop(instance_id))
             for instance_id, row in self.rows.items():
                 fields: dict[str, Any] = {"stage": row.stage, "calls": f"{row.calls} call(s)",
-                          "cost": _usd(row.cost_usd, row.unknown_cost_calls)}
+                          "cost": _usd(row.spent)}
                 if instance_id not in self._tasks:
                     self._tasks[instance_id] = view.add_task(f"  {instance_id}", **fields)
                 else:

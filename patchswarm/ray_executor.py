@@ -45,7 +45,7 @@ class RayExecutor:
             _check_reachable(self.address)
             ray.init(address=self.address, logging_level=logging.WARNING)
         try:
-            tally = ray.remote(num_cpus=0)(Tally).remote(*run.budget.tally.totals())
+            tally = ray.remote(num_cpus=0)(Tally).remote(run.budget.tally.totals())
             # Adaptive sampling's budget shares: one SharePool actor, as the tally, for every node.
             local = share_pool(run.config, len(tasks))
             shares = None if local is None else ray.remote(num_cpus=0)(SharePool).remote(
@@ -99,7 +99,7 @@ class RayExecutor:
             raise
         finally:
             progress.trajectories_running -= shown_trajectories
-        progress.add_cost(store.totals(instance_id)["cost_usd"])  # the node's calls, which `call` did not see
+        progress.add_spend(store.totals(instance_id))  # the node's calls, which `call` did not see
         if result is None:
             return InstanceResult(instance_id=instance_id, status="failed", issue=task.issue, errors=[error])
         return result

@@ -30,7 +30,7 @@ except ImportError:
 from rich.console import Console  # noqa: E402
 
 from agent.allocation import RemoteSharePool  # noqa: E402
-from agent.budget import Hold  # noqa: E402
+from agent.budget import Hold, Spend  # noqa: E402
 from agent.llm import Providers  # noqa: E402
 from patchswarm.config import PatchswarmConfig  # noqa: E402
 from patchswarm.pipeline import solve_attempt  # noqa: E402
@@ -65,9 +65,8 @@ class RemoteTally:
     def settle(self, amount: float, cost_usd: float | None, billed: bool) -> None:
         ray.get(self._actor.settle.remote(amount, cost_usd, billed))
 
-    def totals(self) -> tuple[float, int]:
-        spent, unknown = ray.get(self._actor.totals.remote())
-        return spent, unknown
+    def totals(self) -> Spend:
+        return ray.get(self._actor.totals.remote())
 
 
 @dataclass

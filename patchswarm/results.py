@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import Field
 
+from agent.budget import Spend
 from agent.trajectory import TrajectoryResult
 from patchswarm.adaptive import AdaptiveRecord
 from selection import SelectionResult
@@ -24,7 +25,7 @@ def exit_code_of(statuses: list[str]) -> int:
     return 0 if not errors else EXIT_ALL_ERRORS if errors == len(statuses) else EXIT_SOME_ERRORS
 
 
-class InstanceResult(BaseModel):
+class InstanceResult(Spend):
     """What one instance produced, with the evidence and what it cost."""
 
     instance_id: str
@@ -36,8 +37,6 @@ class InstanceResult(BaseModel):
     chosen_candidate: str | None = None
     votes: int | None = None
     budget_stopped: bool = Field(False, description="A budget stopped work; the patch is the best found so far.")
-    cost_usd: float = 0.0
-    unknown_cost_calls: int = 0
     input_tokens: int = 0
     output_tokens: int = 0
     cost_by_role: dict[str, float] = Field(default_factory=dict)

@@ -105,7 +105,7 @@ def open_run(config: PatchswarmConfig, run_dir: Path, progress: Progress, *, red
                             charge_replays=False, providers=providers)
         budget = Budget(config.budget.max_cost_usd, "run", tally=tally)
         if tally is None:
-            budget.charge(store.totals()["cost_usd"])  # a resumed run's budget counts what was spent
+            budget.charge(store.totals().cost_usd)  # a resumed run's budget counts what was spent
         run = RunContext(config=config, config_hash=config_hash, run_dir=run_dir, store=store, progress=progress,
                          docker=docker, manager=manager, model=model, budget=budget,
                          environments=default_sources(), redo=redo,

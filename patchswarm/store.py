@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from agent.budget import Spend
 from agent.call_records import CallRecord
 from agent.text import storable, storable_data
 from patchswarm.paths import inside
@@ -40,6 +41,14 @@ CREATE TABLE IF NOT EXISTS events (
   id INTEGER PRIMARY KEY AUTOINCREMENT, instance_id TEXT, kind TEXT NOT NULL, data TEXT, created_at REAL NOT NULL);
 """
 
+
+
+class CallTotals(Spend):
+    """Billed (not replayed) model calls: their number, tokens and `Spend`."""
+
+    calls: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
 
 class RunDirInUse(RuntimeError):
     """Another live process is running in the same run directory."""
@@ -170,7 +179,7 @@ class RunStore:
              int(reused), time.time()),
         )
 
-    def totals(self, instance_id: str | None = None) -> dict[str, Any]:
+    def totals(self, instance_id: str | None = None) -> CallTotals:
         """Cost and tokens of billed (not replayed) calls, overall or for one instance."""
         sql = ("SELECT COUNT(*), COALESCE(SUM(cost_usd), 0), COALESCE(SUM(input_tokens), 0), "
                "COALESCE(SUM(output_tokens), 0), SUM(CASE WHEN cost_usd IS NULL THEN 1 ELSE 0 END) "
@@ -179,8 +188,8 @@ class RunStore:
         if instance_id is not None:
             sql, params = sql + " AND instance_id = ?", (instance_id,)
         calls, cost, tokens_in, tokens_out, unknown = self._exec(sql, params)[0]
-        return {"calls": calls, "cost_usd": cost, "input_tokens": tokens_in, "output_tokens": tokens_out,
-                "unknown_cost_calls": unknown or 0}
+        return CallTotals(calls=calls, cost_usd=cost, input_tokens=tokens_in, output_tokens=tokens_out,
+                          unknown_cost_calls=unknown or 0)
 
     def call_outcomes(self, instance_id: str, after_id: int) -> dict[str, tuple[int, int, str | None]]:
         """Per role, the billed calls of `instance_id` logged after row `after_id`: (calls, failed, first error).

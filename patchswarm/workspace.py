@@ -80,7 +80,7 @@ async def open_workspace(run: RunContext, task: Task, environment: Environment) 
     # What this instance spent before a resume counts against its limit; the run budget already holds
     # it (charged from the store's totals at start), so charge it before linking to the run budget.
     budget = Budget(cfg.budget.max_cost_per_instance_usd, f"instance {task.instance_id}")
-    budget.charge(run.store.totals(task.instance_id)["cost_usd"])
+    budget.charge(run.store.totals(task.instance_id).cost_usd)
     budget.parent = run.budget
     return Workspace(pool=pool, repo_dir=repo_dir, budget=budget)
 

@@ -148,14 +148,14 @@ def provider_drill() -> None:
         worst = worst_case_usd("scripted/main", [{"role": "user", "content": "instance 19 step 5"}], 150,
                                settings.price_overrides)
         assert worst is not None, "priced by the override above"
-        spent = store.totals()["cost_usd"]
+        spent = store.totals().cost_usd
         answered_first = flaky.answered
         # The same batch again, with a larger budget: finished calls are replayed, the rest are made.
         run = Budget(limit * 10, "run")
         run.charge(spent)
         asyncio.run(batch(ModelClient(settings, store=calls, recorder=calls, providers=scripts), run, 20, 6))
         stored = store.count_calls()
-        billed = store.totals()["calls"]
+        billed = store.totals().calls
         repeated = flaky.answered - stored
         store.close()
     row("30% faults, 20 instances x 6 calls, --max-cost 1.5",

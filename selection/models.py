@@ -7,6 +7,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from agent.budget import Spend
+
 Method = Literal["selector", "vote", "fallback", "nothing_to_select", "error"]
 ConfidenceLevel = Literal["high", "medium", "low", "none"]
 CandidateStatus = Literal["ok", "empty", "apply_failed"]
@@ -150,7 +152,7 @@ class TranscriptMessage(BaseModel):
     content: str
 
 
-class SelectionResult(BaseModel):
+class SelectionResult(Spend):
     """The chosen patch and every piece of evidence behind the choice."""
 
     chosen_id: str | None
@@ -172,8 +174,6 @@ class SelectionResult(BaseModel):
     executions_performed: int = 0
     executions_cached: int = 0
     execution_seconds: float = Field(0.0, description="Sum of the durations of the executions performed (not of cached ones).")
-    cost_usd: float = Field(0.0, description="USD spent by selector calls whose price is known.")
-    unknown_cost_calls: int = Field(0, description="Selector calls of unknown price (not in cost_usd).")
     notes: list[str] = Field(default_factory=list)
 
     def candidate(self, candidate_id: str) -> CandidateReport:

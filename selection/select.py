@@ -8,7 +8,7 @@ from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 
-from agent.budget import Budget
+from agent.budget import Budget, Spend
 from agent.model import ModelClient
 from agent.types import StateStore
 from sandbox.port import PoolPort
@@ -334,6 +334,7 @@ class _Selection:
         selector_runs = self.selector.test_runs if self.selector else []
         regression = self.plan.report if self.plan else None
         ran = bool(self.plan and self.plan.commands)
+        spent = self.selector.spend() if self.selector else Spend()
         return SelectionResult(
             chosen_id=chosen.id if chosen else None, patch=self.final_patch if chosen else "",
             patch_rediffed=self.rediffed if chosen else False, method=method, reason=reason,
@@ -345,8 +346,7 @@ class _Selection:
             selector_transcript=self.selector.transcript if self.selector else [],
             executions_performed=self.executor.performed, executions_cached=self.executor.cached,
             execution_seconds=sum(self.executor.durations),
-            cost_usd=self.selector.cost_usd if self.selector else 0.0,
-            unknown_cost_calls=self.selector.unknown_cost_calls if self.selector else 0, notes=self.notes,
+            cost_usd=spent.cost_usd, unknown_cost_calls=spent.unknown_cost_calls, notes=self.notes,
             probes=ProbeReport(probes=len(self.probe.probes), steps=sum(len(p.steps) for p in self.probe.probes),
                                steps_stable=self.probe.steps_stable, steps_reproducing=self.probe.steps_reproducing,
                                notes=self.probe.notes),

@@ -23,7 +23,7 @@ from unidiff import PatchSet
 from unidiff.errors import UnidiffParseError
 
 from agent.actions import Action, ConversationMachine, MachineState
-from agent.budget import Budget
+from agent.budget import Budget, Spend
 from agent.model import ModelClient
 from agent.prompts import user
 from agent.text import clip_middle
@@ -72,14 +72,12 @@ class SelectorState(MachineState):
     chosen: str | None = Field(None, description="The label the model chose.")
 
 
-class SelectorOutcome(BaseModel):
+class SelectorOutcome(Spend):
     chosen_key: str | None = None
     outcome: SelectorEnd
     reason: str
     transcript: list[TranscriptMessage] = Field(default_factory=list)
     test_runs: list[SelectorTestRun] = Field(default_factory=list)
-    cost_usd: float = 0.0
-    unknown_cost_calls: int = 0
     calls: int = Field(0, description="Model calls made, a failed one included.")
 
 
@@ -143,7 +141,7 @@ class SelectorMachine(ConversationMachine[SelectorState]):
         return SelectorOutcome(
             chosen_key=self.finalists[self.labels.index(state.chosen)].key if state.chosen else None,
             outcome=outcome, reason=reason, transcript=[TranscriptMessage(**m) for m in self.messages],
-            test_runs=state.test_runs, cost_usd=state.cost_usd, unknown_cost_calls=state.unknown_cost_calls,
+            test_runs=state.test_runs, **dict(state.spend()),
             calls=state.attempts + (outcome == "model_error"))
 
 

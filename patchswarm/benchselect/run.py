@@ -148,8 +148,7 @@ def _usage(store_type, run_dir: Path, instance_id: str) -> _Usage:
         used = store.totals(instance_id)
     finally:
         store.close()
-    return _Usage(calls=used["calls"], tokens=used["input_tokens"] + used["output_tokens"],
-                  cost_usd=used["cost_usd"])
+    return _Usage(calls=used.calls, tokens=used.input_tokens + used.output_tokens, cost_usd=used.cost_usd)
 
 
 class Totals(BaseModel):

@@ -27,7 +27,7 @@ def runs(root: Path = typer.Option(Path("runs"), "--root", help="Directory holdi
                 status = "interrupted"  # its process died without saying so (kill -9, power loss)
             table.add_row(db.parent.name, status, str(len(items)),
                           str(sum(i["status"] == "solved" for i in items)),
-                          str(sum(i["status"] in ("error", "failed") for i in items)), f"{store.totals()['cost_usd']:.4f}")
+                          str(sum(i["status"] in ("error", "failed") for i in items)), f"{store.totals().cost_usd:.4f}")
         finally:
             store.close()
     Console().print(table)

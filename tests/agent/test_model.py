@@ -11,7 +11,7 @@ from litellm import ModelResponse  # noqa: E402
 from litellm.types.utils import Usage as ProviderUsage  # noqa: E402
 from pydantic import ValidationError  # noqa: E402
 
-from agent.budget import Budget, BudgetExceeded  # noqa: E402
+from agent.budget import Budget, BudgetExceeded, Spend, Tally  # noqa: E402
 from agent.model import (  # noqa: E402
     CallRecord,
     CallScope,
@@ -215,6 +215,17 @@ def test_budget_hierarchy_and_messages():
         trajectory.check()
     with pytest.raises(ValueError):
         trajectory.charge(-1.0)
+
+
+def test_spend_counts_unknown_costs_apart_and_totals_keep_them():
+    state, other = Spend(), Spend(cost_usd=0.5)
+    for cost in (0.25, None, 0.0, None):
+        state.add_cost(cost)
+    assert (state.cost_usd, state.unknown_cost_calls) == (0.25, 2)
+    assert Spend.total([state, other]) == Spend(cost_usd=0.75, unknown_cost_calls=2)
+    resumed = Tally(Spend.total([state, other]))  # a Ray run's actor starts from the driver's tally
+    resumed.add(None)
+    assert resumed.totals() == Spend(cost_usd=0.75, unknown_cost_calls=3)
 
 
 def test_call_past_the_budget_is_not_made(scripted):

@@ -141,7 +141,7 @@ def test_cache_tokens_and_litellm_prices_reach_the_run_accounting(anthropic_stub
         row = store._exec("SELECT instance_id, model, cost_usd, input_tokens, cache_read_tokens, cache_write_tokens "
                           "FROM call_log")
         assert row == [("calc-1", ANTHROPIC_MODEL, pytest.approx(expected), 1600, 1000, 500)]
-        assert store.totals("calc-1")["cost_usd"] == pytest.approx(expected)
+        assert store.totals("calc-1").cost_usd == pytest.approx(expected)
     finally:
         store.close()
 

@@ -24,7 +24,7 @@ def test_a_paid_reply_with_a_lone_surrogate_is_stored_once_and_replayed(scripted
         client = ModelClient(scripted_settings(), store=calls, recorder=calls, providers=providers(scripted))
         first = asyncio.run(client.scoped(scope).complete("primary", [{"role": "user", "content": "fix \udce9"}]))
         assert first.text == "Fixed the caf\ufffd bug.\n<finish/>" and not first.reused
-        assert store.count_calls() == 1 and store.totals()["calls"] == 1
+        assert store.count_calls() == 1 and store.totals().calls == 1
         # A resume (a new client on the same store) replays the paid call instead of paying again.
         again = asyncio.run(ModelClient(scripted_settings(), store=calls, recorder=calls,
                                         providers=providers(scripted)).scoped(scope).complete(

@@ -321,7 +321,7 @@ def test_ctrl_c_cleans_up_and_the_same_command_resumes(tmp_path, base_image, doc
         (instance,) = store.instances()
         assert instance["status"] == "interrupted"
         assert store.count_calls() == 5
-        assert store.totals()["calls"] == 5
+        assert store.totals().calls == 5
     finally:
         store.close()
 

@@ -9,7 +9,7 @@ import threading
 import pytest
 
 from agent.call_records import CallRecord, Usage
-from patchswarm.store import NamespacedStateStore, RunCallStore, RunStore
+from patchswarm.store import CallTotals, NamespacedStateStore, RunCallStore, RunStore
 
 
 @pytest.fixture
@@ -82,7 +82,7 @@ def test_calls_are_filed_under_the_instance_their_record_names(store):
         await asyncio.gather(instance("a", 0.25), instance("b", 1.0))
 
     asyncio.run(both())
-    assert store.totals("a")["cost_usd"] == 0.25 and store.totals("b")["cost_usd"] == 1.0
+    assert store.totals("a").cost_usd == 0.25 and store.totals("b").cost_usd == 1.0
     rows = dict(store._exec("SELECT key, instance_id FROM calls"))
     assert rows == {"h:a-key": "a", "h:b-key": "b"}
 
@@ -93,12 +93,11 @@ def test_totals_count_billed_calls_only(store):
     store.log_call(record("3", role="primary", cost=None, tokens=(50, 5)), "a")  # unknown price
     store.log_call(record("4", role="primary", cost=2.0, tokens=(300, 30)), "b")
     store.log_call(record("5", role="primary", cost=8.0, tokens=(999, 99)), "a", reused=True)  # replayed, not billed
-    assert store.totals("a") == {"calls": 3, "cost_usd": 1.25, "input_tokens": 350, "output_tokens": 30,
-                                 "unknown_cost_calls": 1}
-    assert store.totals() == {"calls": 4, "cost_usd": 3.25, "input_tokens": 650, "output_tokens": 60,
-                              "unknown_cost_calls": 1}
-    assert store.totals("nobody") == {"calls": 0, "cost_usd": 0, "input_tokens": 0, "output_tokens": 0,
-                                      "unknown_cost_calls": 0}
+    assert store.totals("a") == CallTotals(calls=3, cost_usd=1.25, input_tokens=350, output_tokens=30,
+                                           unknown_cost_calls=1)
+    assert store.totals() == CallTotals(calls=4, cost_usd=3.25, input_tokens=650, output_tokens=60,
+                                        unknown_cost_calls=1)
+    assert store.totals("nobody") == CallTotals()
     assert store.cost_by_role("a") == {"relevance": 0.25, "primary": 1.0}
     assert store.cost_by_role() == {"relevance": 0.25, "primary": 3.0}
 
@@ -144,6 +143,6 @@ def test_many_threads_write_without_losing_anything(store):
         t.start()
     for t in threads:
         t.join()
-    assert store.totals()["calls"] == 240
-    assert store.totals()["cost_usd"] == pytest.approx(2.4)
+    assert store.totals().calls == 240
+    assert store.totals().cost_usd == pytest.approx(2.4)
     assert all(store.load(f"t{n}:39") == {"i": 39} for n in range(6))
