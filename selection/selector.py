@@ -26,6 +26,7 @@ from agent.actions import Action, ConversationMachine, MachineState
 from agent.budget import Budget, Spend
 from agent.model import ModelClient
 from agent.prompts import user
+from agent.templates import render
 from agent.text import clip_middle
 from agent.types import EXIT_ERROR, EXIT_FIXED, EXIT_ISSUE_PRESENT, InMemoryStateStore, StateStore
 from selection.candidates import DistinctPatch, touched_files
@@ -40,22 +41,7 @@ MAX_DIFF_CHARS = 16_000
 MAX_RESULT_CHARS = 3_000
 WINDOW_LINES = 40
 
-SYSTEM_PROMPT = """\
-You choose which candidate patch best resolves a GitHub issue. The candidates were written \
-independently and may all look plausible; your job is to find the differences that matter.
-
-You may write a Python test script to tell the candidates apart. It runs as `python test.py` from the \
-repository root (the repository is importable) on the ORIGINAL code and separately with EACH candidate \
-applied, and you then see every exit code and output. Good tests exercise the behaviour the issue \
-asks for, including edge cases where the candidates differ, and print the values they observe.
-
-Reply with exactly one of:
-<test>
-...complete Python script...
-</test>
-or
-<choice>X</choice>
-where X is the label of the candidate that best resolves the issue without breaking other behaviour."""
+SYSTEM_PROMPT = render("selector_system", package="selection")
 
 SelectorEnd = Literal["chosen", "no_choice", "attempts_exhausted", "budget_exhausted", "model_error", "crashed"]
 

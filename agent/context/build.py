@@ -31,6 +31,7 @@ from agent.context.prefilter import (
     tokenize,
 )
 from agent.model import ModelCallError, ModelClient, Role
+from agent.templates import render, template_text
 from agent.types import ContextBundle, ContextFile, StateStore
 
 __all__ = [
@@ -49,37 +50,15 @@ __all__ = [
     "tokenize",
 ]
 
-RELEVANCE_SYSTEM = """\
-You decide whether one file of a repository matters for resolving a GitHub issue. It matters if it \
-would need to change to fix the issue, or if reading it is needed to write or test the fix (code the \
-fix calls or overrides, callers of the affected code, its tests).
-Reply in exactly this format and nothing else:
-<relevant>yes or no</relevant>
-<summary>If yes: up to 5 sentences on what in this file matters for the issue (names of functions, \
-classes, behaviour). If no: one short sentence.</summary>"""
+RELEVANCE_SYSTEM = render("relevance_system")
 
-RELEVANCE_USER = '<issue>\n{issue}\n</issue>\n\n<file path="{path}">\n{text}\n</file>'
+SKELETON_SYSTEM = render("skeleton_system")
 
-SKELETON_SYSTEM = """\
-You decide whether one file of a repository may matter for resolving a GitHub issue. You see only \
-the file's outline: its signatures and the first lines of their docstrings, bodies left out \
-(`...`), or for a file without definitions its first lines. It may matter if it may need to change \
-to fix the issue, or if its full text may be needed to write or test the fix. When in doubt, say yes: \
-a yes only means that the full file is read next.
-Reply in exactly this format and nothing else:
-<relevant>yes or no</relevant>
-<summary>One short sentence on why.</summary>"""
+RANKING_SYSTEM = render("ranking_system")
+# Every template of the stage: a stored bundle built with other wording is rebuilt.
+CONTEXT_TEMPLATES = ("relevance_system", "relevance_user", "skeleton_system", "skeleton_user", "ranking_system",
+                     "ranking_user")
 
-SKELETON_USER = '<issue>\n{issue}\n</issue>\n\n<outline path="{path}">\n{text}\n</outline>'
-
-RANKING_SYSTEM = """\
-You rank files by how important they are for resolving a GitHub issue: files that most likely need \
-editing first, then files needed to understand or test the change. Only the top of your ranking may \
-fit in a limited context, so order carefully.
-Reply with every path listed, one per line, most important first, inside <ranking></ranking> tags \
-and nothing else."""
-
-RANKING_USER = "<issue>\n{issue}\n</issue>\n\nCandidate files and why they may matter:\n\n{files}"
 
 # litellm downloads these tokenizers from Hugging Face; tiktoken's bundled one is close enough for a budget.
 _DOWNLOADED_TOKENIZERS = ("llama-2", "llama-3", "replicate", "command-r")
@@ -180,7 +159,7 @@ def relevance_messages(issue: str, path: str, text: str, max_chars: int) -> list
         text = f"{text[:max_chars]}\n[... {len(text) - max_chars} more characters not shown]"
     return [
         {"role": "system", "content": RELEVANCE_SYSTEM},
-        {"role": "user", "content": RELEVANCE_USER.format(issue=issue.strip(), path=path, text=text)},
+        {"role": "user", "content": render("relevance_user", issue=issue.strip(), path=path, text=text)},
     ]
 
 
@@ -190,7 +169,7 @@ def skeleton_messages(issue: str, path: str, skeleton: str, max_chars: int) -> l
         skeleton = f"{skeleton[:max_chars]}\n[... {len(skeleton) - max_chars} more characters not shown]"
     return [
         {"role": "system", "content": SKELETON_SYSTEM},
-        {"role": "user", "content": SKELETON_USER.format(issue=issue.strip(), path=path, text=skeleton)},
+        {"role": "user", "content": render("skeleton_user", issue=issue.strip(), path=path, text=skeleton)},
     ]
 
 
@@ -211,7 +190,7 @@ async def _rank_sample(client: ModelClient, issue: str, verdicts: list[_Verdict]
     listing = "\n\n".join(f'<file path="{v.path}">\n{v.summary or "(no summary)"}\n</file>' for v in verdicts)
     messages = [
         {"role": "system", "content": RANKING_SYSTEM},
-        {"role": "user", "content": RANKING_USER.format(issue=issue.strip(), files=listing)},
+        {"role": "user", "content": render("ranking_user", issue=issue.strip(), files=listing)},
     ]
     try:
         answer = await _call(client, "primary", messages, budget, sample=sample)
@@ -269,7 +248,7 @@ def _fingerprint(issue: str, client: ModelClient, config: ContextConfig) -> str:
         "issue": issue,
         "config": config.model_dump(),
         "models": [client.settings.model_for("relevance"), client.settings.model_for("primary")],
-        "prompts": [RELEVANCE_SYSTEM, RELEVANCE_USER, SKELETON_SYSTEM, SKELETON_USER, RANKING_SYSTEM, RANKING_USER],
+        "prompts": [template_text("agent", name) for name in CONTEXT_TEMPLATES],
         "prefilter": repr(prefilter_settings(config)),
     }
     return hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()

@@ -48,6 +48,7 @@ from agent.edit.paths import (
     load_text_file,
     unsafe_path_reason,
 )
+from agent.templates import render
 
 __all__ = [
     "EDIT_FORMAT_INSTRUCTIONS",
@@ -64,34 +65,7 @@ __all__ = [
     "parse_edits",
 ]
 
-EDIT_FORMAT_INSTRUCTIONS = """\
-Write your changes as edit blocks. Each <edit> block starts with the file path (relative to the \
-repository root) on its own line, followed by one or more SEARCH/REPLACE pairs:
-
-<edit>
-path/to/file.py
-<<<<<<< SEARCH
-def greet(name):
-    return "hello " + name
-=======
-def greet(name: str) -> str:
-    return f"hello {name}"
->>>>>>> REPLACE
-</edit>
-
-Rules:
-- SEARCH holds whole lines copied exactly from the file, including indentation, comments and blank \
-lines. It must match exactly one place: add a few neighbouring lines if the text occurs more than once. \
-Keep it short: the lines you change plus enough context to be unique.
-- REPLACE holds the new lines that take their place (leave it empty to remove the lines).
-- Several pairs in one block apply top to bottom, each to the file as the previous pairs left it; \
-they must not overlap. To change several files, write one <edit> block per file.
-- To create a file, leave SEARCH empty and put the whole content of the new file in REPLACE.
-- To delete a file, write on its own line: <delete>path/to/file.py</delete>
-- Any text file can be edited. Binary files, files inside .git/ and paths outside the repository cannot.
-- Every edit is applied to the ORIGINAL repository and replaces your previous edit entirely, so always \
-send the complete set of changes you want.
-"""
+EDIT_FORMAT_INSTRUCTIONS = render("edit_format")  # what the editing prompt shows of the format
 
 _EDIT_OPEN = re.compile(r"^\s*<edit>(?P<path>.*)$")
 _EDIT_CLOSE = re.compile(r"^\s*</edit>\s*$")
