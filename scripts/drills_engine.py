@@ -30,8 +30,6 @@ OVERRIDES = [
     "trajectories.test_timeout_s=60", "selection.test_timeout_s=60", "selection.selector_enabled=false",
     "sandbox.pool_size=2", "context.ranking_samples=1",
 ]
-GIT_ENV = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t",
-           "GIT_AUTHOR_DATE": "2025-01-01T00:00:00Z", "GIT_COMMITTER_DATE": "2025-01-01T00:00:00Z"}
 
 
 def sh(*args: str, **kw) -> subprocess.CompletedProcess:
@@ -128,15 +126,11 @@ def _state(pid: int) -> str:
 
 def calc_repo(dest: Path) -> tuple[Path, str]:
     """The `pipeline_calc` fixture as a one-commit repository (fixed dates: the same SHA every time)."""
-    repo, source = dest / "pipeline_calc", ROOT / "tests" / "fixtures" / "pipeline_calc"
-    for path in sorted(p for p in source.rglob("*") if p.is_file()):
-        target = repo / path.relative_to(source)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_text(path.read_text())
-    env = {**os.environ, **GIT_ENV}
-    for args in (["init", "-q", "-b", "main"], ["add", "-A"], ["-c", "commit.gpgsign=false", "commit", "-qm", "calc"]):
-        subprocess.run(["git", *args], cwd=repo, check=True, env=env, capture_output=True)
-    return repo, sh("git", "rev-parse", "HEAD", cwd=repo, check=True).stdout.strip()
+    from tests.fixture_repos import (
+        fixture_repo,  # the tests' builder (ROOT is on sys.path: scripts/drills.py)
+    )
+
+    return fixture_repo("pipeline_calc", dest)
 
 
 def tasks_file(dest: Path, count: int) -> Path:

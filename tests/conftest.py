@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-FIXTURES = Path(__file__).parent / "fixtures"
-
 from agent.model import ModelClient, ModelSettings, PriceOverride, RoleModels  # noqa: E402
 from agent.scripted import ScriptedLLM  # noqa: E402
+from tests.fixture_repos import FIXTURES, fixture_repo, make_git_repo  # noqa: E402, F401 - shared with the test modules
 
 
 def pytest_collection_modifyitems(items):
@@ -55,36 +53,6 @@ def bare_venv(tmp_path_factory) -> Path:
     venv = tmp_path_factory.mktemp("venv") / "bare"
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
     return venv / "bin"
-
-
-def make_git_repo(path: Path, commits: list[dict[str, str | None]]) -> list[str]:
-    """A git repo whose successive commits set (or, with None, delete) files; returns the commit SHAs."""
-    path.mkdir(parents=True, exist_ok=True)
-    env = {**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t",
-           "GIT_COMMITTER_EMAIL": "t@t"}
-    subprocess.run(["git", "init", "-q", "-b", "main", str(path)], check=True)
-    shas = []
-    for number, files in enumerate(commits):
-        for name, content in files.items():
-            target = path / name
-            if content is None:
-                target.unlink()
-            else:
-                target.parent.mkdir(parents=True, exist_ok=True)
-                target.write_text(content)
-        subprocess.run(["git", "add", "-A"], cwd=path, check=True, env=env)
-        subprocess.run(["git", "commit", "-q", "--allow-empty", "-m", f"commit {number}"], cwd=path, check=True, env=env)
-        shas.append(subprocess.run(["git", "rev-parse", "HEAD"], cwd=path, capture_output=True, text=True,
-                                   check=True).stdout.strip())
-    return shas
-
-
-def fixture_repo(name: str, dest: Path) -> tuple[Path, str]:
-    """Copy tests/fixtures/<name>/ into a one-commit git repo under dest; returns (path, sha)."""
-    files = {str(p.relative_to(FIXTURES / name)): p.read_text() for p in (FIXTURES / name).rglob("*") if p.is_file()}
-    repo = dest / name
-    sha = make_git_repo(repo, [files])[0]
-    return repo, sha
 
 
 # -- scripted model -------------------------------------------------------------------------------

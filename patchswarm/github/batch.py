@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import Field, field_validator
 
 from agent.llm import Providers
 from patchswarm.config import ConfigError, load_config
@@ -27,7 +27,7 @@ from patchswarm.github import summary
 from patchswarm.github.api import ApiError, GitHubRepo, IssueThread, StatusComment, connect
 from patchswarm.github.gitops import Git, GitError
 from patchswarm.github.listing import Skipped, check_since, list_issues
-from patchswarm.github.options import SettingsError, check_min_confidence, issue_task, load_repo_settings
+from patchswarm.github.options import RunOptions, SettingsError, issue_task, load_repo_settings
 from patchswarm.github.publish import Publisher, answer_issue
 from patchswarm.github.redact import Redactor, redacted_logging
 from patchswarm.github.resolve import EXTRA_SECRET_SUFFIXES
@@ -40,10 +40,9 @@ log = logging.getLogger(__name__)
 VERDICTS = {"pr": "resolved with confidence", "no_pr": "not confident", "failed": "failed"}
 
 
-class BatchOptions(BaseModel):
+class BatchOptions(RunOptions):
     """Command-line options of `patchswarm github batch`."""
 
-    repo: str
     label: str | None = None
     query: str | None = None
     since: str | None = None
@@ -51,52 +50,20 @@ class BatchOptions(BaseModel):
     dry_run: bool = False
     open_prs: bool = False
     commit: str | None = Field(None, description="Commit or branch to solve at (default: the default branch's head).")
-    setup: list[str] | None = None
-    test_cmd: str | None = None
-    preset: str | None = None
-    config_file: Path | None = None
-    overrides: list[str] = Field(default_factory=list)
-    max_cost: float | None = None
     max_cost_per_instance: float | None = None
     workers: int | None = Field(None, gt=0)
-    run_dir: Path | None = None
     redo: bool = False
-    token_env: str = "GITHUB_TOKEN"
-    api_url: str = "https://api.github.com"
     fork_owner: str | None = None
     include_test: bool = False
-    min_votes: int = Field(1, ge=0)
-    min_confidence: str = "high"
-    _confidence = field_validator("min_confidence", mode="before")(classmethod(lambda cls, v: check_min_confidence(v)))
-    report_url: str | None = None
-    live: bool | None = None
-    throttle: bool = True
     max_rate_wait_s: float = Field(3600, ge=0, description="Longest wait for a rate limit before failing.")
-
-    @field_validator("repo")
-    @classmethod
-    def _owner_name(cls, value: str) -> str:
-        return _check_repo(value)
 
     @field_validator("since")
     @classmethod
     def _since(cls, value: str | None) -> str | None:
         return check_since(value)
 
-    @property
-    def name(self) -> str:
-        return self.repo.split("/")[1]
-
     def default_run_dir(self) -> Path:
-        owner, name = self.repo.split("/")
-        return self.run_dir or Path("runs") / "github" / f"{owner}__{name}" / "batch"
-
-
-def _check_repo(value: str) -> str:
-    owner, sep, name = value.partition("/")
-    if not sep or not owner or not name or "/" in name:
-        raise ValueError(f"--repo must look like OWNER/NAME, got {value!r}")
-    return value
+        return self.run_dir or Path("runs") / "github" / f"{self.owner}__{self.name}" / "batch"
 
 
 @dataclass

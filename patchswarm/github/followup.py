@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Literal
 from urllib.parse import quote as requests_quote
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import Field
 
 from agent.llm import Providers
 from patchswarm.config import ConfigError, load_config
@@ -32,8 +32,8 @@ from patchswarm.github.gitops import Git, GitError
 from patchswarm.github.listing import BOT_BRANCH, thread_of
 from patchswarm.github.options import (
     DEFAULT_ASSOCIATIONS,
+    RunOptions,
     SettingsError,
-    check_min_confidence,
     issue_task,
     load_repo_settings,
 )
@@ -50,33 +50,18 @@ MENTION = re.compile(r"@patchswarm\b", re.IGNORECASE)
 CommentKind = Literal["issue", "review-comment", "review", "none"]
 
 
-class FollowUpOptions(BaseModel):
-    repo: str
+class FollowUpOptions(RunOptions):
+    """Command-line options of `patchswarm github follow-up`."""
+
     pr: int = Field(gt=0)
     comment_id: int | None = None
     comment_kind: CommentKind = "issue"
     actor: str | None = None
     allowed_associations: list[str] = Field(default_factory=lambda: list(DEFAULT_ASSOCIATIONS))
-    setup: list[str] | None = None
-    test_cmd: str | None = None
-    preset: str | None = None
-    config_file: Path | None = None
-    overrides: list[str] = Field(default_factory=list)
-    max_cost: float | None = None
-    run_dir: Path | None = None
-    token_env: str = "GITHUB_TOKEN"
-    api_url: str = "https://api.github.com"
-    min_votes: int = Field(1, ge=0)
-    min_confidence: str = "high"
-    _confidence = field_validator("min_confidence", mode="before")(classmethod(lambda cls, v: check_min_confidence(v)))
-    report_url: str | None = None
     remove_label: str | None = Field(None, description="Label taken off the PR when the run ends (a PR label trigger).")
-    live: bool | None = None
-    throttle: bool = True
 
     def default_run_dir(self) -> Path:
-        owner, name = self.repo.split("/")
-        return self.run_dir or Path("runs") / "github" / f"{owner}__{name}" / f"pr-{self.pr}"
+        return self.run_dir or Path("runs") / "github" / f"{self.owner}__{self.name}" / f"pr-{self.pr}"
 
 
 def follow_up(options: FollowUpOptions, env: Mapping[str, str] | None = None, *,

@@ -31,12 +31,11 @@ def check_min_confidence(value: str) -> str:
 REPO_SETTINGS_FILE = ".patchswarm.yml"
 
 
-class ResolveOptions(BaseModel):
-    """Command-line options of `patchswarm github resolve` (CLI values win over `.patchswarm.yml`)."""
+class RunOptions(BaseModel):
+    """What every `patchswarm github` command that solves takes: the repository, how to solve in it, the API,
+    and what a patch needs for a PR (CLI values win over `.patchswarm.yml`)."""
 
-    repo: str = Field(description="OWNER/NAME of the repository holding the issue.")
-    issue: int = Field(gt=0, description="Issue number.")
-    ref: str | None = Field(None, description="Branch, tag or commit to solve at (default: the default branch).")
+    repo: str = Field(description="OWNER/NAME of the repository.")
     setup: list[str] | None = Field(None, description="Environment setup commands; None = from .patchswarm.yml.")
     test_cmd: str | None = None
     preset: str | None = Field(None, description="Config preset; None = .patchswarm.yml's, else 'default'.")
@@ -46,14 +45,9 @@ class ResolveOptions(BaseModel):
     run_dir: Path | None = None
     token_env: str = "GITHUB_TOKEN"
     api_url: str = "https://api.github.com"
-    actor: str | None = Field(None, description="Who triggered the run (default: the issue author).")
-    allowed_associations: list[str] = Field(default_factory=lambda: list(DEFAULT_ASSOCIATIONS))
-    fork_owner: str | None = None
-    include_test: bool = False
     min_votes: int = Field(1, ge=0, description="Votes the chosen patch needs for a PR (when no confidence is given).")
     min_confidence: str = Field("high", description="Selection confidence a PR needs, when reported: a level or 0..1.")
     report_url: str | None = Field(None, description="Where readers find the HTML report (e.g. the workflow run).")
-    remove_label: str | None = Field(None, description="Label taken off the issue when the run ends.")
     live: bool | None = Field(None, description="Live progress display; None = only on a TTY.")
     throttle: bool = Field(True, description="PyGithub's pauses between requests (off for the test stand-in).")
 
@@ -67,11 +61,6 @@ class ResolveOptions(BaseModel):
 
     _confidence = field_validator("min_confidence", mode="before")(classmethod(lambda cls, v: check_min_confidence(v)))
 
-    @field_validator("allowed_associations")
-    @classmethod
-    def _upper(cls, value: list[str]) -> list[str]:
-        return [v.strip().upper() for v in value if v.strip()]
-
     @property
     def owner(self) -> str:
         return self.repo.split("/")[0]
@@ -79,6 +68,23 @@ class ResolveOptions(BaseModel):
     @property
     def name(self) -> str:
         return self.repo.split("/")[1]
+
+
+class ResolveOptions(RunOptions):
+    """Command-line options of `patchswarm github resolve`."""
+
+    issue: int = Field(gt=0, description="Issue number.")
+    ref: str | None = Field(None, description="Branch, tag or commit to solve at (default: the default branch).")
+    actor: str | None = Field(None, description="Who triggered the run (default: the issue author).")
+    allowed_associations: list[str] = Field(default_factory=lambda: list(DEFAULT_ASSOCIATIONS))
+    fork_owner: str | None = None
+    include_test: bool = False
+    remove_label: str | None = Field(None, description="Label taken off the issue when the run ends.")
+
+    @field_validator("allowed_associations")
+    @classmethod
+    def _upper(cls, value: list[str]) -> list[str]:
+        return [v.strip().upper() for v in value if v.strip()]
 
     @property
     def branch(self) -> str:

@@ -13,6 +13,7 @@ import yaml
 from patchswarm.demo.script import DemoScript
 from patchswarm.github.options import ResolveOptions
 from patchswarm.github.redact import basic_auth
+from tests.fixture_repos import GIT_ENV
 from tests.patchswarm.github_stub import GitHubStub
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -21,9 +22,6 @@ TOKEN = "ghs_patchswarmTestToken0123456789abcdef"
 TOKEN_ENV = "PATCHSWARM_TEST_GH_TOKEN"
 REPO = "octo/textkit"
 ISSUE = 7
-GIT_ENV = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t",
-           "GIT_COMMITTER_EMAIL": "t@t", "GIT_AUTHOR_DATE": "2025-01-01T00:00:00Z",
-           "GIT_COMMITTER_DATE": "2025-01-01T00:00:00Z"}
 # The repository's own settings: the demo's small configuration with three editing trajectories.
 REPO_SETTINGS = {
     "test_cmd": "python -m unittest discover -s tests -v",

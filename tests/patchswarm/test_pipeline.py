@@ -27,6 +27,7 @@ from patchswarm.tasks import Task
 from sandbox.manager import INIT_COMMAND, owner_labels
 from sandbox.quota import LABEL_VOLUME_OF
 from tests.conftest import FIXTURES, providers
+from tests.fixture_repos import fixture_repo
 from tests.patchswarm.scripts import PLAN, RIGHT_FIX, CalcScript, read_call_log
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -42,25 +43,12 @@ OVERRIDES = [
     "trajectories.max_attempts_editing=3", "trajectories.test_timeout_s=30", "selection.test_timeout_s=30",
     "selection.selector_enabled=false", "sandbox.pool_size=2", "context.ranking_samples=1",
 ]
-GIT_ENV = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t",
-           "GIT_COMMITTER_EMAIL": "t@t", "GIT_AUTHOR_DATE": "2025-01-01T00:00:00Z",
-           "GIT_COMMITTER_DATE": "2025-01-01T00:00:00Z"}
 SUBPROCESS_TIMEOUT = 240
 
 
 def calc_repo(dest: Path) -> tuple[Path, str]:
-    """The fixture as a one-commit repo; fixed dates keep the SHA (hence the env image) the same every run."""
-    repo = dest / "pipeline_calc"
-    source = FIXTURES / "pipeline_calc"
-    for path in sorted(p for p in source.rglob("*") if p.is_file()):
-        target = repo / path.relative_to(source)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_text(path.read_text())
-    env = {**os.environ, **GIT_ENV}
-    for args in (["init", "-q", "-b", "main"], ["add", "-A"], ["-c", "commit.gpgsign=false", "commit", "-qm", "calc"]):
-        subprocess.run(["git", *args], cwd=repo, check=True, env=env, capture_output=True)
-    sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True, check=True)
-    return repo, sha.stdout.strip()
+    """The `pipeline_calc` fixture as a one-commit repository (the same SHA, hence env image, every run)."""
+    return fixture_repo("pipeline_calc", dest)
 
 
 def cli(*args: str, overrides: list[str] = OVERRIDES) -> list[str]:
