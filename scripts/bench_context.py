@@ -43,12 +43,8 @@ from agent.context.build import (  # noqa: E402
     relevance_messages,
     skeleton_messages,
 )
-from agent.context.prefilter import (  # noqa: E402
-    PrefilterSettings,
-    decode_text,
-    select_files,
-    skip_reason,
-)
+from agent.context.prefilter import PrefilterSettings, select_files  # noqa: E402
+from agent.context.scan import decode_text, skip_reason  # noqa: E402
 from agent.context.signals import FileFacts, file_facts, tokenize  # noqa: E402
 
 GOAL_INSTANCE_RECALL = 0.95
