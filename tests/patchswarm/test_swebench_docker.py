@@ -103,11 +103,12 @@ def test_a_tox_current_env_symlink_to_the_venv_python_sees_the_venv(calc_image, 
     reached that way is the bare system Python, unless the .pth the env layer installs steps in."""
     from patchswarm.swebench.scripts import current_env_command
 
+    # Owned by this live process (see above): an orphan sweep must not remove it while it runs.
     probe = ("mkdir -p /tmp/e/.tox/py39/bin && ln -s /opt/venv/bin/python /tmp/e/.tox/py39/bin/python && "
              "try() { /tmp/e/.tox/py39/bin/python -c 'import sys, pytest; print(sys.prefix)' 2>/dev/null || echo none; }; "
              f"try; {current_env_command()} && try; /opt/venv/bin/python -c 'import sys; print(sys.prefix)'; echo end")
     container = docker_client.containers.run(calc_image.tag, ["bash", "-c", probe], user="root", network_mode="none",
-                                             labels={"patchswarm.run": "test-tox-current-env"}, detach=True)
+                                             labels=owner_labels("test-tox-current-env"), detach=True)
     try:
         status = container.wait(timeout=120)
         out = container.logs().decode()
