@@ -1,10 +1,9 @@
-"""Choosing one patch: test matrix, votes on real evidence, regression check, selector, ensembles.
+"""Choosing one patch: test matrix, votes on real evidence, regression check, selector, outside candidates.
 
 Imports agent and sandbox, never patchswarm.
 """
 
 from selection.cache import OutcomeCache
-from selection.ensemble import load_patch_dir, load_prediction_files, write_predictions
 from selection.models import (
     BehaviourGroup,
     Candidate,
@@ -17,6 +16,7 @@ from selection.models import (
     SelectionResult,
     TranscriptMessage,
 )
+from selection.outside import load_patch_dir, load_prediction_files, write_predictions
 from selection.select import GenerateTests, select_patch
 
 __all__ = [

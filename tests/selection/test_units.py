@@ -1,4 +1,4 @@
-"""Selection pieces that need no sandbox: dedup, parsers, test discovery, replies, ensembles."""
+"""Selection pieces that need no sandbox: dedup, parsers, test discovery, replies, outside candidates."""
 
 from __future__ import annotations
 

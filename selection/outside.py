@@ -1,4 +1,4 @@
-"""Ensembles of outside candidates: SWE-bench prediction files and patch directories in, predictions out."""
+"""Outside candidates: SWE-bench prediction files and patch directories in, predictions out."""
 
 from __future__ import annotations
 
