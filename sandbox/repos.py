@@ -7,6 +7,7 @@ so no later fix can be read from objects, refs or reflogs.
 from __future__ import annotations
 
 import hashlib
+import re
 import shutil
 import subprocess
 import tempfile
@@ -60,6 +61,21 @@ def _fetch_commit(mirror: Path, location: str, commit: str) -> subprocess.Comple
     return done
 
 
+def _fetch_failure(location: str, commit: str, stderr: str) -> str:
+    """Why a fetch failed, in one line: the object a partial mirror lacks (and its path, for local mirrors)
+    rather than git's last words ("invalid index-pack output")."""
+    missing = re.search(r"unable to read ([0-9a-f]{40})", stderr)
+    if not missing:
+        return _last_line(stderr)
+    blob = missing.group(1)
+    path = ""
+    if location.startswith("file://") or "://" not in location:
+        tree = _git(["ls-tree", "-r", commit], cwd=Path(location.removeprefix("file://")))
+        path = next((line.split("\t", 1)[1] for line in tree.stdout.splitlines() if blob in line), "")
+    return (f"the source lacks {path + ' ' if path else ''}(object {blob[:12]}) of this commit's tree"
+            " (a partial snapshot missing a file the commit needs)")
+
+
 def local_git_dir(source: RepoSource, cache_dir: Path = DEFAULT_CACHE) -> Path:
     """A git directory on the host holding `source.commit`: the path itself, or a cache of the URL's commits.
 
@@ -87,7 +103,7 @@ def local_git_dir(source: RepoSource, cache_dir: Path = DEFAULT_CACHE) -> Path:
             done = _fetch_commit(mirror, source.location, source.commit)
             if done.returncode != 0:
                 raise RepoError(f"cannot fetch commit {source.commit} from {source.location}: "
-                                f"{_last_line(done.stderr)}")
+                                f"{_fetch_failure(source.location, source.commit, done.stderr)}")
     return mirror
 
 

@@ -59,3 +59,10 @@ def test_an_unknown_commit_names_the_commit_and_the_source(partial_mirror, tmp_p
     bare, _, _ = partial_mirror
     with pytest.raises(RepoError, match=f"cannot fetch commit {'ab' * 20} from file://{bare}"):
         local_git_dir(RepoSource(location=f"file://{bare}", commit="ab" * 20), cache_dir=tmp_path / "cache")
+
+
+def test_a_commit_whose_file_the_mirror_lacks_names_that_file(partial_mirror, tmp_path):
+    bare, head, blob = partial_mirror
+    first = _git(bare, "rev-parse", f"{head}~1")  # the commit whose tree has big.bin
+    with pytest.raises(RepoError, match=rf"cannot fetch commit {first} .*: the source lacks big\.bin \(object {blob[:12]}\)"):
+        local_git_dir(RepoSource(location=f"file://{bare}", commit=first), cache_dir=tmp_path / "cache")
