@@ -135,6 +135,9 @@ def failure_class(gold: dict, empty: dict | None) -> str | None:
     """What went wrong with an instance, in words general enough to count; None when all is as it should be."""
     error = gold.get("error") or ""
     if error.startswith("no image"):
+        lacking = re.search(r"the source lacks (\S+) \(object", error)
+        if lacking:  # a partial snapshot: the repository at the base commit cannot be had from this mirror
+            return "environment: the mirror snapshot lacks a file of the commit"
         command = re.search(r"command '([^']*)'", error)
         return f"environment build failed: {command.group(1)[:80]}" if command else f"environment: {error[:100]}"
     if gold["status"] == "timeout":

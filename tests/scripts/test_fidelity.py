@@ -36,6 +36,10 @@ def test_failure_classes_name_the_build_command_and_the_verdicts():
     build = record("a", resolved=False, status="error",
                    error="no image: build failed: command 'pip install -e .[dev]' exited 1 — last output: x")
     assert fidelity.failure_class(build, None) == "environment build failed: pip install -e .[dev]"
+    partial = record("a", resolved=False, status="error", error=(
+        "no image: cannot fetch commit ef8a from file:///m/pvlib.git: the source lacks pvlib/data/x.h5 "
+        "(object 6f73de334f0e) of this commit's tree (a partial snapshot missing a file the commit needs)"))
+    assert fidelity.failure_class(partial, None) == "environment: the mirror snapshot lacks a file of the commit"
     assert fidelity.failure_class(record("a", resolved=False), record("a", resolved=False)) == \
         "gold: tests fail with the gold patch"
     assert fidelity.failure_class(record("a", resolved=True), record("a", resolved=True)) == "empty patch resolves"
