@@ -18,7 +18,7 @@ from swebench.harness.constants import END_TEST_OUTPUT, NON_TEST_EXTS, START_TES
 from unidiff import PatchSet
 
 from patchswarm.swebench.dataset import SweInstance
-from patchswarm.swebench.specs import SpecError, VersionSpec
+from patchswarm.swebench.specs import SpecError, VersionSpec, conda_packages
 from sandbox.sandbox import REPO_DIR
 
 TESTBED = "/testbed"
@@ -52,6 +52,11 @@ PIP_FLOOR = ("(python -c 'import sys, pip; sys.exit(tuple(map(int, pip.__version
 # out, which Sphinx 3-4 import).
 CONSTRAINTS_PATH = "/etc/patchswarm-constraints.txt"
 CONSTRAINTS = ("docutils<0.22",)
+# pytest 8 (January 2024) no longer calls nose-style `setup()`/`teardown()` methods, which tests of the
+# benchmark's era use (pydicom's TestBadValueRead). A spec that names pytest without a version got the
+# pytest of its validation (7.x, 2023), so such environments are held below 8. Specs that pin pytest keep
+# their pin, and repositories that bring their own (pytest itself, Sphinx 8's `pytest>=8` extra) are left alone.
+UNPINNED_PYTEST_CAP = "pytest<8"
 # tox-current-env (tox 4) runs `python` through a symlink it makes in .tox/<env>/bin. A conda env's
 # python finds its prefix through any symlink; a venv's does not (pyvenv.cfg is looked for beside the
 # link), so the tests would run in the bare system Python ("No module named pytest"). This .pth, in the
@@ -86,6 +91,12 @@ class BuildPlan(BaseModel):
     root_setup: list[str] = Field(description="Env layer, as root before the repo is copied in: the spec's system pre_install lines.")
     env_setup: list[str] = Field(description="Env layer, as the sandbox user: dependencies into the venv.")
     instance_setup: list[str] = Field(description="Instance layer, as the sandbox user: pre_install and install.")
+
+
+def spec_constraints(spec: VersionSpec) -> list[str]:
+    """Constraints one environment adds to the shared ones: what the spec left unpinned but its era implies."""
+    named = [*spec.pip_packages, *conda_packages(spec.packages)]
+    return [UNPINNED_PYTEST_CAP] if any(re.fullmatch(r"\s*pytest\s*", name) for name in named) else []
 
 
 def layout_commands() -> list[str]:
@@ -129,6 +140,8 @@ def plan_build(spec: VersionSpec, *, requirements: str | None = None, conda_requ
         root.append("set -e\nexport DEBIAN_FRONTEND=noninteractive\n" + "\n".join(system_lines))
     if "--current-env" in (spec.test_cmd or ""):
         root.append(current_env_command())
+    if extra := spec_constraints(spec):  # before any pip install of this layer reads PIP_CONSTRAINT
+        root.append(f"printf '%s\\n' {' '.join(shlex.quote(c) for c in extra)} >> {CONSTRAINTS_PATH}")
     env = [PIP_FLOOR]
     if conda_requirements:
         env.append(_pip_install(list(conda_requirements)))

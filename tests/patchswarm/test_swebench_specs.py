@@ -9,13 +9,16 @@ import pytest
 from patchswarm.swebench.dataset import SweInstance, load_instances
 from patchswarm.swebench.scripts import (
     CONDA_ACTIVATE,
+    CONSTRAINTS_PATH,
     PIP_FLOOR,
+    UNPINNED_PYTEST_CAP,
     WHEELHOUSE,
     adapt_for_local_image,
     directives,
     make_eval_script,
     patched_files,
     plan_build,
+    spec_constraints,
 )
 from patchswarm.swebench.specs import (
     SpecError,
@@ -129,6 +132,26 @@ def test_build_plan_splits_layers_and_users(table):
     assert "tox-current-env" not in "\n".join(plan_build(table.spec("pytest-dev/pytest", "6.0")).root_setup)
     django = plan_build(table.spec("django/django", "1.7"))
     assert "locale-gen en_US.UTF-8" in "\n".join(django.root_setup)
+
+
+def test_unpinned_pytest_is_held_below_8_where_the_spec_names_it(table):
+    # pydicom 2.1 lists a bare "pytest": pytest 8 would skip its nose-style setup() and fail the gold tests.
+    pydicom = plan_build(table.spec("pydicom/pydicom", "2.1"))
+    cap = f"printf '%s\\n' '{UNPINNED_PYTEST_CAP}' >> {CONSTRAINTS_PATH}"
+    assert cap in pydicom.root_setup
+    # The cap is written before any pip install of the layer runs (those are env_setup, after root_setup).
+    assert not any(CONSTRAINTS_PATH in step for step in pydicom.env_setup)
+    assert spec_constraints(table.spec("pvlib/pvlib-python", "0.8")) == [UNPINNED_PYTEST_CAP]
+    conda_bare = table.spec("pydicom/pydicom", "2.1").model_copy(update={"pip_packages": [], "packages": "numpy pytest"})
+    assert spec_constraints(conda_bare) == [UNPINNED_PYTEST_CAP]
+    # A pin is the spec's own; plugins are not pytest; pytest itself and Sphinx (pytest from the repo's
+    # own metadata, `pytest>=8` in Sphinx 8) get no cap that would contradict what they install.
+    for repo, version in (("astropy/astropy", "5.1"), ("pydata/xarray", "0.12"), ("pytest-dev/pytest", "8.0"),
+                          ("sphinx-doc/sphinx", "8.1"), ("marshmallow-code/marshmallow", "3.0")):
+        assert spec_constraints(table.spec(repo, version)) == [], (repo, version)
+        assert not any(UNPINNED_PYTEST_CAP in step for step in plan_build(table.spec(repo, version)).root_setup)
+    plugins = table.spec("pydicom/pydicom", "2.1").model_copy(update={"pip_packages": ["pytest-cov", "pytest==7.4.0"]})
+    assert spec_constraints(plugins) == []
 
 
 def test_local_adaptation_names_head_and_keeps_markers(rows):
