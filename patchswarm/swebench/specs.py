@@ -26,12 +26,16 @@ from types import MappingProxyType
 import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
-# Conda packages with no pip equivalent (compilers, BLAS builds): skipped when installing with pip.
+# Conda packages with no pip equivalent (compilers, BLAS builds, C libraries, conda-forge-only packages such
+# as xarray's cdms2): skipped when installing with pip.
 CONDA_ONLY = frozenset({
     "mkl", "mkl-service", "blas", "openblas", "libblas", "compilers", "gcc_linux-64", "gxx_linux-64",
     "make", "cmake", "pkg-config", "c-compiler", "cxx-compiler", "libgcc", "nomkl", "pip", "python",
+    "hdf5", "cdms2",
 })
-CONDA_TO_PIP = MappingProxyType({"matplotlib-base": "matplotlib", "pytables": "tables", "pytorch": "torch"})
+# Same package, other name on PyPI ("iris" on PyPI is an unrelated project).
+CONDA_TO_PIP = MappingProxyType({"matplotlib-base": "matplotlib", "pytables": "tables", "pytorch": "torch",
+                                 "iris": "scitools-iris"})
 EXCLUDED_REQUIREMENT_PREFIXES = ("-e .", "#", ".[test")
 DEFAULT_REPO_URL = "https://github.com/{owner}/{name}.git"
 

@@ -110,6 +110,9 @@ def test_conda_specs_become_pip_requirements():
     assert conda_packages("requirements.txt") == [] and conda_packages("environment.yml") == []
     yml = "name: x\ndependencies:\n  - python=3.10\n  - numpy=1.23=py310h\n  - matplotlib-base\n  - pip\n  - pip:\n    - pytest-xdist\n"
     assert environment_yml_requirements(yml) == ["numpy==1.23", "matplotlib", "pytest-xdist"]
+    # xarray's ci environment.yml: conda-forge-only packages and C libraries are left out, iris is renamed.
+    xarray = "dependencies:\n  - cdms2\n  - hdf5\n  - iris\n  - h5netcdf\n"
+    assert environment_yml_requirements(xarray) == ["scitools-iris", "h5netcdf"]
 
 
 def test_build_plan_splits_layers_and_users(table):
