@@ -26,7 +26,9 @@ from selection import Candidate, GeneratedTest, SelectionResult, select_patch, w
 
 async def _select_in_environment(run: RunContext, task: Task, candidates: list[Candidate],
                                  generate: bool) -> SelectionResult:
-    workspace = await open_workspace(run, task, await environment_of(run, task))
+    environment = await environment_of(run, task)
+    run.progress.stage(task.instance_id, "checkout")
+    workspace = await open_workspace(run, task, environment)
     pool, repo_dir, budget = workspace.pool, workspace.repo_dir, workspace.budget
     states = NamespacedStateStore(run.store, f"select:{task.instance_id}:{run.config_hash}")
     model = run.model.scoped(CallScope(instance_id=task.instance_id))  # keys and attributes its calls
@@ -42,7 +44,8 @@ async def _select_in_environment(run: RunContext, task: Task, candidates: list[C
     try:
         return await select_patch(candidates, pool=pool, repo_dir=repo_dir, issue=task.issue, model=model,
                                   budget=budget, config=selection_config(run, task), store=states,
-                                  generate_tests=generate_tests if generate else None)
+                                  generate_tests=generate_tests if generate else None,
+                                  on_stage=lambda name: run.progress.stage(task.instance_id, name))
     finally:
         workspace.close()
 

@@ -43,13 +43,15 @@ from selection.voting import Verdict, behaviour, count_votes, judge_tests, make_
 # The tree a patch produced, as a diff git apply takes (new files included); the next run resets it.
 TREE_DIFF = "git add -A >/dev/null && git -c core.quotepath=off diff --cached --binary --no-color --no-ext-diff"
 GenerateTests = Callable[[], Awaitable[Sequence[GeneratedTest]]]
+OnStage = Callable[[str], None]
 STABLE = ("voting", "passes_on_original", "timed_out", "error_on_original")  # original outcome is known and repeatable
 
 
 async def select_patch(candidates: Sequence[Candidate], *, pool: PoolPort, repo_dir: Path, issue: str = "",
                        tests: Sequence[GeneratedTest] | None = None, generate_tests: GenerateTests | None = None,
                        model: ModelClient | None = None, budget: Budget | None = None,
-                       config: SelectionConfig | None = None, store: StateStore | None = None) -> SelectionResult:
+                       config: SelectionConfig | None = None, store: StateStore | None = None,
+                       on_stage: OnStage | None = None) -> SelectionResult:
     """Choose one of `candidates` for the instance whose environment image `pool` runs.
 
     `store` keeps the selector's conversation (key "selector"), so a rerun continues it.
@@ -57,7 +59,9 @@ async def select_patch(candidates: Sequence[Candidate], *, pool: PoolPort, repo_
     `tests` are reproduction tests (e.g. from the trajectories); when none are given and
     `generate_tests` is, it is awaited for some (only if there is a choice to make). `repo_dir` is a
     host checkout of the base commit (original text of touched files, test discovery). Never raises
-    for bad candidates or tests: the result's `method` and `reason` say what happened.
+    for bad candidates or tests: the result's `method` and `reason` say what happened. `on_stage(name)`
+    is told as each step starts (test generation, matrix, hygiene, probes, regression, selector), so a
+    caller can show where a selection of many minutes is.
     """
     config = config or SelectionConfig()
     if not candidates:
@@ -65,7 +69,8 @@ async def select_patch(candidates: Sequence[Candidate], *, pool: PoolPort, repo_
     cache = OutcomeCache(config.cache_dir)
     try:
         executor = CachedJobRunner(pool, cache, await asyncio.to_thread(pool.image_id))
-        run = _Selection(list(candidates), executor, Path(repo_dir), issue, model, budget, config, store)
+        run = _Selection(list(candidates), executor, Path(repo_dir), issue, model, budget, config, store,
+                         on_stage or (lambda _: None))
         return await run.select(tests, generate_tests)
     finally:
         cache.close()
@@ -76,7 +81,8 @@ class _Selection:
 
     def __init__(self, candidates: list[Candidate], executor: CachedJobRunner, repo_dir: Path, issue: str,
                  model: ModelClient | None, budget: Budget | None, config: SelectionConfig,
-                 store: StateStore | None = None) -> None:
+                 store: StateStore | None = None, on_stage: OnStage = lambda _: None) -> None:
+        self.on_stage = on_stage
         self.candidates, self.executor, self.repo_dir, self.issue = candidates, executor, repo_dir, issue
         self.model, self.budget, self.config, self.store = model, budget, config, store
         self.kinds = EvidenceKinds(regression=config.regression_enabled, probes=config.probes_enabled,
@@ -106,6 +112,7 @@ class _Selection:
             given = await self._generate(generate, len(nonempty))
         self.tests = distinct_tests(given)
         self.test_sources = {t.id: t.source for t in given}
+        self.on_stage(f"matrix: {len(self.tests)} test(s) x {len(self.patches)} patch(es) and the original")
         self.matrix = await run_test_matrix(self.executor, self.tests, self.patches, self.config.test_timeout_s)
         self.verdicts = judge_tests(self.tests, self.matrix)
         self.voting = [t.key for t in self.tests if self.verdicts[t.key].status == "voting"]
@@ -146,9 +153,11 @@ class _Selection:
     async def _llm_free_evidence(self, eligible: list[DistinctPatch]) -> None:
         """Hygiene (compile check) and issue probes on every candidate that can win."""
         if self.config.hygiene_enabled:
+            self.on_stage(f"hygiene: {len(eligible)} patch(es)")
             self.hygiene = await check_hygiene(self.executor, eligible)
         if self.config.probes_enabled:
             probes = extract_probes(self.issue)
+            self.on_stage(f"probes: {len(probes)} from the issue")
             self.probe = await run_probes(self.executor, probes, eligible, prelude=self._prelude(eligible),
                                           timeout=max(60.0, self.config.test_timeout_s), issue=self.issue)
 
@@ -163,6 +172,7 @@ class _Selection:
         if distinct < 2:
             self.notes.append("test generation skipped: fewer than two distinct non-empty candidates")
             return []
+        self.on_stage("generating tests")
         try:
             return list(await generate())
         except Exception as exc:  # noqa: BLE001 - a failed generator leaves the LLM-free evidence
@@ -241,6 +251,7 @@ class _Selection:
                 return ranked, groups, finalists
             if self.plan is None:
                 self.plan = await plan_regression(self.executor, self.repo_dir, eligible, config)
+            self.on_stage(f"regression: {len(todo)} finalist(s)")
             check = await run_regression(self.executor, self.plan, todo, config)
             self.regressions.update(check.regressions)
             self.regression_vectors.update(check.vectors)
@@ -261,6 +272,7 @@ class _Selection:
         if len(finalist_groups) == 1 and self.votes[best.key] > 0:
             return "vote", (f"all {len(eligible)} candidates behave identically on every test (one behaviour "
                             f"group), so the selector is not needed. {why}"), best
+        self.on_stage(f"selector: {len(finalists)} finalists")
         self.selector = await run_selector(
             self.model, self.budget, self.executor, issue=self.issue, finalists=finalists,
             repo_dir=self.repo_dir, evidence={p.key: self._evidence(p) for p in finalists},

@@ -108,6 +108,19 @@ def test_votes_regressions_and_cache(either_pool, stats_repo, issue, tmp_path):
     assert more.candidate("alternative").votes == 2
 
 
+def test_each_step_of_a_selection_is_announced(pool, stats_repo, issue):
+    repo, _ = stats_repo
+    stages: list[str] = []
+    result = asyncio.run(select_patch(everything(), pool=pool, repo_dir=repo, issue=issue, tests=all_tests(),
+                                      config=SelectionConfig(**NO_SELECTOR), on_stage=stages.append))
+    assert result.chosen_id == "right"
+    # 4 distinct tests, 6 distinct patch texts (the CRLF copy is the same patch); then the LLM-free checks
+    # on the 4 that can win (not the empty one, not the one that does not apply).
+    assert stages[0] == "matrix: 4 test(s) x 6 patch(es) and the original"
+    assert [s.split(":")[0] for s in stages] == ["matrix", "hygiene", "probes", "regression"]
+    assert stages[1] == "hygiene: 4 patch(es)" and stages[3].startswith("regression: ")
+
+
 def test_selector_picks_via_discriminating_test(pool, stats_repo, issue, scripted, model_client):
     repo, _ = stats_repo
 
