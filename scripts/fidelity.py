@@ -86,6 +86,8 @@ def run(args: argparse.Namespace) -> None:
          "skipped": {repo: dict(c) for repo, c in skipped.items()}}, indent=2))
     url = f"file://{Path(args.mirrors).resolve()}/{{owner}}__{{name}}.git"
     for mode in ("gold", "empty"):
+        if mode == "empty":  # an image gold could not build fails the same way again: not built twice
+            instances = without_failed_builds(instances, runs / f"{args.name}-gold" / "instances.jsonl")
         with PhaseBoard(len(instances), title=f"fidelity {args.name} {mode}") as board:
             def on_result(r: InstanceReport, board: PhaseBoard = board) -> None:
                 board.finish(r.instance_id, r.status, result_line(r))
@@ -95,6 +97,17 @@ def run(args: argparse.Namespace) -> None:
                      on_phase=board.phase,
                      on_result=on_result)
     write_table(runs, Path(args.out), notes=Path(args.notes))
+
+
+def without_failed_builds(instances: list[SweInstance], gold_records: Path) -> list[SweInstance]:
+    """The instances whose image the gold run built (or found): the empty patch is graded only there."""
+    failed = set()
+    if gold_records.is_file():
+        for line in gold_records.read_text().splitlines():
+            record = json.loads(line) if line.strip() else {}
+            if (record.get("error") or "").startswith("no image"):
+                failed.add(record["instance_id"])
+    return [i for i in instances if i.instance_id not in failed]
 
 
 def environment_facts(instance: SweInstance, table) -> dict:

@@ -87,3 +87,17 @@ def test_the_table_lists_every_instance_with_its_environment_and_python(tmp_path
     assert "| org | 2 | 1 | 1 | 1 of 1 |" in text  # tried, env built, gold, empty of empty runs
     assert "3 images: 1.00 GiB" in text and text.rstrip().endswith("the snapshot lacks a file")
     assert (tmp_path / "fidelity.md").read_text() == text
+
+
+def test_the_empty_patch_is_not_graded_where_gold_could_not_build_the_image(tmp_path):
+    from patchswarm.swebench.dataset import load_instances
+
+    rows = load_instances(ROOT / "tests" / "fixtures" / "swebench_rows" / "swe-bench-lite.test.jsonl")[:3]
+    built, unbuilt, unknown = rows
+    write_run(tmp_path, "r", "gold", [
+        record(built.instance_id, resolved=True),
+        record(unbuilt.instance_id, resolved=False, status="error",
+               error="no image: environment setup command 'pip install -e .' failed (exit 1)")])
+    kept = fidelity.without_failed_builds(rows, tmp_path / "r-gold" / "instances.jsonl")
+    assert [i.instance_id for i in kept] == [built.instance_id, unknown.instance_id]
+    assert fidelity.without_failed_builds(rows, tmp_path / "none.jsonl") == rows
