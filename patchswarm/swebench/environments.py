@@ -26,6 +26,7 @@ and no Debian mirror needed), at the cost of tests that need those system packag
 
 from __future__ import annotations
 
+import subprocess
 from collections.abc import Callable
 from pathlib import Path
 from typing import Literal
@@ -34,7 +35,7 @@ import docker
 from pydantic import BaseModel, Field
 
 from patchswarm.swebench.dataset import SweInstance, SweTask
-from patchswarm.swebench.scripts import CONSTRAINTS_PATH, BuildPlan, plan_build
+from patchswarm.swebench.scripts import CONSTRAINTS_PATH, BuildPlan, compiles_extensions, plan_build
 from patchswarm.swebench.specs import (
     DEFAULT_REPO_URL,
     SpecTable,
@@ -110,9 +111,12 @@ def plan_for(instance: SweInstance | SweTask, table: SpecTable, git_dir: Path, *
         requirements = read_requirements(git_dir, commit, repo_spec.requirements_paths, table.replace_requirements)
     elif spec.packages == "environment.yml":
         conda = read_environment_yml(git_dir, commit, repo_spec.environment_yml_paths, table.replace_requirements)
+    tracked = subprocess.run(["git", "ls-tree", "-r", "--name-only", commit], cwd=git_dir, capture_output=True,
+                             text=True, timeout=120).stdout.splitlines()
     return plan_build(spec, requirements=requirements, conda_requirements=conda,
                       system_packages=table.system_packages, install_repo=repo_spec.install_repo, system=system,
-                      build_requires=build_requires(git_dir, instance.base_commit))
+                      build_requires=build_requires(git_dir, instance.base_commit),
+                      extensions=compiles_extensions(tracked))
 
 
 def build_instance_image(

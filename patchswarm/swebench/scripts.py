@@ -76,6 +76,18 @@ def current_env_command() -> str:
             " > \"$site_dir/patchswarm-tox-current-env.pth\"")
 
 
+# Conda's Python comes with its C headers; Debian's needs python3-dev. Repositories that compile
+# extensions at install (astropy's C and Cython sources) get it in their environment layer.
+PYTHON_HEADERS = "apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-dev && rm -rf /var/lib/apt/lists/*"
+EXTENSION_SOURCE = re.compile(r"\.(c|cc|cpp|pyx)$")
+NOT_BUILT = re.compile(r"(^|/)(tests?|testing|testdata|test_files|docs?)/")
+
+
+def compiles_extensions(paths: Sequence[str]) -> bool:
+    """Whether a repository (its tracked paths) has C, C++ or Cython sources an install builds (test data aside)."""
+    return any(EXTENSION_SOURCE.search(path) and not NOT_BUILT.search(path) for path in paths)
+
+
 # Where an instance image keeps the wheels its build backend needs, so the eval script's reinstall works offline.
 WHEELHOUSE = "/opt/patchswarm-wheels"
 DEFAULT_BUILD_REQUIRES = ("setuptools>=40.8.0", "wheel")
@@ -126,16 +138,19 @@ def wheelhouse_command(build_requires: list[str]) -> str:
 
 def plan_build(spec: VersionSpec, *, requirements: str | None = None, conda_requirements: Sequence[str] = (),
                system_packages: Sequence[str] = (), install_repo: str | None = None, system: bool = True,
-               build_requires: list[str] | None = None) -> BuildPlan:
+               build_requires: list[str] | None = None, extensions: bool = False) -> BuildPlan:
     """The build steps for one spec. `requirements`: the requirements text read from the repository;
     `conda_requirements`: the spec's conda packages (or its environment.yml) converted for pip;
-    `system=False` leaves out the apt packages and the root-only `pre_install` lines."""
+    `system=False` leaves out the apt packages and the root-only `pre_install` lines; `extensions`: the
+    install compiles C extensions (the Python headers are installed)."""
     shared = [*layout_commands(), f"printf '%s\\n' {' '.join(shlex.quote(c) for c in CONSTRAINTS)} > {CONSTRAINTS_PATH}"]
     if system and system_packages:
         shared.append("apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "
                       + " ".join(system_packages) + " && rm -rf /var/lib/apt/lists/*")
     root = []
     system_lines = [line for line in spec.pre_install if ROOT_LINE.search(line)]
+    if system and extensions:
+        root.append(PYTHON_HEADERS)
     if system and system_lines:
         root.append("set -e\nexport DEBIAN_FRONTEND=noninteractive\n" + "\n".join(system_lines))
     if "--current-env" in (spec.test_cmd or ""):

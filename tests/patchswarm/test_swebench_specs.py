@@ -14,6 +14,7 @@ from patchswarm.swebench.scripts import (
     UNPINNED_PYTEST_CAP,
     WHEELHOUSE,
     adapt_for_local_image,
+    compiles_extensions,
     directives,
     make_eval_script,
     patched_files,
@@ -155,6 +156,18 @@ def test_unpinned_pytest_is_held_below_8_where_the_spec_names_it(table):
         assert not any(UNPINNED_PYTEST_CAP in step for step in plan_build(table.spec(repo, version)).root_setup)
     plugins = table.spec("pydicom/pydicom", "2.1").model_copy(update={"pip_packages": ["pytest-cov", "pytest==7.4.0"]})
     assert spec_constraints(plugins) == []
+
+
+def test_python_headers_only_for_repositories_that_compile_extensions(table):
+    assert compiles_extensions(["setup.py", "astropy/convolution/src/convolve.c"])
+    assert compiles_extensions(["sklearn/tree/_tree.pyx"])
+    # C files as test data or documentation are not built (Sphinx's test roots).
+    assert not compiles_extensions(["tests/roots/test-ext-c/main.c", "doc/example.c", "sympy/core/add.py"])
+    astropy = plan_build(table.spec("astropy/astropy", "4.3"), extensions=True)
+    assert any("apt-get install -y -qq python3-dev" in step for step in astropy.root_setup)
+    assert not any("python3-dev" in step for step in plan_build(table.spec("astropy/astropy", "4.3")).root_setup)
+    assert not any("python3-dev" in step for step in
+                   plan_build(table.spec("astropy/astropy", "4.3"), extensions=True, system=False).root_setup)
 
 
 def test_local_adaptation_names_head_and_keeps_markers(rows):
