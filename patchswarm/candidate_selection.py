@@ -17,7 +17,7 @@ from agent.trajectory import run_trajectories
 from patchswarm.config import PatchswarmConfig
 from patchswarm.lifecycle import select_instance
 from patchswarm.progress import Progress
-from patchswarm.run_context import RunContext, check_budget_prices, open_run
+from patchswarm.run_context import RunContext, check_budget_prices, open_run, stopping_sandboxes_on_interrupt
 from patchswarm.store import NamespacedStateStore
 from patchswarm.tasks import Task
 from patchswarm.workspace import environment_of, open_workspace, selection_config
@@ -71,7 +71,7 @@ def select_candidates(tasks: list[Task], candidates: dict[str, list[Candidate]],
                 async with slots:
                     return await select_instance(run, task, work)
 
-            return list(await asyncio.gather(*(one(t) for t in chosen_tasks)))
+            return list(await stopping_sandboxes_on_interrupt(run, asyncio.gather(*(one(t) for t in chosen_tasks))))
 
         results = dict(zip([t.instance_id for t in chosen_tasks], asyncio.run(all_of()), strict=True))
     write_predictions(out, results, model_name)

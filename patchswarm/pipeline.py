@@ -27,7 +27,13 @@ from patchswarm.config import PatchswarmConfig
 from patchswarm.lifecycle import prediction_of, run_instance
 from patchswarm.progress import Progress
 from patchswarm.results import InstanceResult
-from patchswarm.run_context import RunContext, check_budget_prices, open_run, share_pool
+from patchswarm.run_context import (
+    RunContext,
+    check_budget_prices,
+    open_run,
+    share_pool,
+    stopping_sandboxes_on_interrupt,
+)
 from patchswarm.store import NamespacedStateStore, exclusive_run_dir
 from patchswarm.tasks import Task
 from patchswarm.workspace import Workspace, environment_of, open_workspace, selection_config
@@ -227,15 +233,9 @@ async def _run_all(run: RunContext, tasks: list[Task], workers: int,
         async with slots:
             return await run_instance(run, task, work)
 
-    try:
-        if executor is not None:
-            return await executor.run_all(run, tasks, workers)
-        return list(await asyncio.gather(*(one(t) for t in tasks)))
-    except BaseException:
-        # Ctrl-C / SIGTERM: remove the containers now. That also ends the sandbox commands that worker
-        # threads are blocked on, which asyncio.run would otherwise wait for before returning.
-        run.manager.close_all()
-        raise
+    if executor is not None:
+        return await stopping_sandboxes_on_interrupt(run, executor.run_all(run, tasks, workers))
+    return list(await stopping_sandboxes_on_interrupt(run, asyncio.gather(*(one(t) for t in tasks))))
 
 
 def run_tasks(tasks: list[Task], config: PatchswarmConfig, run_dir: Path, *, redo: bool = False,

@@ -10,10 +10,10 @@ from __future__ import annotations
 import contextlib
 import importlib.metadata
 import uuid
-from collections.abc import Iterator
+from collections.abc import Awaitable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from agent.allocation import SharePool, Shares
 from agent.budget import Budget, BudgetUnenforceable, TallyPort
@@ -30,6 +30,7 @@ from sandbox.engine import docker_client
 # The run store's meta key of the label (`patchswarm.run=<id>`) on every container of the run: `clean --run`
 # reads it, and a resumed run keeps it, so one id names a run's containers across its processes.
 SANDBOX_RUN_ID = "sandbox_run_id"
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -53,6 +54,19 @@ class RunContext:
     @property
     def sandbox_run_id(self) -> str:
         return self.manager.run_id
+
+
+async def stopping_sandboxes_on_interrupt(run: RunContext, work: Awaitable[T]) -> T:
+    """`work`, but Ctrl-C / SIGTERM (which reach it as a cancellation) first remove the run's containers.
+
+    That ends the sandbox commands and image builds that worker threads are blocked on; asyncio.run
+    waits for those threads before it returns, so without this an interrupted run exits only when they
+    finish on their own (a setup or test command: minutes)."""
+    try:
+        return await work
+    except BaseException:
+        run.manager.close_all()
+        raise
 
 
 class _CountingRecorder:
