@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 import docker
-from docker.errors import DockerException
+from docker.errors import APIError, DockerException, NotFound
 
 from sandbox.errors import EngineUnavailable
 
@@ -32,6 +32,23 @@ def docker_client(timeout: int = 300) -> docker.DockerClient:
             "run `patchswarm doctor --fix` (or scripts/bootstrap.sh) to install and start one"
         ) from None
     return client
+
+
+def remove_container(api: docker.APIClient, container_id: str, wait_s: float = 60) -> None:
+    """Force-remove a container and return once it is gone. When another remover (a pool thread, a sweep,
+    the run's close) got there first, the engine answers 409 "removal already in progress" at once: then
+    wait for that removal to finish, so "nothing left" holds when this returns (and its volumes can go)."""
+    try:
+        api.remove_container(container_id, force=True)
+    except NotFound:
+        return
+    except APIError as exc:
+        if exc.status_code != 409 or "in progress" not in str(exc.explanation or ""):
+            raise
+        try:
+            api.wait(container_id, timeout=wait_s, condition="removed")
+        except NotFound:
+            pass
 
 
 def engine_answers() -> bool:

@@ -22,6 +22,7 @@ from docker.errors import APIError, DockerException, ImageNotFound, NotFound
 from pydantic import BaseModel, ConfigDict, Field
 from requests.exceptions import RequestException
 
+from sandbox.engine import remove_container
 from sandbox.errors import ImageError, SandboxBroken, SandboxError
 from sandbox.quota import (
     ImageFacts,
@@ -118,8 +119,8 @@ def remove_containers(client: docker.DockerClient, run_id: str | None = None, on
     doomed = [c for c in containers if doomed_labels(c.attrs.get("Labels") or {})]
 
     def remove(container) -> None:
-        with contextlib.suppress(NotFound, APIError):
-            container.remove(force=True)
+        with contextlib.suppress(NotFound, APIError, RequestException):  # RequestException: the wait timed out
+            remove_container(client.api, container.id)
 
     try:
         with ThreadPoolExecutor(max_workers=8) as pool:

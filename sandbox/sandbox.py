@@ -16,6 +16,7 @@ from docker.errors import APIError, DockerException, NotFound
 from docker.models.containers import Container
 from requests.exceptions import RequestException
 
+from sandbox.engine import remove_container
 from sandbox.errors import PatchApplyError, SandboxBroken, SandboxError
 from sandbox.exec_channel import ChannelBroken, ExecChannel
 from sandbox.execution import DEFAULT_OUTPUT_CAP, ExecResult, one_file_tar, run_exec
@@ -318,9 +319,7 @@ class Sandbox:
         if isinstance(self._channel, ExecChannel):
             self._channel.close()
         try:
-            self.container.remove(force=True)
-        except NotFound:
-            pass
+            remove_container(self._api(), self.id)
         except (DockerException, RequestException, OSError):
             pass  # the engine went away: the run's close_all or a later sweep removes the container
         finally:

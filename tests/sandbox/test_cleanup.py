@@ -4,13 +4,25 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
+import uuid
 
-from sandbox.manager import LABEL_RUN, SandboxManager, SandboxPool, of_run, remove_containers
+from docker.errors import NotFound
+
+from sandbox.engine import remove_container
+from sandbox.manager import INIT_COMMAND, LABEL_RUN, SandboxManager, SandboxPool, of_run, remove_containers
 
 
 def _labelled(client, run_id):
     # ignore_removed: a run's image probes are labelled containers that come and go while we list
     return client.containers.list(all=True, filters={"label": f"{LABEL_RUN}={run_id}"}, ignore_removed=True)
+
+
+def _settled_sandboxes(client, run_id) -> int | None:
+    """The run's sandboxes, or None while a quota holder or image probe (labelled too) is up."""
+    containers = _labelled(client, run_id)
+    sandboxes = [c for c in containers if c.attrs["Config"]["Cmd"] == INIT_COMMAND]
+    return len(sandboxes) if len(sandboxes) == len(containers) else None
 
 
 def test_every_container_is_labelled_and_removed_on_close(docker_client, calc_image):
@@ -21,13 +33,38 @@ def test_every_container_is_labelled_and_removed_on_close(docker_client, calc_im
     assert _labelled(docker_client, mgr.run_id) == []
 
 
+def test_concurrent_removers_each_return_only_once_the_container_is_gone(manager, calc_image):
+    """A second remover got 409 "removal already in progress" at once and returned while the container still
+    existed (the SIGINT test below then saw it listed: its close raced the atexit sweep)."""
+    sandbox = manager.create(calc_image)
+    start = threading.Barrier(4)
+    still_there: list[bool] = []
+
+    def remover() -> None:
+        start.wait()
+        remove_container(manager.client.api, sandbox.id)
+        try:
+            manager.client.api.inspect_container(sandbox.id)
+            still_there.append(True)
+        except NotFound:
+            still_there.append(False)
+
+    threads = [threading.Thread(target=remover) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert still_there == [False] * 4
+
+
 def test_sigint_to_a_process_using_sandboxes_leaves_nothing(docker_client, calc_image, tmp_path):
     ready = tmp_path / "ready"
+    run_id = f"sigint-test-{uuid.uuid4().hex[:8]}"  # its own: a concurrent run of this test has its own
     child = textwrap.dedent(f"""
         import pathlib, time
         from sandbox.engine import docker_client
         from sandbox.manager import SandboxManager
-        mgr = SandboxManager(docker_client(), run_id="sigint-test")
+        mgr = SandboxManager(docker_client(), run_id={run_id!r})
         for _ in range(3):
             mgr.create({calc_image!r})
         pathlib.Path({str(ready)!r}).write_text("ok")
@@ -36,15 +73,15 @@ def test_sigint_to_a_process_using_sandboxes_leaves_nothing(docker_client, calc_
     proc = subprocess.Popen([sys.executable, "-c", child])
     try:
         for _ in range(600):
-            if ready.exists() and len(_labelled(docker_client, "sigint-test")) == 4:
+            if ready.exists() and len(_labelled(docker_client, run_id)) == 4:
                 break
             proc.wait(timeout=0.1) if proc.poll() is not None else subprocess.run(["sleep", "0.1"])
-        assert len(_labelled(docker_client, "sigint-test")) == 4
+        assert len(_labelled(docker_client, run_id)) == 4
         proc.send_signal(signal.SIGINT)
         proc.wait(timeout=60)
     finally:
         proc.kill()
-    assert _labelled(docker_client, "sigint-test") == []
+    assert _labelled(docker_client, run_id) == []
 
 
 def test_sweep_removes_containers_of_dead_runs_only(docker_client, calc_image):
