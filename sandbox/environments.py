@@ -22,6 +22,7 @@ from sandbox.base_image import LABEL_KIND, VENV, ensure_base_image, image_exists
 from sandbox.errors import ImageBuildError, ImageError
 from sandbox.locks import file_lock
 from sandbox.manager import owner_labels
+from sandbox.quota import LayerWatch, watch_layer
 from sandbox.repos import DEFAULT_CACHE, RepoSource, archive_commit, local_git_dir, resolve_commit
 from sandbox.sandbox import REPO_DIR, SANDBOX_USER
 
@@ -51,6 +52,7 @@ class EnvSpec(BaseModel):
     root_setup: list[str] = Field(default_factory=list, description="Shell commands run as root, with network, before the repository is copied in (system packages, symlinks).")
     test_cmd: str | None = Field(None, description="The repository's own test command, used for regression checks.")
     setup_timeout_s: float = Field(1800, description="Time limit for all setup commands together.")
+    disk_limit_mb: int | None = Field(8192, description="The most a build may write into its layer (the engine's disk); past it the build is killed and fails naming the limit. Our largest environment images hold 1.5 GB. None: unbounded.")
     env: dict[str, str] = Field(default_factory=dict, description="Environment variables for setup and for every container of the image (e.g. SETUPTOOLS_SCM_PRETEND_VERSION).")
     labels: dict[str, str] = Field(default_factory=dict, description="Labels of the image (what it is for; not part of its identity).")
     setup_as_root: bool = Field(False, description="Run `setup` as root (the files it leaves in /repo are then given to the sandbox user). For a layer on an environment image: its locked venv is written in place instead of being copied whole into the layer to be unlocked.")
@@ -159,30 +161,34 @@ def _build(client, git_dir: Path | None, sha: str, base: str, tag: str, env: Env
     # which ends the running command (and frees the per-tag lock the caller holds).
     expired = threading.Event()
     watchdog = threading.Timer(env.setup_timeout_s, _expire, (container, expired))
+    layer: LayerWatch | None = None
     try:
         container.start()
+        # A setup that writes without end (or a host disk smaller than the build) meets this limit first.
+        layer = watch_layer(client.api, container.id, env.disk_limit_mb, what="image build", interval_s=2.0)
         with open(log_path, "wb") as log:
             watchdog.start()
             try:
                 _setup(client, container, git_dir, sha, env, log, log_path)
+                code = _stream_exec(client, container.id, SCRUB_SCRIPT, log, SANDBOX_USER) if git_dir else 0
+                if code != 0:
+                    raise ImageBuildError(f"making the base commit failed{_disk_hint(_tail(log_path))}",
+                                          str(log_path), _tail(log_path))
+                code = _stream_exec(client, container.id, LOCK_SCRIPT, log, "0")
+                if code != 0:
+                    raise ImageBuildError(f"making the environment read-only failed{_disk_hint(_tail(log_path))}",
+                                          str(log_path), _tail(log_path))
             except Exception:
-                if not expired.is_set():
+                if not expired.is_set() and not (layer and layer.reason()):
                     raise
             finally:
                 watchdog.cancel()
-            if expired.is_set():
-                message = f"environment setup timed out after {env.setup_timeout_s:g}s"
-                log.write(f"\n{message}\n".encode())
+            killed_for = (layer.reason() if layer else None) or (
+                f"environment setup timed out after {env.setup_timeout_s:g}s" if expired.is_set() else None)
+            if killed_for:
+                log.write(f"\n{killed_for}\n".encode())
                 log.flush()
-                raise ImageBuildError(message, str(log_path), _tail(log_path))
-            code = _stream_exec(client, container.id, SCRUB_SCRIPT, log, SANDBOX_USER) if git_dir else 0
-            if code != 0:
-                raise ImageBuildError(f"making the base commit failed{_disk_hint(_tail(log_path))}", str(log_path),
-                                      _tail(log_path))
-            code = _stream_exec(client, container.id, LOCK_SCRIPT, log, "0")
-            if code != 0:
-                raise ImageBuildError(f"making the environment read-only failed{_disk_hint(_tail(log_path))}",
-                                      str(log_path), _tail(log_path))
+                raise ImageBuildError(killed_for, str(log_path), _tail(log_path))
         container.stop(timeout=1)
         repository, _, version = tag.partition(":")
         try:  # the tag is set only by a commit that succeeded: a failed one leaves no half image to reuse
@@ -197,6 +203,8 @@ def _build(client, git_dir: Path | None, sha: str, base: str, tag: str, env: Env
                                   str(log_path), _tail(log_path)) from None
     finally:
         watchdog.cancel()
+        if layer is not None:
+            layer.stop()
         container.remove(force=True)
 
 

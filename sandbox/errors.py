@@ -38,3 +38,7 @@ class PatchApplyError(SandboxError):
 
 class SandboxBroken(SandboxError):
     """The container stopped answering; the sandbox must be discarded."""
+
+
+class DiskLimitExceeded(SandboxBroken):
+    """A sandbox wrote more than its disk limit outside its quota volumes and was killed for it."""

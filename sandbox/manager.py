@@ -30,6 +30,7 @@ from sandbox.quota import (
     copy_margin_kb,
     probe_image,
     remove_labelled_volumes,
+    watch_layer,
     writable_areas,
 )
 from sandbox.sandbox import REPO_DIR, SANDBOX_USER, Sandbox, owner_ids
@@ -67,7 +68,8 @@ class Limits(BaseModel):
     disk_mb: int | None = Field(1024, description=(
         "Disk quota: the most each writable place (the repository beyond its own files, /tmp, /var/tmp, $HOME) "
         "may hold; everything else of a non-root sandbox's root is read-only. The places are tmpfs, so what is "
-        "written also counts against `memory_mb`. None: no quota (the container's own layer, unbounded)."))
+        "written also counts against `memory_mb`. A root sandbox may also write elsewhere, up to this much "
+        "(its container layer, watched; past it the sandbox is killed). None: no quota."))
 
 
 def new_run_id() -> str:
@@ -172,9 +174,10 @@ class SandboxManager:
                 mem_limit=f"{limits.memory_mb}m", memswap_limit=f"{limits.memory_mb}m",
                 nano_cpus=int(limits.cpus * 1e9), environment={}, stop_signal="SIGKILL",
                 # Root may write anywhere: official SWE-bench eval scripts reinstall the package into the
-                # image's own environment, so for root only the volumes are bounded, not the rest.
+                # image's own environment, so for root the rest of its root is bounded by a LayerWatch.
                 read_only=volumes is not None and uid != 0, mounts=volumes.mounts() if volumes else None,
             )
+            watch = watch_layer(self.client.api, container.id, limits.disk_mb if uid == 0 else None)
         except ImageNotFound:
             self._drop(volumes)
             raise ImageError(f"unknown image {image}: build it first (patchswarm images build-base)") from None
@@ -194,7 +197,7 @@ class SandboxManager:
         if volumes is not None:
             volumes.release_holder()
         sandbox = Sandbox(container, image, user=user, workdir=workdir, use_server=exec_server,
-                          on_close=volumes.remove if volumes else None)
+                          on_close=volumes.remove if volumes else None, layer_watch=watch)
         with self._lock:
             self._sandboxes[container.id] = sandbox
         return sandbox

@@ -10,6 +10,10 @@ Why this design (measured on Docker 20.10, overlay2 on ext4, cgroup v1):
   driver refuses `o=loop`, so the client would have to run losetup itself and clean loop devices after crashes).
 - Pages written to tmpfs are charged to the writer's memory cgroup: what a sandbox writes also counts
   against its memory limit, so together all its areas stay within `memory_mb` of host memory.
+- Root may write anywhere (official SWE-bench eval scripts reinstall into the image's own environment),
+  so a root sandbox's root cannot be read-only; and an image build writes its layer wherever setup puts
+  files. For both, `LayerWatch` polls the container's writable layer (`SizeRw`, what it wrote outside its
+  volumes, on the engine's disk) and kills it past its limit: the overshoot is what it writes in one poll.
 - Docker copies the image's content into an empty volume when the container is created, but mounts the
   volume only for the copy; a tmpfs loses it at the unmount. A short-lived holder container keeps every
   volume mounted from before the copy until the sandbox runs.
@@ -121,3 +125,51 @@ def remove_labelled_volumes(client: docker.DockerClient, label: str, keep) -> in
             volume.remove(force=True)
             removed += 1
     return removed
+
+
+class LayerWatch:
+    """Kills a container once its writable layer holds more than `limit_mb` (polled every `interval_s`).
+
+    `exceeded_mb` is then the size seen, and `reason()` says so in one line."""
+
+    def __init__(self, api: docker.APIClient, container_id: str, limit_mb: int, interval_s: float = 1.0,
+                 what: str = "sandbox"):
+        self.api, self.container_id, self.limit_mb = api, container_id, limit_mb
+        self.interval_s, self.what = interval_s, what
+        self.exceeded_mb: float | None = None
+        self._stopped = threading.Event()
+        self._thread = threading.Thread(target=self._watch, daemon=True, name=f"layer-watch-{container_id[:12]}")
+
+    def start(self) -> LayerWatch:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stopped.set()
+
+    def reason(self) -> str | None:
+        if self.exceeded_mb is None:
+            return None
+        return (f"disk limit exceeded: the {self.what} wrote {self.exceeded_mb:.0f} MiB outside its volumes "
+                f"(limit {self.limit_mb} MiB)")
+
+    def _watch(self) -> None:
+        while not self._stopped.wait(self.interval_s):
+            try:
+                rows = self.api.containers(all=True, size=True, filters={"id": self.container_id})
+            except (DockerException, RequestException, OSError):
+                continue  # the engine is away for a moment: look again
+            if not rows:
+                return  # removed: nothing left to watch
+            size = rows[0].get("SizeRw") or 0  # the engine omits a zero size
+            if size > self.limit_mb * 2**20:
+                self.exceeded_mb = size / 2**20
+                with contextlib.suppress(DockerException, RequestException, OSError):
+                    self.api.kill(self.container_id)
+                return
+
+
+def watch_layer(api: docker.APIClient, container_id: str, limit_mb: int | None, *, what: str = "sandbox",
+                interval_s: float = 1.0) -> LayerWatch | None:
+    return LayerWatch(api, container_id, limit_mb, interval_s, what).start() if limit_mb is not None else None
+

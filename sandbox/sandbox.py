@@ -17,9 +17,10 @@ from docker.models.containers import Container
 from requests.exceptions import RequestException
 
 from sandbox.engine import remove_container
-from sandbox.errors import PatchApplyError, SandboxBroken, SandboxError
+from sandbox.errors import DiskLimitExceeded, PatchApplyError, SandboxBroken, SandboxError
 from sandbox.exec_channel import ChannelBroken, ExecChannel
 from sandbox.execution import DEFAULT_OUTPUT_CAP, ExecResult, one_file_tar, run_exec
+from sandbox.quota import LayerWatch
 
 REPO_DIR = "/repo"
 SANDBOX_USER = "1000:1000"
@@ -115,8 +116,10 @@ class Sandbox:
     """A running, isolated container with a repository. Not thread-safe for concurrent commands."""
 
     def __init__(self, container: Container, image: str, user: str = SANDBOX_USER, workdir: str = REPO_DIR,
-                 use_server: bool = True, on_close: Callable[[], None] | None = None):
+                 use_server: bool = True, on_close: Callable[[], None] | None = None,
+                 layer_watch: LayerWatch | None = None):
         self.container = container
+        self._layer_watch = layer_watch  # a root sandbox's disk limit outside its volumes (sandbox.quota)
         self._on_close = on_close  # e.g. removes the sandbox's quota volumes once the container is gone
         self.image = image
         self.user = user
@@ -191,6 +194,9 @@ class Sandbox:
         except NotFound:
             raise SandboxBroken(f"sandbox container {self.id[:12]} is gone") from None
         if not state.get("Running"):
+            over_disk = self._layer_watch.reason() if self._layer_watch is not None else None
+            if over_disk:
+                raise DiskLimitExceeded(f"sandbox container {self.id[:12]} killed: {over_disk}")
             why = "killed for memory (OOM)" if state.get("OOMKilled") else f"exited ({state.get('ExitCode')})"
             raise SandboxBroken(f"sandbox container {self.id[:12]} died: {why}")
 
@@ -316,6 +322,8 @@ class Sandbox:
         if self.closed:
             return
         self.closed = True
+        if self._layer_watch is not None:
+            self._layer_watch.stop()
         if isinstance(self._channel, ExecChannel):
             self._channel.close()
         try:

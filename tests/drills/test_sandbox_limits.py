@@ -3,9 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import time
+import uuid
+from pathlib import Path
+
+import pytest
 
 from patchswarm.report.build import _trajectory
+from sandbox.errors import DiskLimitExceeded
 from sandbox.manager import Limits
 from tests.agent.test_editing import BUGGY_LINE, edit, make_editor
 from tests.agent.test_testing import client_with_store, minicalc, pool  # noqa: F401
@@ -89,3 +95,35 @@ def test_quota_volumes_go_with_the_run(docker_client, calc_image):
     crashed.create(calc_image, limits=Limits(disk_mb=16))
     crashed.closed = True  # as if the process died: nothing of it cleans up
     assert remove_containers(docker_client, crashed.run_id) == 1 and _volumes_of(crashed) == []
+
+
+def test_root_sandbox_writing_outside_its_volumes_is_killed_at_the_disk_limit(manager, calc_image):
+    """item 1: root (grading with an eval script) may write anywhere; its container layer had no bound."""
+    sandbox = manager.create(calc_image, user="0:0", limits=Limits(disk_mb=64))
+    assert sandbox.exec("touch /opt/venv/ok && echo writable", timeout=30).output == "writable\n"  # reinstalls work
+    with pytest.raises(DiskLimitExceeded, match=r"wrote \d+ MiB outside its volumes \(limit 64 MiB\)"):
+        # The write itself is faster than a poll; the sandbox is killed within a poll of it.
+        sandbox.exec("dd if=/dev/zero of=/opt/fill bs=1M count=256 2>/dev/null; sleep 60", timeout=120)
+    manager.discard(sandbox)
+
+
+def test_image_build_past_its_disk_limit_fails_naming_it_and_tags_nothing(docker_client, base_image, calc_repo,
+                                                                          tmp_path):
+    """item 1: an image build (root setup) could fill the engine's disk."""
+    from sandbox.base_image import image_exists
+    from sandbox.environments import EnvSpec, build_env_image
+    from sandbox.errors import ImageBuildError
+    from sandbox.repos import RepoSource
+
+    repo, shas = calc_repo
+    sha = shas[0]
+    spec = EnvSpec(setup=[f"head -c 256M /dev/zero > /tmp/fill-{uuid.uuid4().hex[:8]}; sleep 60"], disk_limit_mb=64)
+    started = time.monotonic()
+    with pytest.raises(ImageBuildError, match=r"image build wrote \d+ MiB outside its volumes \(limit 64 MiB\)") as error:
+        build_env_image(docker_client, RepoSource(location=str(repo), commit=sha), spec, log_dir=tmp_path,
+                        cache_dir=tmp_path / "cache")
+    assert time.monotonic() - started < 55  # killed, not waited out
+    tag = error.value.log_path and Path(error.value.log_path).stem.removeprefix("env-")
+    assert tag and not image_exists(docker_client, f"patchswarm-env:{tag}")
+    builders = docker_client.containers.list(all=True, filters={"label": "patchswarm.kind=env-build"})
+    assert not [c for c in builders if c.labels.get("patchswarm.pid") == str(os.getpid())]
