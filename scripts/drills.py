@@ -33,7 +33,7 @@ from agent.scripted import Fault, Reply, ScriptedLLM  # noqa: E402
 from patchswarm.store import RunCallStore, RunStore  # noqa: E402
 from sandbox.base_image import ensure_base_image  # noqa: E402
 from sandbox.engine import docker_client  # noqa: E402
-from sandbox.errors import SandboxBroken  # noqa: E402
+from sandbox.errors import DiskLimitExceeded, SandboxBroken  # noqa: E402
 from sandbox.manager import LABEL_RUN, Limits, SandboxManager  # noqa: E402
 
 ROWS: list[tuple[str, str, str, bool]] = []
@@ -94,6 +94,23 @@ def disk_drill(manager: SandboxManager, image: str) -> None:
         f"container layers {sizes} B", max(outputs) <= 258 and max(sizes) < 2**20)
     for sandbox in sandboxes:
         manager.discard(sandbox)
+    root_disk_drill(manager, image)
+
+
+def root_disk_drill(manager: SandboxManager, image: str) -> None:
+    """item 1, root: grading runs as root, who may write anywhere; 3 GiB outside its volumes (limit 256 MiB)."""
+    sandbox = manager.create(image, user="0:0", limits=Limits(disk_mb=256))
+    started = time.monotonic()
+    try:
+        sandbox.exec("dd if=/dev/zero of=/opt/fill bs=1M count=3072 2>/dev/null; sleep 120", timeout=300)
+        observed, ok = "returned a result: not bounded", False
+    except DiskLimitExceeded as exc:
+        observed, ok = f"killed after {time.monotonic() - started:.1f} s: {str(exc).split(': ', 1)[1][:90]}", True
+    except SandboxBroken as exc:
+        observed, ok = f"SandboxBroken without the reason: {str(exc)[:80]}", False
+    manager.discard(sandbox)
+    row("disk filler as root: 3 GiB into /opt (outside the volumes), limit 256 MiB",
+        "killed at the limit (within a poll), named", observed, ok)
 
 
 class FlakyProvider:
