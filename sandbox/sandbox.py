@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import io
 import re
 import shlex
@@ -164,7 +165,7 @@ class Sandbox:
                         # it is an infrastructure failure, never a result; the caller may retry elsewhere.
                         channel.close()
                         self._channel = None
-                        self._raise_if_dead()
+                        self._raise_if_dead(settle_s=3.0)
                         raise SandboxBroken(f"sandbox {self.id[:12]}: exec server lost mid-command: {exc}") from None
                 user = user or self.user
                 script = self._staged_command(command, user)
@@ -185,18 +186,24 @@ class Sandbox:
         """`result`, unless the container died under it (killed, engine restart, OOM of its init): then the
         exit code (None, or 137 from the kill) says nothing about the command."""
         if result.exit_code is None or result.killed_by_signal == 9:
-            self._raise_if_dead()
+            # Not our own timeout kill: the container may have died under it, and the engine may not have
+            # seen that yet when the command's stream ends (the wider the window, the busier the host).
+            self._raise_if_dead(settle_s=0 if result.timed_out else 3.0)
         return result
 
-    def _raise_if_dead(self) -> None:
+    def _raise_if_dead(self, settle_s: float = 0) -> None:
+        over_disk = self._layer_watch.reason() if self._layer_watch is not None else None
+        if over_disk:  # killed by its watch (the engine may not show it stopped yet)
+            raise DiskLimitExceeded(f"sandbox container {self.id[:12]} killed: {over_disk}")
         try:
             state = self._api().inspect_container(self.id)["State"]
+            if state.get("Running") and settle_s:
+                with contextlib.suppress(DockerException, RequestException):  # still running after settle_s
+                    self._api().wait(self.id, timeout=settle_s, condition="not-running")
+                state = self._api().inspect_container(self.id)["State"]
         except NotFound:
             raise SandboxBroken(f"sandbox container {self.id[:12]} is gone") from None
         if not state.get("Running"):
-            over_disk = self._layer_watch.reason() if self._layer_watch is not None else None
-            if over_disk:
-                raise DiskLimitExceeded(f"sandbox container {self.id[:12]} killed: {over_disk}")
             why = "killed for memory (OOM)" if state.get("OOMKilled") else f"exited ({state.get('ExitCode')})"
             raise SandboxBroken(f"sandbox container {self.id[:12]} died: {why}")
 
