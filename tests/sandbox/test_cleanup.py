@@ -73,10 +73,10 @@ def test_sigint_to_a_process_using_sandboxes_leaves_nothing(docker_client, calc_
     proc = subprocess.Popen([sys.executable, "-c", child])
     try:
         for _ in range(600):
-            if ready.exists() and len(_labelled(docker_client, run_id)) == 4:
+            if ready.exists() and _settled_sandboxes(docker_client, run_id) == 4:
                 break
             proc.wait(timeout=0.1) if proc.poll() is not None else subprocess.run(["sleep", "0.1"])
-        assert len(_labelled(docker_client, run_id)) == 4
+        assert _settled_sandboxes(docker_client, run_id) == 4
         proc.send_signal(signal.SIGINT)
         proc.wait(timeout=60)
     finally:
