@@ -13,10 +13,12 @@ skips an instance as finished (the same config with other candidates must choose
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from collections.abc import Awaitable, Callable
 
+from agent.allocation import Shares
 from agent.text import storable_data
 from patchswarm import predictions
 from patchswarm.paths import safe_name
@@ -47,10 +49,22 @@ def next_epoch(run: RunContext, task: Task) -> int:
     return epoch
 
 
-async def run_instance(run: RunContext, task: Task, work: Work) -> InstanceResult:
+async def release_share(shares: Shares | None, result: InstanceResult) -> None:
+    """The instance is over: the unspent part of its budget share goes to the batch's pool. The sampler
+    releases its own when it ends; this covers instances it never reached (finished in an earlier run,
+    crashed before sampling), whose shares would otherwise be lost to the rest of the batch. Releasing
+    twice is a no-op; a Ray actor's handle blocks, so it runs in a thread."""
+    if shares is not None:
+        await asyncio.to_thread(shares.release, result.instance_id, result.cost_usd)
+
+
+async def run_instance(run: RunContext, task: Task, work: Work, *, shares: Shares | None = None) -> InstanceResult:
+    """`shares`: the batch's budget shares when they live elsewhere (a Ray actor); default the run's."""
+    shares = shares if shares is not None else run.shares
     done = finished(run, task)
     if done is not None:
         run.progress.event("instance_skipped", task.instance_id, status=done.status)
+        await release_share(shares, done)
         return done
     epoch = next_epoch(run, task)
     started, calls_before = time.monotonic(), run.store.last_rowid("call_log")
@@ -72,6 +86,7 @@ async def run_instance(run: RunContext, task: Task, work: Work) -> InstanceResul
     if result.status != "failed":
         _mark_model_failure(run, result, calls_before)
     save_result(run, result)
+    await release_share(shares, result)
     kind = "instance_failed" if result.status in ERROR_STATUSES else "instance_done"
     run.progress.event(kind, task.instance_id, status=result.status, method=result.selection_method,
                        cost=round(result.cost_usd, 4), error=result.errors[0] if result.errors else None)

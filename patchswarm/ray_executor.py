@@ -18,7 +18,7 @@ import socket
 from pathlib import Path
 from typing import Any
 
-from agent.allocation import SharePool
+from agent.allocation import RemoteSharePool, SharePool
 from agent.budget import Tally
 from patchswarm.lifecycle import run_instance
 from patchswarm.ray_node import SHIP_EVERY_S, NodeJob, ray, solve_on_node  # ray: guarded there
@@ -50,6 +50,7 @@ class RayExecutor:
             local = share_pool(run.config, len(tasks))
             shares = None if local is None else ray.remote(num_cpus=0)(SharePool).remote(
                 local.total_usd, len(tasks), local.cap_usd)
+            node_shares = None if shares is None else RemoteSharePool(shares)  # the driver's handle on it
             # No retries: a retried task would start from stale seeds and repeat paid calls; a failed
             # instance is resumed from the merged rows by rerunning the command instead.
             remote = ray.remote(solve_on_node).options(num_returns="streaming", num_cpus=self.cpus_per_instance,
@@ -61,7 +62,7 @@ class RayExecutor:
                     return await self._solve_remotely(run, task, epoch, remote, tally, shares)
 
                 async with slots:
-                    return await run_instance(run, task, work)
+                    return await run_instance(run, task, work, shares=node_shares)
 
             # Every instance ends before Ray does, also when cancelled: each must stop its node first.
             outcomes = await asyncio.gather(*(one(t) for t in tasks), return_exceptions=True)

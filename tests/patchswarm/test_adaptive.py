@@ -123,3 +123,26 @@ def test_a_hard_instance_stops_at_its_budget_with_nothing_to_draw(tmp_path, base
     assert hard.adaptive.granted_usd == 0
     assert hard.cost_usd <= limit
     assert hard.status == "solved"  # the best candidate found is still returned
+
+
+def test_a_resumed_batch_pools_the_unspent_share_of_an_instance_finished_before(tmp_path, base_image, scripted,
+                                                                                docker_client):
+    # The easy instance finishes in a first run; the rerun skips it, and what it left of its share must
+    # still reach the hard one (without that, the hard one stops at its share before its fourth sample).
+    scripted.add("calc", DifficultyScript(pad=4000))
+    repo, sha = calc_repo(tmp_path)
+    total, cap = 14.0, 10.0  # shares of $7; two trajectories ~$4.4, four ~$8.8
+    config = load_config(overrides=[*ADAPTIVE, f"budget.max_cost_usd={total}",
+                                    f"budget.max_cost_per_instance_usd={cap}"])
+    run_dir = unique_run_dir(tmp_path, "adaptive-resume")
+    (easy,) = run_tasks(tasks(repo, sha, "easy"), config, run_dir, live=False, providers=providers(scripted))
+    assert easy.adaptive.stop_reason == "decisive" and easy.cost_usd < total / 2
+
+    skipped, hard = run_tasks(tasks(repo, sha, "easy", "hard"), config, run_dir, live=False,
+                              providers=providers(scripted))
+
+    assert skipped.cost_usd == pytest.approx(easy.cost_usd)  # the stored result, not run again
+    assert hard.adaptive.stop_reason == "max_samples" and hard.adaptive.samples == 4
+    assert 0 < hard.adaptive.granted_usd <= total / 2 - easy.cost_usd + 1e-9
+    assert hard.cost_usd > total / 2 and easy.cost_usd + hard.cost_usd <= total
+    assert not run_containers(docker_client, run_dir)
