@@ -10,7 +10,19 @@ from selection.scoring import EvidenceKinds
 from selection.stopping import StoppingRule
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "scripts"))
-from adaptive_replay import Pool, Replay, RuleRunner, Sample, fixed_cost_at, fixed_curve, held_out, rule_grid  # noqa: E402
+from adaptive_replay import (  # noqa: E402
+    Pool,
+    Replay,
+    RuleRunner,
+    Sample,
+    best_fixed,
+    fixed_cost_at,
+    fixed_curve,
+    held_out,
+    rule_grid,
+    tune,
+    tune_to_match,
+)
 
 
 def sample(i: int, *, resolved: bool, change: str, **evidence) -> Sample:
@@ -51,3 +63,20 @@ def test_held_out_runs_every_instance_with_a_rule_tuned_on_the_others():
     held = held_out(RuleRunner(Replay(pools, seeds=6, kinds=EvidenceKinds())), rule_grid()[:40])
     assert set(held["rules"]) == {"easy", "blind", "easy2"}
     assert held["runs"] == 3 * 3  # the odd orders of each instance
+
+
+def test_the_match_objective_takes_the_cheapest_rule_that_reaches_the_best_fixed_accuracy():
+    # Two blind pools: the best fixed N draws all six (the smallest patch resolves); a rule matches it only by
+    # drawing all six of the blind pools, while 'half' must stay within half of that and gives up accuracy.
+    pools = [easy(), blind(), Pool("blind2", blind().samples)]
+    runner = RuleRunner(Replay(pools, seeds=10, kinds=EvidenceKinds()))
+    grid = rule_grid()
+    best = best_fixed(fixed_curve(runner.replay))
+    matched = runner.run(tune_to_match(runner, grid, None, None))
+    assert matched["accuracy"] >= best["accuracy"] - 1e-9
+    cheaper = [runner.run(r) for r in grid]
+    assert all(s["consumed"] >= matched["consumed"] - 1e-9 for s in cheaper if s["accuracy"] >= best["accuracy"] - 1e-9)
+    halved = runner.run(tune(runner, grid, None, None))
+    assert halved["consumed"] <= best["consumed"] / 2 + 1e-9 < matched["consumed"]
+    held = held_out(runner, grid[:40], "match")
+    assert held["objective"] == "match" and set(held["rules"]) == {"easy", "blind", "blind2"}
