@@ -281,24 +281,39 @@ def tune_to_match(runner: RuleRunner, grid: Sequence[StoppingRule], instances, s
 TUNERS: dict[str, Callable[..., StoppingRule]] = {"half": tune, "match": tune_to_match}
 
 
-def held_out(runner: RuleRunner, grid: Sequence[StoppingRule], objective: str = "half") -> dict:
-    """Leave one instance out, and tune on even orders / measure on odd ones: each instance's odd orders
-    are run with the rule tuned (by `objective`, see TUNERS) on the other instances' even orders. Returns
-    the pooled measurement."""
+def held_out(runner: RuleRunner, grid: Sequence[StoppingRule], objective: str = "half",
+             folds: Sequence[tuple[str, list[str], list[str]]] | None = None) -> dict:
+    """Tune on even orders of some instances, measure on odd orders of others, pooled over the folds
+    (name, tuned on, measured on). Default: leave one instance out (each instance's odd orders run with the
+    rule tuned, by `objective` (see TUNERS), on the other instances' even orders)."""
     tuner = TUNERS[objective]
     replay = runner.replay
     ids = [p.instance_id for p in replay.pools]
+    if folds is None:
+        folds = [(i, [j for j in ids if j != i], [i]) for i in ids]
     train, test = set(range(0, replay.seeds, 2)), set(range(1, replay.seeds, 2))
     correct = consumed = runs = 0
     reasons: Counter = Counter()
     chosen: dict[str, dict] = {}
-    for instance_id in ids:
-        rule = tuner(runner, grid, [i for i in ids if i != instance_id], train)
-        stats = runner.run(rule, [instance_id], test)
+    measured: list[str] = []
+    for name, tuned_on, measured_on in folds:
+        if set(tuned_on) & set(measured_on):
+            raise ValueError(f"fold {name} measures instances it was tuned on")
+        rule = tuner(runner, grid, tuned_on, train)
+        stats = runner.run(rule, measured_on, test)
         correct += stats["accuracy"] * stats["runs"]
         consumed += stats["consumed"] * stats["runs"]
         runs += stats["runs"]
         reasons.update(stats["reasons"])
-        chosen[instance_id] = rule.model_dump(exclude_defaults=True)
+        chosen[name] = rule.model_dump(exclude_defaults=True)
+        measured += measured_on
     return {"consumed": consumed / runs, "accuracy": correct / runs, "reasons": dict(reasons), "runs": runs,
-            "rules": chosen, "fixed": fixed_curve(replay, None, test), "objective": objective}
+            "rules": chosen, "fixed": fixed_curve(replay, measured, test), "objective": objective}
+
+
+def repository_folds(instance_ids: Sequence[str]) -> list[tuple[str, list[str], list[str]]]:
+    """Leave one repository out: every repository's instances measured with a rule tuned on the others'."""
+    repo_of = {i: i.rsplit("-", 1)[0] for i in instance_ids}
+    repos = sorted(set(repo_of.values()))
+    return [(r, [i for i in instance_ids if repo_of[i] != r], [i for i in instance_ids if repo_of[i] == r])
+            for r in repos if len(repos) > 1]

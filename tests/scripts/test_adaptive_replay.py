@@ -6,6 +6,8 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+import pytest
+
 from selection.scoring import EvidenceKinds
 from selection.stopping import StoppingRule
 
@@ -19,6 +21,7 @@ from adaptive_replay import (  # noqa: E402
     fixed_cost_at,
     fixed_curve,
     held_out,
+    repository_folds,
     rule_grid,
     tune,
     tune_to_match,
@@ -80,3 +83,14 @@ def test_the_match_objective_takes_the_cheapest_rule_that_reaches_the_best_fixed
     assert halved["consumed"] <= best["consumed"] / 2 + 1e-9 < matched["consumed"]
     held = held_out(runner, grid[:40], "match")
     assert held["objective"] == "match" and set(held["rules"]) == {"easy", "blind", "blind2"}
+
+
+def test_leave_one_repository_out_tunes_on_the_other_repositories_only():
+    pools = [Pool("a__x-1", easy().samples), Pool("a__x-2", blind().samples), Pool("b__y-1", easy().samples)]
+    folds = repository_folds([p.instance_id for p in pools])
+    assert folds == [("a__x", ["b__y-1"], ["a__x-1", "a__x-2"]), ("b__y", ["a__x-1", "a__x-2"], ["b__y-1"])]
+    held = held_out(RuleRunner(Replay(pools, seeds=4, kinds=EvidenceKinds())), rule_grid()[:40], "half", folds)
+    assert set(held["rules"]) == {"a__x", "b__y"} and held["runs"] == 3 * 2
+    with pytest.raises(ValueError, match="measures instances it was tuned on"):
+        held_out(RuleRunner(Replay(pools, seeds=2, kinds=EvidenceKinds())), rule_grid()[:5], "half",
+                 [("bad", ["a__x-1"], ["a__x-1"])])
