@@ -59,6 +59,20 @@ def lines_changed(patch: str) -> int:
     return added + removed
 
 
+_SYSTEM = re.compile(r"[A-Za-z0-9]+")
+
+
+def system_of(candidate_id: str) -> str:
+    """The system a candidate comes from: its id's leading word (`swefixer_lite_no_p2p` and
+    `swefixer_verified#2` are one system; the pipeline's `t0`, `t1` are independent samples).
+
+    Agreement between runs of one system is not independent evidence: on real pools one system's
+    variants often submit the same wrong patch, so consensus counts systems, not submissions.
+    """
+    match = _SYSTEM.search(candidate_id)
+    return match.group(0).lower() if match else candidate_id
+
+
 def touched_files(patch: str) -> list[str]:
     """Paths a patch changes (new paths of renames), in patch order."""
     try:

@@ -53,7 +53,7 @@ class SelectionConfig(BaseModel):
     regression_max_files: int = Field(12, ge=1, description="At most this many discovered test files are run (nearest to the touched modules first).")
     regression_max_candidates: int = Field(10, ge=1, description="Candidates regression-checked when no generated test votes (the LLM-free mode); otherwise top_k.")
     probes_enabled: bool = Field(True, description="Run code from the issue text (fenced blocks, doctest lines, traceback calls) on the original and every candidate.")
-    consensus_enabled: bool = Field(True, description="Prefer candidates that behave like many others on the probes and tests, then that propose the same change as many others.")
+    consensus_enabled: bool = Field(True, description="Prefer candidates that behave like those of many other systems on the probes and tests, then that propose the same change as many other systems (a system = the candidate id's leading word: its runs agreeing are not independent).")
     hygiene_enabled: bool = Field(True, description="Demote candidates whose touched files do not compile, that edit only tests, add debug output or unrelated files.")
     cache_dir: Path | None = Field(None, description="Directory of the on-disk execution cache, shared across runs; None keeps results in memory only.")
 
@@ -108,7 +108,7 @@ class CandidateReport(BaseModel):
     lines_changed: int = 0
     probe_fixes: int = Field(0, description="Issue-probe steps that raise or show the reported output on the original and not with this patch.")
     probe_breaks: int = Field(0, description="Issue-probe steps that run on the original and raise with this patch.")
-    behaviour_support: int = Field(0, description="Input candidates that behave exactly like this one on the probes and tests, when that differs from the original.")
+    behaviour_support: int = Field(0, description="Systems (candidate ids' leading words) whose candidates behave exactly like this one on the probes and tests, when that differs from the original.")
     hygiene: list[str] = Field(default_factory=list, description="Hygiene findings (a 'fatal:' one means it cannot be the fix).")
     group: str | None = Field(None, description="Behaviour group id (candidates with identical observed outcomes).")
     rank: int | None = Field(None, description="1 = best; only distinct candidates that can win are ranked.")

@@ -2,7 +2,8 @@
 
 Order of the evidence (each is only a tie-break of the ones before it): hygiene-fatal last; generated
 tests' votes; regressions in the repository's own tests; issue probes fixed minus broken; consensus
-(candidates that behave the same on every executed probe and test, then that propose the same change);
+(systems whose candidates behave the same on every executed probe and test, then that propose the same
+change: `candidates.system_of`);
 hygiene penalties; patch size. Evidence kinds can be switched off (ablations measure each one).
 """
 
@@ -39,8 +40,8 @@ class PatchEvidence(BaseModel):
     probe_fixes: int = 0
     probe_breaks: int = 0
     changed_behaviour: bool = Field(False, description="Some probe or test ends differently than on the original.")
-    behaviour_support: int = Field(0, description="Input candidates with the same changed behaviour (0 if unchanged).")
-    patch_support: int = Field(1, description="Input candidates proposing the same change up to whitespace.")
+    behaviour_support: int = Field(0, description="Systems with the same changed behaviour (0 if unchanged).")
+    patch_support: int = Field(1, description="Systems proposing the same change up to whitespace.")
     fatal: str | None = None
     penalties: int = 0
     lines_changed: int = 0

@@ -20,6 +20,7 @@ from selection.candidates import (
     distinct_patches,
     distinct_tests,
     normalize_patch,
+    system_of,
     touched_files,
 )
 from selection.hygiene import Hygiene, check_hygiene
@@ -202,16 +203,19 @@ class _Selection:
         changed = {p.key: any(self.matrix.cells[(k, p.key)].outcome != original[t] for k, t in self.stable.items())
                    or self.probe.fixes.get(p.key, 0) + self.probe.breaks.get(p.key, 0) > 0
                    or self._probe_changed(p) for p in eligible}
-        weight = {p.key: len([m for m in p.members if m not in p.failed]) for p in eligible}
-        behaviour_count: Counter = Counter()
+        # Support counts the distinct systems behind a behaviour or a change, not submissions (`system_of`).
+        systems = {p.key: {system_of(m) for m in p.members if m not in p.failed} for p in eligible}
+        behaviour_systems: dict[tuple, set[str]] = {}
         for p in eligible:
             if changed[p.key]:
-                behaviour_count[observed(p)] += weight[p.key]
-        agreement: Counter[str] = Counter()
+                behaviour_systems.setdefault(observed(p), set()).update(systems[p.key])
+        behaviour_count = Counter({k: len(v) for k, v in behaviour_systems.items()})
+        agreement_systems: dict[str, set[str]] = {}
         for p in eligible:
             for variant in p.variants:
                 if variant.id not in p.failed:
-                    agreement[agreement_key(variant.patch)] += 1
+                    agreement_systems.setdefault(agreement_key(variant.patch), set()).add(system_of(variant.id))
+        agreement = Counter({k: len(v) for k, v in agreement_systems.items()})
         for p in eligible:
             hygiene = self.hygiene.get(p.key, Hygiene())
             self.evidence[p.key] = PatchEvidence(
@@ -311,7 +315,7 @@ class _Selection:
             parts.append(f"fixes {e.probe_fixes} and breaks {e.probe_breaks} of {self.probe.steps_reproducing} "
                          f"reproducing issue-probe step(s)")
         if self.kinds.consensus:
-            parts.append(f"{e.behaviour_support} candidate(s) behave the same, {e.patch_support} propose the same change")
+            parts.append(f"{e.behaviour_support} system(s) behave the same, {e.patch_support} propose the same change")
         if e.fatal or e.penalties:
             parts.append(f"hygiene: {e.fatal or ''}{' ' if e.fatal else ''}{e.penalties} penalty(ies)")
         text = f"{best.id} ranks first: {', '.join(parts)}, {best.lines_changed} lines changed"

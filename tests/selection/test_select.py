@@ -210,3 +210,15 @@ def test_generated_tests_on_demand_and_one_behaviour_group(pool, stats_repo, iss
     assert (result.method, result.chosen_id) == ("vote", "alternative")  # same behaviour: the smaller patch
     assert "one behaviour group" in result.reason and "smaller patch" in result.reason
     assert len(result.groups) == 1 and scripted.calls("sel") == []
+
+
+def test_consensus_counts_systems_not_submissions(pool, stats_repo, issue):
+    """Three runs of one system submitting the same half-fix agree less than two systems submitting
+    the full fix: one system's variants are not independent (on real pools they repeat one mistake)."""
+    repo, _ = stats_repo
+    cands = [candidate("popular", f"acme_run{n}") for n in (1, 2, 3)]
+    cands += [candidate("right", "beta_agent"), candidate("right", "gamma-v2")]
+    result = select(pool, repo, issue, cands, **NO_SELECTOR)
+    assert result.chosen_id == "beta_agent"
+    assert "2 propose the same change" in result.reason
+    assert "ahead of acme_run1 on patch agreement" in result.reason
