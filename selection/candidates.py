@@ -59,18 +59,19 @@ def lines_changed(patch: str) -> int:
     return added + removed
 
 
-_SYSTEM = re.compile(r"[A-Za-z0-9]+")
+_SYSTEM_SPLIT = re.compile(r"[_#/\s]+")
 
 
 def system_of(candidate_id: str) -> str:
-    """The system a candidate comes from: its id's leading word (`swefixer_lite_no_p2p` and
-    `swefixer_verified#2` are one system; the pipeline's `t0`, `t1` are independent samples).
+    """The system a candidate comes from: the first `_`-separated word of its id that has a letter
+    (`swefixer_lite_no_p2p` and `swefixer_verified#2` are one system, `20240620_sweagent_x` is `sweagent`;
+    `sys-a` and `sys-b`, or the pipeline's `t0`, `t1`, are distinct).
 
     Agreement between runs of one system is not independent evidence: on real pools one system's
     variants often submit the same wrong patch, so consensus counts systems, not submissions.
     """
-    match = _SYSTEM.search(candidate_id)
-    return match.group(0).lower() if match else candidate_id
+    words = [w for w in _SYSTEM_SPLIT.split(candidate_id) if any(c.isalpha() for c in w)]
+    return words[0].lower() if words else candidate_id
 
 
 def touched_files(patch: str) -> list[str]:

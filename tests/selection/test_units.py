@@ -303,3 +303,11 @@ def test_cached_results_are_reused_only_for_the_same_command_and_time_limit(tmp_
     assert run(60, "python other.py") == (False, 1)
     assert pool.runs == [("python repro.py", 5), ("python repro.py", 60), ("python other.py", 60)]
     cache.close()
+
+
+def test_system_of_names_the_system_behind_a_candidate_id():
+    from selection.candidates import system_of
+
+    assert system_of("swefixer_lite_no_p2p") == system_of("swefixer_verified#2") == "swefixer"
+    assert system_of("20240620_SWEagent_claude") == "sweagent"  # a leading date is not a system
+    assert len({system_of(i) for i in ("sys-a", "sys-b", "t0", "t1")}) == 4
