@@ -101,7 +101,9 @@ def confidence(ranked: Sequence[PatchEvidence], kinds: EvidenceKinds) -> Confide
         return make("low", "no execution shows the issue fixed; chosen by agreement and size")
     changed = [e for e in ranked if e.changed_behaviour and not (kinds.hygiene and e.fatal)]
     share = best.behaviour_support / max(1, sum(e.patch_support for e in changed)) if kinds.consensus else 0.0
-    clean = best.regressions == 0
+    # A probe "fixed" by a patch that also adds scratch files or debug output is not high: on pylint-7114
+    # a 1-line patch plus a stray r.py changed the probe's outcome and was wrong.
+    clean = best.regressions == 0 and not (kinds.hygiene and best.penalties)
     if clean and (best.votes > second.votes or (best.probe_fixes > 0 and share >= 0.5)):
         return make("high", f"fixes the reported behaviour, breaks no existing test checked, and "
                             f"{best.behaviour_support} of the candidates that change behaviour agree with it")

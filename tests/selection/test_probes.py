@@ -65,5 +65,7 @@ def test_confidence_abstains_only_against_a_candidate_that_behaves_differently()
     assert confidence([fix, twin, other], kinds).level == "none"  # tied with another behaviour: abstain
     worse = other.model_copy(update={"probe_fixes": 0, "behaviour_support": 1, "changed_behaviour": False})
     assert confidence([fix, worse], kinds).level == "high"
+    noisy = fix.model_copy(update={"penalties": 1})  # adds a scratch file: never high
+    assert confidence([noisy, worse], kinds).level == "medium"
     broken = fix.model_copy(update={"regressions": 2})
     assert confidence([broken, worse], kinds).level == "none"
