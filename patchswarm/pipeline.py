@@ -145,10 +145,7 @@ async def _solve_into(run: RunContext, model: ModelClient, task: Task, result: I
                 trajectories = await run_trajectories(instance, context=context, key="traj", config=trajectory_cfg)
         finally:
             run.progress.trajectories_running -= running
-            if not context.done():
-                context.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await context
+            await cancel_and_wait(context)
     result.trajectories = trajectories
     result.errors += [t.error for t in trajectories if t.error]
     candidates = [Candidate(id=f"t{t.index}", patch=t.editing.patch, source=f"trajectory {t.index}")
@@ -265,4 +262,19 @@ def run_tasks(tasks: list[Task], config: PatchswarmConfig, run_dir: Path, *, red
             return results
         except BaseException:
             run.store.set_meta("status", "interrupted")
+            raise
+
+
+async def cancel_and_wait(task: asyncio.Future) -> None:
+    """Cancel `task` and wait for it to end, swallowing only its own cancellation: a Ctrl-C that cancels
+    the caller meanwhile must go on up (swallowed, the instance went on to selection after the sandboxes
+    were gone, and the process outlived its interrupt)."""
+    if task.done():
+        return
+    task.cancel()
+    try:
+        await task
+    except asyncio.CancelledError:
+        current = asyncio.current_task()
+        if current is not None and current.cancelling():
             raise
