@@ -24,9 +24,8 @@ from patchswarm.config import load_config
 from patchswarm.pipeline import run_tasks
 from patchswarm.store import RunStore
 from patchswarm.tasks import Task
-from sandbox.manager import INIT_COMMAND, owner_labels
-from sandbox.quota import LABEL_VOLUME_OF
-from tests.conftest import FIXTURES, providers
+from sandbox.manager import owner_labels
+from tests.conftest import FIXTURES, providers, settled_sandboxes
 from tests.fixture_repos import fixture_repo
 from tests.patchswarm.scripts import PLAN, RIGHT_FIX, CalcScript, read_call_log
 
@@ -72,12 +71,10 @@ def run_containers(docker_client, run_dir: Path) -> list:
     return [c for c in containers if c.labels["patchswarm.run"].startswith(f"{run_dir.name}-")]
 
 
-def settled_sandboxes(docker_client, run_dir: Path) -> int | None:
-    """How many of the run's containers are sandboxes, or None while a holder or probe (also labelled) is up."""
-    containers = [c for c in run_containers(docker_client, run_dir) if not c.labels["patchswarm.run"].endswith("-decoy")]
-    if any(LABEL_VOLUME_OF in c.labels or c.attrs["Config"]["Cmd"] != INIT_COMMAND for c in containers):
-        return None
-    return len(containers)
+def run_sandboxes(docker_client, run_dir: Path) -> int | None:
+    """`settled_sandboxes` of the run's containers, the decoy left out."""
+    return settled_sandboxes([c for c in run_containers(docker_client, run_dir)
+                              if not c.labels["patchswarm.run"].endswith("-decoy")])
 
 
 def unique_run_dir(tmp_path: Path, name: str) -> Path:
@@ -274,7 +271,7 @@ def test_the_store_records_the_sandbox_run_id_a_resume_reuses_and_clean_removes(
             # their live owner and no other run's orphan sweep removes them before `clean` does.
             # Holders of quota volumes and image probes carry the run label too, and live for a moment while
             # a sandbox starts: wait until the only ones left are the decoy and two running sandboxes.
-            wait_for(lambda: settled_sandboxes(docker_client, run_dir) == 2, "two live sandboxes", process)
+            wait_for(lambda: run_sandboxes(docker_client, run_dir) == 2, "two live sandboxes", process)
             process.send_signal(signal.SIGSTOP)
             store = RunStore(run_dir)
             recorded = store.get_meta("sandbox_run_id")

@@ -10,19 +10,13 @@ import uuid
 from docker.errors import NotFound
 
 from sandbox.engine import remove_container
-from sandbox.manager import INIT_COMMAND, LABEL_RUN, SandboxManager, SandboxPool, of_run, remove_containers
+from sandbox.manager import LABEL_RUN, SandboxManager, SandboxPool, of_run, remove_containers
+from tests.conftest import settled_sandboxes
 
 
 def _labelled(client, run_id):
     # ignore_removed: a run's image probes are labelled containers that come and go while we list
     return client.containers.list(all=True, filters={"label": f"{LABEL_RUN}={run_id}"}, ignore_removed=True)
-
-
-def _settled_sandboxes(client, run_id) -> int | None:
-    """The run's sandboxes, or None while a quota holder or image probe (labelled too) is up."""
-    containers = _labelled(client, run_id)
-    sandboxes = [c for c in containers if c.attrs["Config"]["Cmd"] == INIT_COMMAND]
-    return len(sandboxes) if len(sandboxes) == len(containers) else None
 
 
 def test_every_container_is_labelled_and_removed_on_close(docker_client, calc_image):
@@ -73,10 +67,10 @@ def test_sigint_to_a_process_using_sandboxes_leaves_nothing(docker_client, calc_
     proc = subprocess.Popen([sys.executable, "-c", child])
     try:
         for _ in range(600):
-            if ready.exists() and _settled_sandboxes(docker_client, run_id) == 4:
+            if ready.exists() and settled_sandboxes(_labelled(docker_client, run_id)) == 4:
                 break
             proc.wait(timeout=0.1) if proc.poll() is not None else subprocess.run(["sleep", "0.1"])
-        assert _settled_sandboxes(docker_client, run_id) == 4
+        assert settled_sandboxes(_labelled(docker_client, run_id)) == 4
         proc.send_signal(signal.SIGINT)
         proc.wait(timeout=60)
     finally:
