@@ -18,6 +18,7 @@ from docker.errors import APIError, ImageNotFound
 
 from sandbox.errors import ImageBuildError, ImageError
 from sandbox.execution import one_file_tar
+from sandbox.labels import KIND_BASE_BUILD, LABEL_KIND
 from sandbox.locks import file_lock
 from sandbox.manager import owner_labels
 
@@ -26,7 +27,6 @@ DEFAULT_SUITE = "bookworm"
 DEBOOTSTRAP_PACKAGES = "python3,python3-pip,python3-venv,git,patch,ca-certificates,procps"
 CA_PATH_IN_IMAGE = "/usr/local/share/patchswarm/host-ca.pem"
 VENV = "/opt/venv"
-LABEL_KIND = "patchswarm.kind"
 
 FINISH_SCRIPT = f"""
 set -e
@@ -138,7 +138,7 @@ def _pull_rootfs_image(client: docker.DockerClient, suite: str, log) -> str:
 def finish_base_image(client: docker.DockerClient, rootfs: str, tag: str, log) -> None:
     """User 1000, a venv on PATH, git identity, and the host CA bundle trusted by pip, git and requests."""
     container = client.containers.create(rootfs, ["sleep", "infinity"],
-                                         labels={**owner_labels("base-build"), LABEL_KIND: "base-build"})
+                                         labels={**owner_labels("base-build"), LABEL_KIND: KIND_BASE_BUILD})
     try:
         container.start()
         bundle = host_ca_bundle()

@@ -18,8 +18,9 @@ import docker
 from docker.errors import APIError
 from pydantic import BaseModel, Field
 
-from sandbox.base_image import LABEL_KIND, VENV, ensure_base_image, image_exists, suite_for_python
+from sandbox.base_image import VENV, ensure_base_image, image_exists, suite_for_python
 from sandbox.errors import ImageBuildError, ImageError
+from sandbox.labels import KIND_ENV_BUILD, LABEL_KIND
 from sandbox.locks import file_lock
 from sandbox.manager import owner_labels
 from sandbox.quota import LayerWatch, watch_layer
@@ -155,7 +156,7 @@ def build_env_image(
 def _build(client, git_dir: Path | None, sha: str, base: str, tag: str, env: EnvSpec, run_id: str, log_path: Path) -> None:
     container = client.containers.create(
         base, ["sleep", "infinity"], user="0", working_dir="/",
-        labels={**owner_labels(run_id), LABEL_KIND: "env-build"},
+        labels={**owner_labels(run_id), LABEL_KIND: KIND_ENV_BUILD},
     )
     # One deadline for all setup commands together: past it a watchdog kills the build container,
     # which ends the running command (and frees the per-tag lock the caller holds).

@@ -14,7 +14,7 @@ import docker
 from docker.errors import APIError, ImageNotFound
 from pydantic import BaseModel
 
-from sandbox.base_image import LABEL_KIND
+from sandbox.labels import LABEL_KIND
 
 PRUNABLE_KIND = "env"
 

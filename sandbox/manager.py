@@ -24,6 +24,15 @@ from requests.exceptions import RequestException
 
 from sandbox.engine import remove_container
 from sandbox.errors import ImageError, SandboxBroken, SandboxError
+from sandbox.labels import (
+    KIND_IMAGE_PROBE,
+    KIND_SANDBOX,
+    LABEL_HOST,
+    LABEL_KIND,
+    LABEL_PID,
+    LABEL_PID_START,
+    LABEL_RUN,
+)
 from sandbox.quota import (
     ImageFacts,
     QuotaVolumes,
@@ -35,10 +44,6 @@ from sandbox.quota import (
 )
 from sandbox.sandbox import REPO_DIR, SANDBOX_USER, Sandbox, owner_ids
 
-LABEL_RUN = "patchswarm.run"
-LABEL_PID = "patchswarm.pid"
-LABEL_PID_START = "patchswarm.pid_start"
-LABEL_HOST = "patchswarm.host"
 # PID 1 of every sandbox: reaps orphans (so killed process trees do not pile up as zombies) and is
 # the one process `kill -9 -1` cannot reach, so timeouts never stop the container itself. It must never
 # fork: under a fork bomb every pid is taken and a shell init dies of "Cannot fork", taking the sandbox
@@ -168,7 +173,8 @@ class SandboxManager:
             if limits.disk_mb is not None:
                 volumes = self._quota_volumes(image, uid, workdir, limits.disk_mb)
             container = self.client.containers.run(
-                image, INIT_COMMAND, detach=True, labels=self.labels, user=user, working_dir=workdir,
+                image, INIT_COMMAND, detach=True, labels={**self.labels, LABEL_KIND: KIND_SANDBOX}, user=user,
+                working_dir=workdir,
                 network_mode="bridge" if network else "none", cap_drop=["ALL"], cap_add=list(cap_add) or None,
                 security_opt=["no-new-privileges"], pids_limit=limits.pids,
                 mem_limit=f"{limits.memory_mb}m", memswap_limit=f"{limits.memory_mb}m",
@@ -207,7 +213,8 @@ class SandboxManager:
         key = (image, uid, workdir)
         facts = self._image_facts.get(key)
         if facts is None:
-            facts = self._image_facts[key] = probe_image(self.client, image, uid, workdir, self.labels)
+            facts = self._image_facts[key] = probe_image(self.client, image, uid, workdir,
+                                                               {**self.labels, LABEL_KIND: KIND_IMAGE_PROBE})
         sizes = {path: disk_mb * 1024 for path in writable_areas(workdir, facts.home)}
         sizes[workdir] = sizes.get(workdir, 0) + facts.workdir_kb + copy_margin_kb(facts.workdir_kb)
         volumes = QuotaVolumes(self.client, image, self.labels, sizes)

@@ -31,7 +31,8 @@ from docker.errors import APIError, DockerException, NotFound
 from docker.types import Mount
 from requests.exceptions import RequestException
 
-LABEL_VOLUME_OF = "patchswarm.sandbox_volume"
+from sandbox.labels import KIND_QUOTA_HOLDER, LABEL_KIND, LABEL_VOLUME_OF
+
 SCRATCH_AREAS = ("/tmp", "/var/tmp")
 
 
@@ -91,7 +92,8 @@ class QuotaVolumes:
                 "type": "tmpfs", "device": "tmpfs", "o": f"size={self.sizes_kb[path]}k"})
         mounts = [Mount(f"/patchswarm-hold/{i}", name, type="volume") for i, name in enumerate(self.names.values())]
         self._holder = self.client.containers.run(
-            self.image, ["sleep", "600"], detach=True, labels=self.labels, mounts=mounts, network_mode="none",
+            self.image, ["sleep", "600"], detach=True, labels={**self.labels, LABEL_KIND: KIND_QUOTA_HOLDER}, mounts=mounts,
+            network_mode="none",
             user="0:0", entrypoint=[], stop_signal="SIGKILL")
 
     def mounts(self) -> list[Mount]:

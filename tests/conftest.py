@@ -10,7 +10,7 @@ import pytest
 
 from agent.model import ModelClient, ModelSettings, PriceOverride, RoleModels  # noqa: E402
 from agent.scripted import ScriptedLLM  # noqa: E402
-from sandbox.manager import INIT_COMMAND
+from sandbox.labels import KIND_SANDBOX, LABEL_KIND
 from tests.fixture_repos import FIXTURES, fixture_repo, make_git_repo  # noqa: E402, F401 - shared with the test modules
 
 
@@ -92,5 +92,5 @@ def model_client(scripted) -> ModelClient:
 def settled_sandboxes(containers: list) -> int | None:
     """How many of a run's containers are sandboxes, or None while a quota holder or image probe (labelled
     with the run too, and up for a moment while a sandbox starts) is among them."""
-    sandboxes = [c for c in containers if c.attrs["Config"]["Cmd"] == INIT_COMMAND]
+    sandboxes = [c for c in containers if c.labels.get(LABEL_KIND) == KIND_SANDBOX]
     return len(sandboxes) if len(sandboxes) == len(containers) else None

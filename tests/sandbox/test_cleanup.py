@@ -5,11 +5,13 @@ import subprocess
 import sys
 import textwrap
 import threading
+import time
 import uuid
 
 from docker.errors import NotFound
 
 from sandbox.engine import remove_container
+from sandbox.labels import KIND_IMAGE_PROBE, KIND_QUOTA_HOLDER, KIND_SANDBOX, LABEL_KIND
 from sandbox.manager import LABEL_RUN, SandboxManager, SandboxPool, of_run, remove_containers
 from tests.conftest import settled_sandboxes
 
@@ -25,6 +27,19 @@ def test_every_container_is_labelled_and_removed_on_close(docker_client, calc_im
         mgr.create(calc_image)
         assert len(_labelled(docker_client, mgr.run_id)) == 2
     assert _labelled(docker_client, mgr.run_id) == []
+
+
+def test_each_container_of_a_run_says_what_it_is(docker_client, calc_image):
+    """A run's image probe and quota-volume holder carry the run label too (so a crash sweep removes them),
+    and `patchswarm.kind` tells them from sandboxes. Docker's create events show the short-lived ones."""
+    since = int(time.time()) - 1
+    with SandboxManager(docker_client, handle_signals=False) as mgr:
+        sandbox = mgr.create(calc_image)
+        assert sandbox.container.labels[LABEL_KIND] == KIND_SANDBOX
+        run_filter = {"type": "container", "event": "create", "label": f"{LABEL_RUN}={mgr.run_id}"}
+        events = docker_client.events(since=since, until=int(time.time()) + 1, filters=run_filter, decode=True)
+        kinds = sorted(event["Actor"]["Attributes"].get(LABEL_KIND, "none") for event in events)
+    assert kinds == sorted([KIND_IMAGE_PROBE, KIND_QUOTA_HOLDER, KIND_SANDBOX])
 
 
 def test_concurrent_removers_each_return_only_once_the_container_is_gone(manager, calc_image):
