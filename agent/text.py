@@ -4,6 +4,7 @@ pydantic's JSON refuse. Replacing them once at the boundary keeps every later wr
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,18 @@ def utf8_text(data: bytes, path: Path, error: type[Exception], hint: str = "") -
     except UnicodeDecodeError as exc:
         line = data[: exc.start].count(b"\n") + 1
         raise error(f"{path} line {line}: not UTF-8 text (byte 0x{data[exc.start]:02x}){hint}") from None
+
+
+def json_lines(text: str, path: Path, error: type[Exception]) -> list[tuple[int, Any]]:
+    """(line number, value) of each non-blank line of a JSON Lines text, else `error` naming the file and line."""
+    values = []
+    for number, line in enumerate(text.splitlines(), 1):
+        if line.strip():
+            try:
+                values.append((number, json.loads(line)))
+            except json.JSONDecodeError as exc:
+                raise error(f"{path} line {number}: not valid JSON ({exc.msg})") from None
+    return values
 
 
 def storable(text: str) -> str:

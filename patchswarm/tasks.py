@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import difflib
 import hashlib
-import json
 import random
 import re
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from agent.text import storable, storable_data, utf8_text
+from agent.text import json_lines, storable, storable_data, utf8_text
 
 
 class TaskError(ValueError):
@@ -89,15 +88,9 @@ def load_tasks_jsonl(path: Path) -> list[Task]:
         data = path.read_bytes()
     except OSError as exc:
         raise TaskError(f"cannot read task file {path}: {exc.strerror}") from None
-    lines = utf8_text(data, path, TaskError, "; save the file as UTF-8").splitlines()
+    text = utf8_text(data, path, TaskError, "; save the file as UTF-8")
     tasks, seen = [], set()
-    for number, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise TaskError(f"{path} line {number}: not valid JSON ({exc.msg})") from None
+    for number, row in json_lines(text, path, TaskError):
         if not isinstance(row, dict):
             raise TaskError(f"{path} line {number}: expected a JSON object")
         row = storable_data(row)  # JSON may carry "\udce9": it could be neither sent to a model nor stored

@@ -6,7 +6,7 @@ import json
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
-from agent.text import utf8_text
+from agent.text import json_lines, utf8_text
 from selection.models import Candidate, SelectionResult
 
 PATCH_SUFFIXES = (".patch", ".diff")
@@ -16,14 +16,7 @@ def _records(path: Path) -> list[dict]:
     """Prediction records of a .jsonl file, or of a .json list / {instance_id: record} mapping."""
     text = utf8_text(path.read_bytes(), path, ValueError)
     if path.suffix == ".jsonl":
-        records = []
-        for number, line in enumerate(text.splitlines(), 1):
-            if line.strip():
-                try:
-                    records.append(json.loads(line))
-                except json.JSONDecodeError as exc:
-                    raise ValueError(f"{path} line {number}: not valid JSON ({exc.msg})") from None
-        return records
+        return [record for _, record in json_lines(text, path, ValueError)]
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:

@@ -14,7 +14,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from agent.text import utf8_text
+from agent.text import json_lines, utf8_text
 
 REQUIRED_COLUMNS = (
     "instance_id", "repo", "base_commit", "problem_statement", "version", "environment_setup_commit",
@@ -98,14 +98,7 @@ class Prediction(BaseModel):
 def _read_rows(path: Path) -> list[dict[str, Any]]:
     suffix = path.suffix.lower()
     if suffix == ".jsonl":
-        rows = []
-        for number, line in enumerate(utf8_text(path.read_bytes(), path, DatasetError).splitlines(), 1):
-            if line.strip():
-                try:
-                    rows.append(json.loads(line))
-                except json.JSONDecodeError as exc:
-                    raise DatasetError(f"{path}: line {number} is not valid JSON ({exc.msg})") from None
-        return rows
+        return [row for _, row in json_lines(utf8_text(path.read_bytes(), path, DatasetError), path, DatasetError)]
     if suffix == ".json":
         try:
             data = json.loads(utf8_text(path.read_bytes(), path, DatasetError))

@@ -112,3 +112,12 @@ def test_predictions_in_every_harness_shape(tmp_path):
     (tmp_path / "bad.jsonl").write_text(json.dumps({"model_patch": "x"}) + "\n")
     with pytest.raises(DatasetError, match="prediction 1 has no instance_id"):
         load_predictions(tmp_path / "bad.jsonl")
+
+
+def test_a_broken_line_names_the_file_and_the_line_like_every_jsonl_reader(tmp_path):
+    """Datasets, task files and outside predictions share one JSON Lines reader (agent.text.json_lines)."""
+    path = tmp_path / "rows.jsonl"
+    path.write_text('{"instance_id": "a"}\n\n{"instance_id": \n')
+    with pytest.raises(DatasetError) as err:
+        load_instances(path)
+    assert str(err.value).startswith(f"{path} line 3: not valid JSON (")
