@@ -19,6 +19,7 @@ def load_script():
 
 
 fidelity = load_script()
+import fidelity_table  # noqa: E402 - on the path once the script is loaded
 
 
 def record(iid: str, *, resolved: bool, status: str | None = None, error: str | None = None, **extra) -> dict:
@@ -101,3 +102,43 @@ def test_the_empty_patch_is_not_graded_where_gold_could_not_build_the_image(tmp_
     kept = fidelity.without_failed_builds(rows, tmp_path / "r-gold" / "instances.jsonl")
     assert [i.instance_id for i in kept] == [built.instance_id, unknown.instance_id]
     assert fidelity.without_failed_builds(rows, tmp_path / "none.jsonl") == rows
+
+
+def statuses(iid: str, f2p: tuple[list[str], list[str]], p2p: tuple[list[str], list[str]]) -> dict:
+    """A harness report.json for `iid` with these (passed, failed) FAIL_TO_PASS and PASS_TO_PASS tests."""
+    return {iid: {"tests_status": {"FAIL_TO_PASS": {"success": f2p[0], "failure": f2p[1]},
+                                   "PASS_TO_PASS": {"success": p2p[0], "failure": p2p[1]}}}}
+
+
+def test_rows_count_the_listed_tests_that_passed_and_say_which_match_the_official_statuses(tmp_path):
+    exact, off = "org__exact-1", "org__off-2"
+    gold = [record(exact, resolved=True, python_used="3.9", python_nearest=True, image_kind="local",
+                   report=statuses(exact, (["f1", "f2"], []), (["p1", "p2", "p3"], []))),
+            record(off, resolved=True, python_used="3.9", image_kind="local",
+                   report=statuses(off, (["f1"], []), (["p1"], [])))]
+    empty = [record(exact, resolved=False, report=statuses(exact, ([], ["f1", "f2"]), (["p1", "p2", "p3"], []))),
+             # a PASS_TO_PASS test that fails without the gold patch: not what validation saw officially
+             record(off, resolved=False, report=statuses(off, ([], ["f1"]), ([], ["p1"])))]
+    write_run(tmp_path / "old", "a", "gold", gold[:1])
+    write_run(tmp_path / "old", "a", "empty", empty[:1])
+    write_run(tmp_path / "new", "b", "gold", gold[1:])
+    write_run(tmp_path / "new", "b", "empty", empty[1:])
+    text = fidelity.write_table([tmp_path / "old", tmp_path / "new"], tmp_path / "f.md", disk="-")
+    rows = {line.split(" | ")[0].strip("| "): line for line in text.splitlines() if line.startswith("| ")}
+    assert "| 2/2 · 3/3 | 0/2 · 3/3 |" in rows[exact] and "| 1/1 · 1/1 | 0/1 · 0/1 |" in rows[off]
+    assert "| org | 2 | 2 | 2 | 0 of 2 |" in text  # the two folders of runs add up
+    assert "Of 2 instances graded in a local image, 1 show every listed test with its official" in text
+    assert "Of the 1 on a nearest Python, 1 do (org__exact-1)." in text
+    assert "official: org__off-2 (gold 1/1 · 1/1, empty 0/1 · 0/1)" in text.replace("\n", " ").replace(
+        "flip it): ", "official: ")
+
+
+def test_a_copied_run_finds_its_test_output_beside_its_records(tmp_path):
+    iid = "psf__requests-9"
+    write_run(tmp_path, "c", "gold", [record(iid, resolved=False, model_name_or_path="gold",
+                                             log_dir="logs/elsewhere/c-gold/gold/" + iid)])
+    logs = tmp_path / "c-gold" / "gold" / iid
+    logs.mkdir(parents=True)
+    (logs / "test_output.txt").write_text("requests.exceptions.ConnectionError: Temporary failure in name resolution\n")
+    gold = fidelity_table._records([tmp_path], "gold")[iid]
+    assert fidelity.failure_class(gold, None) == "environment: tests need network (grading runs offline)"

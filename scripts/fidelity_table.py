@@ -1,0 +1,296 @@
+"""The fidelity table (docs/fidelity.md) from the records of `scripts/fidelity.py run`: verdicts, failure
+classes, per-test counts against the official statuses, build times and disk."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections import Counter, defaultdict
+from datetime import UTC, datetime
+from pathlib import Path
+
+from fidelity_disk import image_disk, machine
+
+from patchswarm.swebench.dataset import SweInstance, load_instances
+
+
+def environment_facts(instance: SweInstance, table) -> dict:
+    """What identifies the instance's environment layer, and the Python the official image has."""
+    try:
+        python = table.spec(instance.repo, instance.version).python
+    except Exception:  # noqa: BLE001 - a row without a spec is still listed, its Python unknown
+        python = None
+    return {"version": instance.version, "environment_setup_commit": instance.environment_setup_commit,
+            "python_wanted": python}
+
+
+# -- the table -------------------------------------------------------------------------------------
+
+
+def _records(runs: list[Path], mode: str) -> dict[str, dict]:
+    """The newest record of every instance over all runs of `mode` (later runs replace earlier ones).
+
+    Each record gets `_logs`: its log folder found beside its instances.jsonl (`<run>/<model>/<id>`, the
+    evaluation's layout), so runs copied from another folder or machine still show their test output."""
+    found: dict[str, dict] = {}
+    paths = [path for folder in runs for path in folder.glob(f"*-{mode}/instances.jsonl")]
+    for path in sorted(paths, key=lambda p: p.stat().st_mtime):
+        for line in path.read_text().splitlines():
+            if line.strip():
+                record = json.loads(line)
+                beside = path.parent / record.get("model_name_or_path", mode) / record["instance_id"]
+                record["_logs"] = str(beside) if beside.is_dir() else record.get("log_dir")
+                found[record["instance_id"]] = record
+    return found
+
+
+# What a test that reaches for the network prints in a sandbox without one.
+NETWORK_ERROR = re.compile(r"Temporary failure in name resolution|Name or service not known|Network is unreachable"
+                           r"|nodename nor servname provided|getaddrinfo failed")
+
+
+def _test_output(record: dict) -> str:
+    logs = record.get("_logs") or record.get("log_dir")
+    path = Path(logs or "") / "test_output.txt"
+    return path.read_text(errors="replace") if logs and path.is_file() else ""
+
+
+def test_counts(record: dict | None) -> dict[str, tuple[int, int]] | None:
+    """FAIL_TO_PASS and PASS_TO_PASS: (tests that passed, tests the row lists), from the harness's report."""
+    if record is None:
+        return None
+    status = (record.get("report") or {}).get(record["instance_id"], {}).get("tests_status")
+    if not status:
+        return None
+    return {kind: (len(status[kind]["success"]), len(status[kind]["success"]) + len(status[kind]["failure"]))
+            for kind in ("FAIL_TO_PASS", "PASS_TO_PASS") if kind in status}
+
+
+def failing_tests(record: dict, limit: int = 3) -> list[str]:
+    status = (record.get("report") or {}).get(record["instance_id"], {}).get("tests_status") or {}
+    return [t for kind in ("FAIL_TO_PASS", "PASS_TO_PASS") for t in status.get(kind, {}).get("failure", [])][:limit]
+
+
+def as_official(gold: dict, empty: dict | None) -> bool | None:
+    """Every graded test's status is the one the official image showed when the row was validated.
+
+    The row's lists are that record: FAIL_TO_PASS failed before the gold patch and passed after it,
+    PASS_TO_PASS passed both times. None when a run has no per-test statuses."""
+    g, e = test_counts(gold), test_counts(empty)
+    if g is None or e is None:
+        return None
+    f2p, p2p = g.get("FAIL_TO_PASS", (0, 0)), g.get("PASS_TO_PASS", (0, 0))
+    e_f2p, e_p2p = e.get("FAIL_TO_PASS", (0, 0)), e.get("PASS_TO_PASS", (0, 0))
+    return f2p[0] == f2p[1] and p2p[0] == p2p[1] and e_f2p[0] == 0 and e_p2p[0] == e_p2p[1]
+
+
+def _counts_cell(record: dict | None) -> str:
+    counts = test_counts(record)
+    if not counts:
+        return ""
+    return " · ".join(f"{passed}/{listed}" for passed, listed in
+                      (counts.get("FAIL_TO_PASS", (0, 0)), counts.get("PASS_TO_PASS", (0, 0))))
+
+
+def failure_class(gold: dict, empty: dict | None) -> str | None:
+    """What went wrong with an instance, in words general enough to count; None when all is as it should be."""
+    error = gold.get("error") or ""
+    if error.startswith("no image"):
+        lacking = re.search(r"the source lacks (\S+) \(object", error)
+        if lacking:  # a partial snapshot: the repository at the base commit cannot be had from this mirror
+            return "environment: the mirror snapshot lacks a file of the commit"
+        command = re.search(r"command '([^']*)'", error)
+        return f"environment build failed: {command.group(1)[:80]}" if command else f"environment: {error[:100]}"
+    if gold["status"] == "timeout":
+        return "gold: tests timed out"
+    if not gold["resolved"]:
+        if NETWORK_ERROR.search(_test_output(gold)):
+            return "environment: tests need network (grading runs offline)"
+        if "no test results" in error:
+            return "gold: no test results in the log"
+        return "gold: tests fail with the gold patch"
+    if empty is not None and empty["resolved"]:
+        return "empty patch resolves"
+    if empty is None:
+        return "empty: not run"
+    return None
+
+
+def _verdict(record: dict | None) -> str:
+    if record is None:
+        return "not run"
+    return "resolved" if record["resolved"] else record["status"]
+
+
+def _example(record: dict) -> str:
+    detail = record.get("env_broken_reason") or record.get("error") or record["status"]
+    failing = failing_tests(record)
+    if failing and not record.get("error"):
+        detail += "; failing: " + ", ".join(failing)
+    return f"{record['instance_id']}: {detail[:300]}"
+
+
+def _facts(runs: list[Path]) -> dict[str, dict]:
+    """Each tried instance's environment facts, from the selection files (older ones: from their datasets)."""
+    facts: dict[str, dict] = {}
+    table, loaded = None, {}
+    paths = [path for folder in runs for path in folder.glob("*-selection.json")]
+    for path in sorted(paths, key=lambda p: p.stat().st_mtime):
+        selection = json.loads(path.read_text())
+        if "envs" in selection:
+            facts.update(selection["envs"])
+            continue
+        wanted = set(selection.get("instances", []))
+        for dataset in selection.get("datasets", []):
+            if not Path(dataset).is_file():
+                continue
+            if dataset not in loaded:
+                loaded[dataset] = load_instances(Path(dataset))
+            if table is None:
+                from patchswarm.swebench.specs import load_spec_table
+                table = load_spec_table()
+            for instance in loaded[dataset]:
+                if instance.instance_id in wanted and instance.instance_id not in facts:
+                    facts[instance.instance_id] = environment_facts(instance, table)
+    return facts
+
+
+def python_note(record: dict, fact: dict) -> str:
+    """How the instance's Python compares with the official image's (conda, the spec's Python)."""
+    used, wanted = record.get("python_used"), fact.get("python_wanted")
+    if record.get("image_kind") == "official":
+        return "official image"
+    if not used:
+        return f"{wanted or '?'} wanted, none built"
+    if record.get("python_nearest") or (wanted and used != wanted):
+        return f"{used} (spec {wanted or '?'}: nearest), venv+pip"
+    return f"{used}, venv+pip"
+
+
+def write_table(runs: Path | list[Path], out: Path, disk: str | None = None, notes: Path | None = None) -> str:
+    runs = [runs] if isinstance(runs, Path) else runs
+    gold, empty = _records(runs, "gold"), _records(runs, "empty")
+    facts = _facts(runs)
+    per_repo: dict[str, Counter] = defaultdict(Counter)
+    classes: dict[str, dict[str, list[dict]]] = defaultdict(lambda: defaultdict(list))
+    pythons: dict[str, Counter] = defaultdict(Counter)
+    first, cached = defaultdict(list), []
+    for iid, g in sorted(gold.items()):
+        repo, e = g["repo"], empty.get(iid)
+        tally = per_repo[repo]
+        tally["tried"] += 1
+        tally["built"] += not (g.get("error") or "").startswith("no image")
+        tally["gold"] += bool(g["resolved"])
+        tally["empty"] += bool(e and e["resolved"])
+        tally["empty run"] += e is not None
+        klass = failure_class(g, e)
+        if klass:
+            classes[repo][klass].append(e if klass == "empty patch resolves" and e is not None else g)
+        if g.get("python_used"):
+            pythons[repo][f"{g['python_used']}{' (nearest)' if g.get('python_nearest') else ''}"] += 1
+        for layer in ("system", "env", "instance"):
+            if g.get(f"{layer}_build_s"):
+                first[layer].append(g[f"{layer}_build_s"])
+        if e and e.get("image_s"):
+            cached.append(e["image_s"])
+    lines = [
+        "# Fidelity of local SWE-bench environments",
+        "",
+        "Regenerate: `python scripts/fidelity.py run ...` then `python scripts/fidelity.py table` (see the script).",
+        "Every instance is graded twice with `patchswarm eval`'s code, which grades with the swebench",
+        "package's own log parsers and `get_eval_report`: the gold patch must resolve, the empty patch must not.",
+        "",
+        f"Measured {datetime.now(UTC):%Y-%m-%d %H:%M} UTC on {machine()}.",
+        "",
+        "| repository | tried | env built | gold resolved | empty resolved | Python used |",
+        "|---|---:|---:|---:|---:|---|",
+    ]
+    totals: Counter[str] = Counter()
+    for repo, tally in sorted(per_repo.items()):
+        totals.update(tally)
+        used = ", ".join(f"{k}: {v}" for k, v in sorted(pythons[repo].items()))
+        lines.append(f"| {repo} | {tally['tried']} | {tally['built']} | {tally['gold']} | "
+                     f"{tally['empty']} of {tally['empty run']} | {used} |")
+    lines.append(f"| **total** | {totals['tried']} | {totals['built']} | {totals['gold']} | "
+                 f"{totals['empty']} of {totals['empty run']} | |")
+    lines += ["", "## Failure classes", ""]
+    if not any(classes.values()):
+        lines.append("None.")
+    for repo, by_class in sorted(classes.items()):
+        for klass, records in sorted(by_class.items(), key=lambda kv: -len(kv[1])):
+            ids = ", ".join(r["instance_id"] for r in records)
+            lines.append(f"- **{repo}** — {klass} ({len(records)}): {ids}. Example: {_example(records[0])}")
+    lines += ["", "## Build time per layer (seconds)", "",
+              "| layer | first builds | median | max |", "|---|---:|---:|---:|"]
+    for layer in ("system", "env", "instance"):
+        values = sorted(first[layer])
+        if values:
+            lines.append(f"| {layer} | {len(values)} | {values[len(values) // 2]:.0f} | {values[-1]:.0f} |")
+    if cached:
+        values = sorted(cached)
+        lines.append(f"| all three cached (image found, empty run) | {len(values)} | {values[len(values) // 2]:.1f} | "
+                     f"{values[-1]:.1f} |")
+    lines += ["", "## Disk used by the evaluation's images", "", disk or image_disk(gold.values())]
+    lines += ["", "## Every instance", "",
+              "Env: the row's version and environment_setup_commit (one environment layer each). "
+              "Python: the local image's against the official one's. Tests passed: FAIL_TO_PASS · PASS_TO_PASS, "
+              "passed of those the row lists, from the harness's report (official: gold all, empty none · all).",
+              "", "| instance | env | Python | gold | empty | gold tests passed | empty tests passed | gold run (s) | cause |",
+              "|---|---|---|---|---|---|---|---:|---|"]
+    for iid, g in sorted(gold.items()):
+        fact, e = facts.get(iid, {}), empty.get(iid)
+        env = f"{fact.get('version', '?')} @ {(fact.get('environment_setup_commit') or '?')[:8]}"
+        klass = failure_class(g, e) or ""
+        lines.append(f"| {iid} | {env} | {python_note(g, fact)} | {_verdict(g)} | {_verdict(e)} | "
+                     f"{_counts_cell(g)} | {_counts_cell(e)} | {g.get('duration_s', 0):.0f} | {klass} |")
+    lines += ["", nearest_python_paragraph(gold, empty, facts), "", DIFFERENCES]
+    if notes is not None and notes.is_file():  # causes found by reading the logs, kept by hand beside the table
+        lines += ["", notes.read_text().rstrip()]
+    text = "\n".join(lines) + "\n"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(text)
+    return text
+
+
+def nearest_python_paragraph(gold: dict[str, dict], empty: dict[str, dict], facts: dict[str, dict]) -> str:
+    """Why a verdict from a local image (nearest Python, pip) is the official one, with the instances' counts."""
+    local = [iid for iid, g in sorted(gold.items()) if g.get("python_used") and g.get("image_kind") != "official"]
+    nearest = [iid for iid in local if gold[iid].get("python_nearest")
+               or (facts.get(iid, {}).get("python_wanted") not in (None, gold[iid]["python_used"]))]
+    same = [iid for iid in local if as_official(gold[iid], empty.get(iid))]
+    differ = [iid for iid in local if as_official(gold[iid], empty.get(iid)) is False]
+    same_nearest = [iid for iid in nearest if iid in same]
+    return "\n".join([
+        "## Why a local verdict is the official one",
+        "",
+        "The harness's verdict is a function of the per-test statuses alone: `get_eval_report` resolves an",
+        "instance exactly when every FAIL_TO_PASS and every PASS_TO_PASS test the row lists passes. The row's",
+        "lists are the official image's own statuses at validation (FAIL_TO_PASS failed before the gold patch",
+        "and passed after it, PASS_TO_PASS passed both times). So where every listed test has the same status",
+        "locally as officially, for gold and for empty, the local image (other Python, pip instead of conda)",
+        "cannot have changed the verdict: any difference it made lies outside the tests that are graded.",
+        "",
+        f"Of {len(local)} instances graded in a local image, {len(same)} show every listed test with its official",
+        "status (gold: all passed; empty: every FAIL_TO_PASS failed, every PASS_TO_PASS passed; the columns",
+        f"\"tests passed\" above). Of the {len(nearest)} on a nearest Python, {len(same_nearest)} do"
+        + (f" ({', '.join(same_nearest)})." if same_nearest else "."),
+        "Instances where some listed test's status differs from the official one (the verdict may still agree"
+        " when the difference does not flip it): " + (", ".join(
+            f"{iid} (gold {_counts_cell(gold[iid])}, empty {_counts_cell(empty.get(iid))})" for iid in differ)
+            or "none") + ".",
+    ])
+
+
+DIFFERENCES = """## Where local images differ from the official ones
+
+- Python: the Debian Python nearest to the spec's (3.9 bullseye, 3.11 bookworm, 3.13 trixie) in a venv, not
+  conda; the table's "Python used" says which, and "(nearest)" where it is not the spec's own.
+- Packages: the spec's conda packages and environment.yml installed with pip (conda-only ones skipped);
+  pip itself raised to 24.0 where Debian's is older than 21.3 (the official conda pip is 23-24).
+- No git history: setuptools-scm gets `SETUPTOOLS_SCM_PRETEND_VERSION` = the row's version as X.Y.0.
+- Grading runs as root (as in the official images) but without network: the eval script's reinstall uses
+  the build backend's wheels saved in the image; a patch adding a new dependency cannot be installed.
+- The verdict is the harness's own: the same eval script (base commit named HEAD), the same parser and
+  `get_eval_report` (see the section above for why the test statuses make it the official one)."""
+
+
