@@ -49,6 +49,35 @@ NETWORK_ERROR = re.compile(r"Temporary failure in name resolution|Name or servic
                            r"|nodename nor servname provided|getaddrinfo failed")
 
 
+def all_failing_tests(record: dict) -> list[str]:
+    return failing_tests(record, limit=None)
+
+
+# pytest's header of one test's failure section: "____ Class.test_name[param] ____"
+PYTEST_SECTION = re.compile(r"^_{3,} (?:ERROR (?:at setup|at teardown|collecting) of )?(\S+) _{3,}$", re.MULTILINE)
+
+
+def offline_failures(output: str, failing: list[str]) -> list[str] | None:
+    """The failing tests whose own pytest failure section shows a network error (a DNS lookup that failed).
+
+    None when the log has no pytest failure sections, or some failing test has none: then only the whole
+    log can be searched."""
+    headers = list(PYTEST_SECTION.finditer(output))
+    if not headers or not failing:
+        return None
+    sections: dict[str, str] = {}
+    for header, after in zip(headers, headers[1:] + [None], strict=True):
+        sections[header.group(1).replace(".", "::")] = output[header.end():after.start() if after else len(output)]
+    offline = []
+    for test in failing:
+        own = [text for name, text in sections.items() if test.endswith(name) or test.endswith("::" + name)]
+        if not own:
+            return None
+        if any(NETWORK_ERROR.search(text) for text in own):
+            offline.append(test)
+    return offline
+
+
 def _test_output(record: dict) -> str:
     logs = record.get("_logs") or record.get("log_dir")
     path = Path(logs or "") / "test_output.txt"
@@ -66,7 +95,7 @@ def test_counts(record: dict | None) -> dict[str, tuple[int, int]] | None:
             for kind in ("FAIL_TO_PASS", "PASS_TO_PASS") if kind in status}
 
 
-def failing_tests(record: dict, limit: int = 3) -> list[str]:
+def failing_tests(record: dict, limit: int | None = 3) -> list[str]:
     status = (record.get("report") or {}).get(record["instance_id"], {}).get("tests_status") or {}
     return [t for kind in ("FAIL_TO_PASS", "PASS_TO_PASS") for t in status.get(kind, {}).get("failure", [])][:limit]
 
@@ -104,7 +133,15 @@ def failure_class(gold: dict, empty: dict | None) -> str | None:
     if gold["status"] == "timeout":
         return "gold: tests timed out"
     if not gold["resolved"]:
-        if NETWORK_ERROR.search(_test_output(gold)):
+        output = _test_output(gold)
+        offline = offline_failures(output, all_failing_tests(gold))
+        if offline is not None:  # pytest's report: each failing test's own traceback says whether it was the network
+            if offline and offline == all_failing_tests(gold):
+                return "environment: tests need network (grading runs offline)"
+            if offline:
+                return (f"gold: {len(all_failing_tests(gold)) - len(offline)} listed tests fail without a network "
+                        f"error ({len(offline)} more need network)")
+        elif NETWORK_ERROR.search(output):
             return "environment: tests need network (grading runs offline)"
         if "no test results" in error:
             return "gold: no test results in the log"

@@ -142,3 +142,17 @@ def test_a_copied_run_finds_its_test_output_beside_its_records(tmp_path):
     (logs / "test_output.txt").write_text("requests.exceptions.ConnectionError: Temporary failure in name resolution\n")
     gold = fidelity_table._records([tmp_path], "gold")[iid]
     assert fidelity.failure_class(gold, None) == "environment: tests need network (grading runs offline)"
+
+
+def test_network_is_blamed_only_when_every_failing_tests_own_traceback_shows_it(tmp_path):
+    iid = "psf__requests-7"
+    offline = ("_____ RequestsTestCase.test_get _____\n\n    def test_get(self):\n"
+               "E   socket.gaierror: [Errno -3] Temporary failure in name resolution\n")
+    broken = "_____ RequestsTestCase.test_parse[x] _____\n\nE   AssertionError: 1 != 2\n"
+    (tmp_path / "test_output.txt").write_text(offline + broken + "=== short test summary info ===\n")
+    listed = ["test_requests.py::RequestsTestCase::test_get", "test_requests.py::RequestsTestCase::test_parse[x]"]
+    both = record(iid, resolved=False, _logs=str(tmp_path), report=statuses(iid, ([], listed[:1]), ([], listed[1:])))
+    assert fidelity.failure_class(both, None) == \
+        "gold: 1 listed tests fail without a network error (1 more need network)"
+    network_only = record(iid, resolved=False, _logs=str(tmp_path), report=statuses(iid, ([], listed[:1]), ([], [])))
+    assert fidelity.failure_class(network_only, None) == "environment: tests need network (grading runs offline)"
