@@ -5,8 +5,8 @@
     python scripts/fidelity.py table --runs logs/fidelity --out docs/fidelity.md
 
 `run` picks the instances of the chosen repositories whose base commit is in the local mirror
-(`{mirrors}/{owner}__{name}.git`), grades gold then empty with `patchswarm eval`'s own code (the images
-built for gold are reused by empty), and writes the table. `table` rebuilds docs/fidelity.md from every
+(`{mirrors}/{owner}__{name}.git`), grades each one's gold then empty patch with `patchswarm eval`'s own
+code (the image built for gold is reused by empty), and writes the table. `table` rebuilds docs/fidelity.md from every
 run under `--runs`, so runs of different repositories (or machines' halves) add up.
 """
 
@@ -17,17 +17,18 @@ import json
 import subprocess
 import sys
 from collections import Counter, defaultdict
+from datetime import UTC, datetime
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from fidelity_disk import union_bytes  # noqa: E402
-from fidelity_table import environment_facts, failure_class, write_table  # noqa: E402
+from fidelity_table import environment_facts, failure_class, records_in, write_table  # noqa: E402
 
 from patchswarm.swebench.dataset import SweInstance, load_instances  # noqa: E402
 
-__all__ = ["environment_facts", "failure_class", "union_bytes", "write_table"]  # what `table` is made of
+__all__ = ["environment_facts", "failure_class", "records_in", "union_bytes", "write_table"]  # what `table` is made of
 
 MIRROR = "{mirrors}/{owner}__{name}.git"
 
@@ -69,36 +70,75 @@ def pick(datasets: list[Path], mirrors: Path, repos: set[str] | None, limit: int
 
 
 def run(args: argparse.Namespace) -> None:
+    """Per instance, gold then (where gold got an image) empty, two instances at a time by default.
+
+    Each grading is its own evaluation run (`<name>-<instance>-<mode>/`), written when it ends, so a run
+    stopped half way (Ctrl-C, SIGTERM, `--start-before`) keeps every pair it finished."""
+    from concurrent.futures import ThreadPoolExecutor
+
     from patchswarm.phases import PhaseBoard
     from patchswarm.swebench.cli import result_line
     from patchswarm.swebench.evaluation import evaluate
     from patchswarm.swebench.grading import InstanceReport
     from patchswarm.swebench.specs import load_spec_table
     from sandbox.engine import docker_client
+    from sandbox.manager import install_termination_handler
 
-    repos = set(args.repo) if args.repo else None
-    instances, skipped = pick([Path(d) for d in args.dataset], Path(args.mirrors), repos, args.limit,
+    repos = list(args.repo or [])
+    instances, skipped = pick([Path(d) for d in args.dataset], Path(args.mirrors), set(repos) or None, args.limit,
                               set(args.instance) if args.instance else None)
+    instances.sort(key=lambda i: repos.index(i.repo) if i.repo in repos else 0)  # stable: dataset order within
     runs = Path(args.runs)
     runs.mkdir(parents=True, exist_ok=True)
+    done = {mode: set(records_in([runs], mode)) if args.resume else set() for mode in ("gold", "empty")}
     client, table = docker_client(), load_spec_table()
     (runs / f"{args.name}-selection.json").write_text(json.dumps(
         {"datasets": args.dataset, "instances": [i.instance_id for i in instances],
          "envs": {i.instance_id: environment_facts(i, table) for i in instances},
          "skipped": {repo: dict(c) for repo, c in skipped.items()}}, indent=2))
     url = f"file://{Path(args.mirrors).resolve()}/{{owner}}__{{name}}.git"
-    for mode in ("gold", "empty"):
-        if mode == "empty":  # an image gold could not build fails the same way again: not built twice
-            instances = without_failed_builds(instances, runs / f"{args.name}-gold" / "instances.jsonl")
-        with PhaseBoard(len(instances), title=f"fidelity {args.name} {mode}") as board:
-            def on_result(r: InstanceReport, board: PhaseBoard = board) -> None:
-                board.finish(r.instance_id, r.status, result_line(r))
+    start_before = parse_start_before(args.start_before)
+    install_termination_handler()  # SIGTERM ends the pool's wait like Ctrl-C; the gradings under way finish
 
-            evaluate(client, instances, mode=mode, spec_table=table, repo_url_template=url, report_dir=runs,
-                     run_id=f"{args.name}-{mode}", workers=args.workers, timeout=args.timeout,
-                     on_phase=board.phase,
-                     on_result=on_result)
-    write_table(runs, Path(args.out), notes=Path(args.notes))
+    with PhaseBoard(2 * len(instances), title=f"fidelity {args.name}") as board:
+        def one(instance: SweInstance) -> None:
+            if start_before and datetime.now(UTC) >= start_before:
+                return
+            for mode in ("gold", "empty"):
+                run_id = f"{args.name}-{instance.instance_id}-{mode}"
+                if instance.instance_id in done[mode]:
+                    continue
+                if mode == "empty" and not without_failed_builds(
+                        [instance], runs / run_id.replace("-empty", "-gold") / "instances.jsonl"):
+                    return  # an image gold could not build fails the same way again: not built twice
+
+                def on_result(r: InstanceReport, mode: str = mode) -> None:
+                    board.finish(f"{r.instance_id} {mode}", r.status, result_line(r))
+
+                def on_phase(iid: str, phase: str, mode: str = mode) -> None:
+                    board.phase(f"{iid} {mode}", phase)
+
+                evaluate(client, [instance], mode=mode, spec_table=table, repo_url_template=url, report_dir=runs,
+                         run_id=run_id, timeout=args.timeout, handle_signals=False, on_phase=on_phase,
+                         on_result=on_result)
+
+        pool = ThreadPoolExecutor(max_workers=max(1, args.workers))
+        try:
+            list(pool.map(one, instances))
+        finally:
+            pool.shutdown(cancel_futures=True)
+    write_table([runs], Path(args.out), notes=Path(args.notes))
+
+
+def parse_start_before(text: str | None) -> datetime | None:
+    """`HH:MM` (UTC, today): no instance starts at or after it."""
+    if not text:
+        return None
+    try:
+        hour, minute = (int(part) for part in text.split(":"))
+        return datetime.now(UTC).replace(hour=hour, minute=minute, second=0, microsecond=0)
+    except ValueError:
+        raise SystemExit(f"--start-before: expected HH:MM (UTC), got {text!r}") from None
 
 
 def without_failed_builds(instances: list[SweInstance], gold_records: Path) -> list[SweInstance]:
@@ -122,8 +162,10 @@ def main() -> None:
     go.add_argument("--instance", action="append", help="only this instance (repeat)")
     go.add_argument("--limit", type=int, help="at most this many instances per repository")
     go.add_argument("--name", default="fidelity", help="name of this run (its folders under --runs)")
-    go.add_argument("--workers", type=int, default=1)
+    go.add_argument("--workers", type=int, default=2, help="instances graded at once")
     go.add_argument("--timeout", type=int, default=1800)
+    go.add_argument("--start-before", help="HH:MM UTC: start no instance at or after it (the finished ones are kept)")
+    go.add_argument("--resume", action="store_true", help="skip gradings already recorded under --runs")
     go.add_argument("--runs", default="logs/fidelity", help="where this run's folders go")
     table = sub.add_parser("table", help="rebuild the table from the runs")
     table.add_argument("--runs", action="append", help="a folder of runs (repeat: they add up); default logs/fidelity")
