@@ -27,7 +27,7 @@ def environment_facts(instance: SweInstance, table) -> dict:
 # -- the table -------------------------------------------------------------------------------------
 
 
-def _records(runs: list[Path], mode: str) -> dict[str, dict]:
+def records_in(runs: list[Path], mode: str) -> dict[str, dict]:
     """The newest record of every instance over all runs of `mode` (later runs replace earlier ones).
 
     Each record gets `_logs`: its log folder found beside its instances.jsonl (`<run>/<model>/<id>`, the
@@ -47,6 +47,10 @@ def _records(runs: list[Path], mode: str) -> dict[str, dict]:
 # What a test that reaches for the network prints in a sandbox without one.
 NETWORK_ERROR = re.compile(r"Temporary failure in name resolution|Name or service not known|Network is unreachable"
                            r"|nodename nor servname provided|getaddrinfo failed")
+
+
+# pip in the eval script's reinstall, offline (PIP_NO_INDEX, the image's wheelhouse only).
+OFFLINE_INSTALL = re.compile(r"^ERROR: No matching distribution found for (\S+)", re.MULTILINE)
 
 
 def all_failing_tests(record: dict) -> list[str]:
@@ -134,6 +138,8 @@ def failure_class(gold: dict, empty: dict | None) -> str | None:
         return "gold: tests timed out"
     if not gold["resolved"]:
         output = _test_output(gold)
+        if OFFLINE_INSTALL.search(output):  # the eval script's `pip install -e .` met a requirement the patch added
+            return "environment: the gold patch adds a dependency, which the offline reinstall cannot fetch"
         offline = offline_failures(output, all_failing_tests(gold))
         if offline is not None:  # pytest's report: each failing test's own traceback says whether it was the network
             if offline and offline == all_failing_tests(gold):
@@ -164,6 +170,9 @@ def _example(record: dict) -> str:
     failing = failing_tests(record)
     if failing and not record.get("error"):
         detail += "; failing: " + ", ".join(failing)
+    missing = OFFLINE_INSTALL.search(_test_output(record))
+    if missing:
+        detail += f"; pip offline: no distribution for {missing.group(1)}"
     return f"{record['instance_id']}: {detail[:300]}"
 
 
@@ -206,7 +215,7 @@ def python_note(record: dict, fact: dict) -> str:
 
 def write_table(runs: Path | list[Path], out: Path, disk: str | None = None, notes: Path | None = None) -> str:
     runs = [runs] if isinstance(runs, Path) else runs
-    gold, empty = _records(runs, "gold"), _records(runs, "empty")
+    gold, empty = records_in(runs, "gold"), records_in(runs, "empty")
     facts = _facts(runs)
     per_repo: dict[str, Counter] = defaultdict(Counter)
     classes: dict[str, dict[str, list[dict]]] = defaultdict(lambda: defaultdict(list))

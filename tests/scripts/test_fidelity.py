@@ -140,7 +140,7 @@ def test_a_copied_run_finds_its_test_output_beside_its_records(tmp_path):
     logs = tmp_path / "c-gold" / "gold" / iid
     logs.mkdir(parents=True)
     (logs / "test_output.txt").write_text("requests.exceptions.ConnectionError: Temporary failure in name resolution\n")
-    gold = fidelity_table._records([tmp_path], "gold")[iid]
+    gold = fidelity_table.records_in([tmp_path], "gold")[iid]
     assert fidelity.failure_class(gold, None) == "environment: tests need network (grading runs offline)"
 
 
@@ -156,3 +156,14 @@ def test_network_is_blamed_only_when_every_failing_tests_own_traceback_shows_it(
         "gold: 1 listed tests fail without a network error (1 more need network)"
     network_only = record(iid, resolved=False, _logs=str(tmp_path), report=statuses(iid, ([], listed[:1]), ([], [])))
     assert fidelity.failure_class(network_only, None) == "environment: tests need network (grading runs offline)"
+
+
+def test_a_dependency_the_gold_patch_adds_is_the_offline_graders_not_the_tools(tmp_path):
+    (tmp_path / "test_output.txt").write_text(
+        "+    appdirs>=1.4.0\nLooking in links: /opt/patchswarm-wheels\n"
+        "ERROR: No matching distribution found for appdirs>=1.4.0\nE   ModuleNotFoundError: No module named 'appdirs'\n")
+    gold = record("pylint-dev__pylint-1", resolved=False, _logs=str(tmp_path),
+                  error="no test results in the log (missing_module)")
+    assert fidelity.failure_class(gold, None) == \
+        "environment: the gold patch adds a dependency, which the offline reinstall cannot fetch"
+    assert "no distribution for appdirs>=1.4.0" in fidelity_table._example(gold)
