@@ -167,3 +167,13 @@ def test_a_dependency_the_gold_patch_adds_is_the_offline_graders_not_the_tools(t
     assert fidelity.failure_class(gold, None) == \
         "environment: the gold patch adds a dependency, which the offline reinstall cannot fetch"
     assert "no distribution for appdirs>=1.4.0" in fidelity_table._example(gold)
+
+
+def test_start_before_is_todays_utc_time_and_bad_input_is_named():
+    import pytest
+
+    when = fidelity.parse_start_before("10:05")
+    assert (when.hour, when.minute, when.tzinfo is not None) == (10, 5, True)
+    assert fidelity.parse_start_before(None) is None
+    with pytest.raises(SystemExit, match="--start-before: expected HH:MM"):
+        fidelity.parse_start_before("ten")
