@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from selection.candidates import system_of
 from selection.models import CandidateReport
 from selection.scoring import EvidenceKinds, PatchEvidence, confidence, rank_key
 from selection.stopping import EvidenceSummary, StoppingRule, decide, summary_of_reports
@@ -78,11 +79,16 @@ def choose(subset: Sequence[Sample], kinds: EvidenceKinds) -> Look:
     if not members:
         return Look(None, EvidenceSummary(samples=len(subset)))
     single = len(members) == 1  # selection runs no probe, hygiene or regression for a lone candidate
-    behaviour: Counter = Counter()
+    # Support counts distinct systems, not submissions, as `select` does (`system_of`).
+    behaviour_systems: dict[str, set[str]] = {}
+    agreement_systems: dict[str, set[str]] = {}
     for group in members.values():
         if group[0].changed and not single:
-            behaviour[group[0].observed] += len(group)
-    agreement = Counter(s.agreement for group in members.values() for s in group)
+            behaviour_systems.setdefault(group[0].observed, set()).update(system_of(s.id) for s in group)
+        for s in group:
+            agreement_systems.setdefault(s.agreement, set()).add(system_of(s.id))
+    behaviour = Counter({k: len(v) for k, v in behaviour_systems.items()})
+    agreement = Counter({k: len(v) for k, v in agreement_systems.items()})
     evidence, first = [], {}
     for key, group in members.items():
         rep = first[key] = group[0]

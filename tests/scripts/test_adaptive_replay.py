@@ -18,6 +18,7 @@ from adaptive_replay import (  # noqa: E402
     RuleRunner,
     Sample,
     best_fixed,
+    choose,
     fixed_cost_at,
     fixed_curve,
     held_out,
@@ -94,3 +95,17 @@ def test_leave_one_repository_out_tunes_on_the_other_repositories_only():
     with pytest.raises(ValueError, match="measures instances it was tuned on"):
         held_out(RuleRunner(Replay(pools, seeds=2, kinds=EvidenceKinds())), rule_grid()[:5], "half",
                  [("bad", ["a__x-1"], ["a__x-1"])])
+
+
+def test_the_replay_counts_agreement_by_system_as_selection_does():
+    # Two runs of one system ('swefixer') submit the same wrong change; two other systems agree on the right
+    # one. Counted by submissions it is a tie that the smaller wrong patch wins; by systems the right one leads.
+    def of(cid: str, change: str, resolved: bool, lines: int) -> Sample:
+        return Sample(id=cid, key=f"{cid}-key", agreement=change, applies=True, resolved=resolved, regressions=0,
+                      lines=lines)
+
+    pool = [of("swefixer_lite", "wrong", False, 2), of("swefixer_verified", "wrong", False, 2),
+            of("aider_gpt4o", "right", True, 5), of("moatless_claude", "right", True, 5)]
+    look = choose(pool, EvidenceKinds())
+    assert look.chosen is not None and look.chosen.resolved
+    assert look.summary.options[0].support == 2 and look.summary.options[1].support == 1
