@@ -317,7 +317,7 @@ def plot(results: dict[str, dict], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, len(results), figsize=(6.5 * len(results), 4.8), squeeze=False)
+    fig, axes = plt.subplots(1, len(results), figsize=(6.5 * len(results), 5.2), squeeze=False)
     for ax, (name, result) in zip(axes[0], results.items(), strict=True):
         fixed = result["fixed"]
         ax.plot([p["consumed"] for p in fixed], [p["accuracy"] for p in fixed], "o-", color="#555",
@@ -338,8 +338,11 @@ def plot(results: dict[str, dict], path: Path) -> None:
         ax.set_ylabel("accuracy (chosen patch resolves)")
         ax.set_title(f"{name} ({result['instances']} instances, {result['seeds']} orders)", fontsize=9)
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=6, loc="lower right")
-    fig.tight_layout()
+    # One legend below the panels (every panel plots the same series): inside a panel it covered the curve.
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    rows = -(-len(labels) // 3)
+    fig.legend(handles, labels, loc="lower center", ncol=3, fontsize=7, frameon=False)
+    fig.tight_layout(rect=(0, 0.035 * rows + 0.02, 1, 1))
     fig.savefig(path, dpi=120)
     plt.close(fig)
 
