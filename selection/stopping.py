@@ -30,14 +30,18 @@ class StoppingRule(BaseModel):
                               "the threshold (falls back to 'margin' when the evidence has none); 'evidence': "
                               "'margin', or the leader's execution evidence is strong (it fixes issue-probe steps "
                               "or passes voting tests, breaks no checked test, and min_behaviour_support "
-                              "candidates behave exactly like it).")
+                              "candidates behave exactly like it), or the selection's confidence reaches the "
+                              "threshold and the leader breaks no test.")
     min_samples: int = Field(2, ge=1, description="Never stop on fewer samples than this.")
     max_samples: int = Field(8, ge=1, description="Always stop at this many samples.")
     min_votes: int = Field(1, ge=0, description="Voting tests the leading group must pass.")
     vote_margin: int = Field(1, ge=0, description="Votes by which the leading group beats every other behaviour group.")
     min_agreement: int = Field(2, ge=1, description="Without voting tests: samples proposing the leader's change.")
     agreement_margin: int = Field(1, ge=0, description="Without voting tests: the leader's agreement minus the next change's.")
-    confidence_threshold: float = Field(0.8, ge=0, le=1, description="The 'confidence' rule's threshold.")
+    # 0.75 is what selection's calibration gives 'medium' and 'high' (selection.scoring.CALIBRATION): the
+    # execution shows the issue fixed and separates the choice from its rivals. The old 0.8 was never reached.
+    confidence_threshold: float = Field(0.75, ge=0, le=1, description="Selection confidence that decides ('confidence', "
+                                                                      "'evidence').")
     min_behaviour_support: int = Field(2, ge=1, description="'evidence': candidates (the leader included) that "
                                                             "behave exactly like a leader that fixes the issue.")
     uninformative_after: int | None = Field(3, ge=1, description="Stop after this many samples when all "
@@ -130,6 +134,9 @@ def hardness(summary: EvidenceSummary, rule: StoppingRule) -> tuple[Hardness, st
         return "no_passing", f"the leader {leader.id} breaks {leader.regressions} existing test(s)"
     if rule.rule == "evidence" and (strong := _strong(leader, rule)):
         return "decided", strong
+    if rule.rule == "evidence" and leader.regressions == 0 and (summary.confidence or 0.0) >= rule.confidence_threshold:
+        # Selection's own verdict: the execution shows the issue fixed and nothing else behaves as well.
+        return "decided", f"selection confidence {summary.confidence:.2f} >= {rule.confidence_threshold:.2f}"
     if rule.rule == "confidence" and summary.confidence is not None:
         if summary.confidence >= rule.confidence_threshold:
             return "decided", f"confidence {summary.confidence:.2f} >= {rule.confidence_threshold:.2f}"

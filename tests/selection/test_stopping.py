@@ -129,3 +129,19 @@ def test_the_selectors_choice_leads_the_summary():
         CandidateReport(id="t1", status="ok", rank=2)])
     got = summarize(result, [Candidate(id="t0", patch=patch), Candidate(id="t1", patch=other)])
     assert [o.id for o in got.options] == ["t1", "t0"] and got.options[1].probe_fixes == 1
+
+
+def test_the_evidence_rule_stops_on_the_selections_own_confidence_when_the_leader_breaks_no_test():
+    # No agreement and no probe-fix support: only selection's verdict ('medium'/'high' = 0.75) is decisive.
+    rule = StoppingRule(uninformative_after=None)
+    checked = summary(3, Option(id="a", support=1, regressions=0, group="g1"), Option(id="b", support=1, group="g2"),
+                      voting=0, confidence=0.75)
+    decision = decide(checked, rule)
+    assert decision.stop and decision.reason == "decisive" and "selection confidence 0.75" in decision.detail
+    # Below the threshold ('low' = 0.44), or a leader whose tests were not run, goes on.
+    assert not decide(checked.model_copy(update={"confidence": 0.44}), rule).stop
+    unchecked = checked.model_copy(update={"options": [Option(id="a", support=1, group="g1"),
+                                                        Option(id="b", support=1, group="g2")]})
+    assert not decide(unchecked, rule).stop
+    # A threshold above the calibration's top (0.75) turns the reading off: the 'evidence' rule as before.
+    assert not decide(checked, rule.model_copy(update={"confidence_threshold": 1.0})).stop
