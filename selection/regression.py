@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 import shlex
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path, PurePosixPath
 
 from pydantic import BaseModel, Field
@@ -296,3 +296,25 @@ def _compare(baseline: list[str], original: Outcome, outcome: Outcome, patch_key
         check.vectors[patch_key][test] = status
         if status not in NEUTRAL:
             check.regressions[patch_key].append(test)
+
+
+def intended_changes(broken: Mapping[str, Sequence[str]], systems: Mapping[str, set[str]],
+                     min_systems: int = 3) -> set[str]:
+    """Tests whose break is the behaviour the issue changes, not a regression: broken by some candidate
+    of *every* system checked (at least `min_systems` of them).
+
+    Why: independent authors rarely break the same passing test by accident; when each of them, reading
+    the issue, changed its outcome, the test pins the old behaviour (pylint-6506: two tests expect the
+    traceback the issue removes, and all 7 systems break them, the one resolving patch among them). A
+    test that some system's every candidate leaves passing is still evidence (sympy-14817: 7 of 8
+    systems break `test_MatrixSymbol_printing`, the right patches do not). `broken`: patch key → its
+    broken tests, for every regression-checked patch; `systems`: patch key → the systems submitting it.
+    """
+    checked = set().union(*(systems.get(key, set()) for key in broken)) if broken else set()
+    if len(checked) < min_systems:
+        return set()
+    by_test: dict[str, set[str]] = {}
+    for key, tests in broken.items():
+        for test in tests:
+            by_test.setdefault(test, set()).update(systems.get(key, set()))
+    return {test for test, breakers in by_test.items() if breakers >= checked}

@@ -35,7 +35,7 @@ from selection.models import (
     SelectionResult,
 )
 from selection.probes import ProbeEvidence, extract_probes, run_probes
-from selection.regression import RegressionPlan, plan_regression, run_regression
+from selection.regression import RegressionPlan, intended_changes, plan_regression, run_regression
 from selection.report import candidate_reports, matrix_view, repro_test_reports
 from selection.scoring import Confidence, EvidenceKinds, PatchEvidence, confidence, rank_key
 from selection.selector import SelectorOutcome, run_selector
@@ -98,6 +98,7 @@ class _Selection:
         self.votes: dict[str, int] = {}
         self.regressions: dict[str, list[str]] = {}
         self.regression_vectors: dict[str, dict[str, str]] = {}
+        self.intended: set[str] = set()  # broken tests taken as the issue's intended change (`intended_changes`)
         self.plan: RegressionPlan | None = None
         self.selector: SelectorOutcome | None = None
         self.hygiene: dict[str, Hygiene] = {}
@@ -125,6 +126,9 @@ class _Selection:
         if len(eligible) > 1:
             await self._llm_free_evidence(eligible)
         ranked, groups, finalists = await self._rank_and_check(eligible)
+        if self.intended and self.kinds.regression:
+            self.notes.append(f"{len(self.intended)} test(s) broken by every system checked, taken as the change the "
+                              f"issue asks for, not as regressions: {', '.join(sorted(self.intended)[:5])}")
         method, reason, chosen = await self._decide(eligible, ranked, groups, finalists)
         order = [chosen] + [p for p in ranked if p.key != chosen.key]
         self.confidence = confidence([self.evidence[p.key] for p in order], self.kinds)
@@ -216,11 +220,16 @@ class _Selection:
                 if variant.id not in p.failed:
                     agreement_systems.setdefault(agreement_key(variant.patch), set()).add(system_of(variant.id))
         agreement = Counter({k: len(v) for k, v in agreement_systems.items()})
+        self.intended = intended_changes(self.regressions, systems)
+
+        def broken(p: DistinctPatch) -> int | None:
+            return len(set(self.regressions[p.key]) - self.intended) if p.key in self.regressions else None
+
         for p in eligible:
             hygiene = self.hygiene.get(p.key, Hygiene())
             self.evidence[p.key] = PatchEvidence(
                 key=p.key, id=p.id, votes=self.votes[p.key],
-                regressions=len(self.regressions[p.key]) if p.key in self.regressions else None,
+                regressions=broken(p), intended_breaks=len(set(self.regressions.get(p.key, [])) & self.intended),
                 probe_fixes=self.probe.fixes.get(p.key, 0), probe_breaks=self.probe.breaks.get(p.key, 0),
                 changed_behaviour=changed[p.key],
                 behaviour_support=behaviour_count[observed(p)] if changed[p.key] else 0,
