@@ -23,7 +23,7 @@ from selection.candidates import (
     system_of,
     touched_files,
 )
-from selection.hygiene import Hygiene, check_hygiene
+from selection.hygiene import Hygiene, check_hygiene, runnable_candidates
 from selection.matrix import CachedJobRunner, run_test_matrix
 from selection.models import (
     BehaviourGroup,
@@ -89,7 +89,11 @@ class _Selection:
         self.kinds = EvidenceKinds(regression=config.regression_enabled, probes=config.probes_enabled,
                                    consensus=config.consensus_enabled, hygiene=config.hygiene_enabled)
         self.notes: list[str] = []
-        self.patches = distinct_patches(candidates)
+        self.top_level = {p.name for p in repo_dir.iterdir()} if repo_dir.is_dir() else None
+        self.submitted = {c.id: c.patch for c in candidates}
+        # Scratch files cut before anything runs (`hygiene.without_scratch`); hygiene reads the text as submitted.
+        self.runnable = runnable_candidates(candidates, self.top_level, self.notes)
+        self.patches = distinct_patches(self.runnable)
         self.tests: list[DistinctTest] = []
         self.test_sources: dict[str, str] = {}
         self.verdicts: dict[str, Verdict] = {}
@@ -159,7 +163,9 @@ class _Selection:
         """Hygiene (compile check) and issue probes on every candidate that can win."""
         if self.config.hygiene_enabled:
             self.on_stage(f"hygiene: {len(eligible)} patch(es)")
-            self.hygiene = await check_hygiene(self.executor, eligible)
+            texts = {p.key: self.submitted[p.id] for p in eligible}
+            self.hygiene = await check_hygiene(self.executor, eligible, issue=self.issue, texts=texts,
+                                               top_level=self.top_level)
         if self.config.probes_enabled:
             probes = extract_probes(self.issue)
             self.on_stage(f"probes: {len(probes)} from the issue")
@@ -355,7 +361,7 @@ class _Selection:
 
     def _result(self, chosen: DistinctPatch | None, method: Method, reason: str, ranked: list[DistinctPatch],
                 groups: list[BehaviourGroup], finalists: list[DistinctPatch]) -> SelectionResult:
-        by_id = {c.id: c for c in self.candidates}
+        by_id = {c.id: c for c in self.runnable}  # as they ran (scratch files cut), in input order
         selector_runs = self.selector.test_runs if self.selector else []
         regression = self.plan.report if self.plan else None
         ran = bool(self.plan and self.plan.commands)

@@ -7,8 +7,9 @@ from __future__ import annotations
 import asyncio
 
 from selection import Candidate, SelectionConfig, select_patch
+from selection.hygiene import is_debug_print, scratch_files, static_hygiene, without_scratch
 from selection.regression import intended_changes
-from tests.selection.conftest import CASES
+from tests.selection.conftest import CASES, candidate
 
 RULES = CASES / "evidence_rules"
 NO_SELECTOR = SelectionConfig(selector_enabled=False)
@@ -49,3 +50,45 @@ def test_intended_changes_needs_every_system_and_three_of_them():
     broken = {"p1": ["t1", "t2"], "p2": ["t1"], "p3": ["t1", "t2"], "p4": []}
     assert intended_changes(broken, systems) == {"t1"}
     assert intended_changes({"p1": ["t1"], "p2": ["t1"]}, systems) == set()  # two systems are too few
+
+
+def test_a_message_the_issue_asks_for_is_not_debug_output():
+    """pylint-6506: the fix prints a usage message; 16 of 17 candidates were penalised as debug output."""
+    asks = "A traceback is printed for an unknown option. A usage tip would be better."
+    silent = "The index has two Symbols sections."
+    assert is_debug_print('print(x)', asks) and is_debug_print('print(linter.help())', asks)
+    assert is_debug_print('print(f"{value=}")', asks) and is_debug_print('print("DEBUG entries", e)', asks)
+    assert not is_debug_print('print(f"usage: pylint [options]: {msg}", file=sys.stderr)', silent)
+    assert not is_debug_print('print(f"Unrecognized option: {msg}")', asks)
+    assert is_debug_print('print(f"Index entry: {entry}")', silent)  # library code, nothing asked for
+    patch = ("--- a/pkg/cli.py\n+++ b/pkg/cli.py\n@@ -1 +1,2 @@\n x = 1\n"
+             "+print(f\"error: unrecognized arguments: {x}\", file=sys.stderr)\n")
+    assert static_hygiene(patch, silent).penalties == []
+
+
+def test_scratch_files_are_cut_before_anything_runs(pool, stats_repo):
+    """pylint-7114: a patch that only recreated the issue's example package (`a/a.py`, `r.py`) "fixed" the
+    probe's import and was chosen. Scratch files (root scripts, new top-level directories) are cut before
+    anything runs: such a patch is empty, and a real fix is written without its reproduction script."""
+    repo, _ = stats_repo
+    issue = (RULES / "recreated_example.md").read_text()
+    right = candidate("right")
+    with_script = Candidate(id="beta_agent", patch=right.patch + (RULES / "reproduce_script.diff").read_text())
+    breaker = candidate("breaker", "gamma-v2")  # a third candidate, so that there is a choice to make
+    result = select(pool, repo, issue, [rule_candidate("recreated_example", "acme_run1"), with_script, breaker])
+    assert result.candidate("acme_run1").status == "empty"
+    assert result.chosen_id == "beta_agent" and result.patch == right.patch  # written without reproduce.py
+    assert result.candidate("beta_agent").hygiene == ["adds unrelated file reproduce.py"]
+    assert any("reproduce.py" in note for note in result.notes)
+
+
+def test_scratch_detection_reads_git_and_plain_diffs():
+    example = (RULES / "recreated_example.diff").read_text()
+    assert scratch_files(example, {"mathlib", "tests"}) == ["demo/__init__.py", "demo/data.py"]
+    assert scratch_files(example, {"demo", "mathlib"}) == []  # an existing directory: part of the code
+    source = "--- a/mathlib/stats.py\n+++ b/mathlib/stats.py\n@@ -1 +1 @@\n-a\n+b\n"
+    plain = source + (RULES / "reproduce_script.diff").read_text()
+    assert without_scratch(plain, None) == (source, ["reproduce.py"])
+    assert without_scratch(example, {"mathlib"}) == ("", ["demo/__init__.py", "demo/data.py"])
+    test_file = "--- /dev/null\n+++ b/tests/test_issue_12.py\n@@ -0,0 +1 @@\n+x = 1\n"
+    assert without_scratch(test_file, {"tests"}) == (test_file, [])  # a new test is not scratch
