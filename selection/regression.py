@@ -299,22 +299,21 @@ def _compare(baseline: list[str], original: Outcome, outcome: Outcome, patch_key
 
 
 def intended_changes(broken: Mapping[str, Sequence[str]], systems: Mapping[str, set[str]],
-                     min_systems: int = 3) -> set[str]:
-    """Tests whose break is the behaviour the issue changes, not a regression: broken by some candidate
-    of *every* system checked (at least `min_systems` of them).
+                     fixers: set[str], min_systems: int = 2) -> set[str]:
+    """Tests whose break is the behaviour the issue changes, not a regression: broken by *every*
+    regression-checked candidate that an issue probe shows fixing the issue, when those come from at
+    least `min_systems` systems (one system's runs are not independent).
 
-    Why: independent authors rarely break the same passing test by accident; when each of them, reading
-    the issue, changed its outcome, the test pins the old behaviour (pylint-6506: two tests expect the
-    traceback the issue removes, and all 7 systems break them, the one resolving patch among them). A
-    test that some system's every candidate leaves passing is still evidence (sympy-14817: 7 of 8
-    systems break `test_MatrixSymbol_printing`, the right patches do not). `broken`: patch key → its
-    broken tests, for every regression-checked patch; `systems`: patch key → the systems submitting it.
+    Why: a candidate that fixes the reported behaviour and breaks a test is direct evidence that the
+    test pins the old behaviour; when every such candidate, written independently, breaks it, the test
+    encodes what the issue asks to change (pylint-6506, sympy-18532: the tests expect the old output).
+    Counting breakers alone cannot tell this from a common wrong approach: after scratch-only patches
+    were dropped, sympy-14817's `test_MatrixSymbol_printing` was broken by some candidate of all 7
+    systems, and only its right patches kept it passing, the same count as pylint-6506's 7 of 7.
+    `broken`: patch key → broken tests for every regression-checked patch; `systems`: patch key → the
+    systems submitting it; `fixers`: keys of the patches that fix more probe steps than they break.
     """
-    checked = set().union(*(systems.get(key, set()) for key in broken)) if broken else set()
-    if len(checked) < min_systems:
+    checked = [key for key in broken if key in fixers]
+    if len({s for key in checked for s in systems.get(key, set())}) < min_systems:
         return set()
-    by_test: dict[str, set[str]] = {}
-    for key, tests in broken.items():
-        for test in tests:
-            by_test.setdefault(test, set()).update(systems.get(key, set()))
-    return {test for test, breakers in by_test.items() if breakers >= checked}
+    return set.intersection(*(set(broken[key]) for key in checked))

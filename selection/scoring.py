@@ -37,7 +37,7 @@ class PatchEvidence(BaseModel):
     id: str
     votes: int = 0
     regressions: int | None = Field(None, description="Broken existing tests; None = not checked.")
-    intended_breaks: int = Field(0, description="Broken tests every system breaks (the issue's change, not counted).")
+    intended_breaks: int = Field(0, description="Broken tests every probe-fixing candidate breaks (the issue's change, not counted).")
     probe_fixes: int = 0
     probe_breaks: int = 0
     changed_behaviour: bool = Field(False, description="Some probe or test ends differently than on the original.")
@@ -104,7 +104,7 @@ def confidence(ranked: Sequence[PatchEvidence], kinds: EvidenceKinds) -> Confide
     share = best.behaviour_support / max(1, sum(e.patch_support for e in changed)) if kinds.consensus else 0.0
     # A probe "fixed" by a patch that also adds scratch files or debug output is not high: on pylint-7114
     # a 1-line patch plus a stray r.py changed the probe's outcome and was wrong.
-    # Nor is one whose cleanliness rests on discounting tests every system breaks (`intended_changes`).
+    # Nor is one whose cleanliness rests on discounting tests the probe-fixing candidates break (`intended_changes`).
     clean = best.regressions == 0 and not best.intended_breaks and not (kinds.hygiene and best.penalties)
     if clean and (best.votes > second.votes or (best.probe_fixes > 0 and share >= 0.5)):
         return make("high", f"fixes the reported behaviour, breaks no existing test checked, and "

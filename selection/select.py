@@ -131,8 +131,8 @@ class _Selection:
             await self._llm_free_evidence(eligible)
         ranked, groups, finalists = await self._rank_and_check(eligible)
         if self.intended and self.kinds.regression:
-            self.notes.append(f"{len(self.intended)} test(s) broken by every system checked, taken as the change the "
-                              f"issue asks for, not as regressions: {', '.join(sorted(self.intended)[:5])}")
+            self.notes.append(f"{len(self.intended)} test(s) broken by every candidate that fixes an issue probe, "
+                              f"taken as the change the issue asks for: {', '.join(sorted(self.intended)[:5])}")
         method, reason, chosen = await self._decide(eligible, ranked, groups, finalists)
         order = [chosen] + [p for p in ranked if p.key != chosen.key]
         self.confidence = confidence([self.evidence[p.key] for p in order], self.kinds)
@@ -226,7 +226,8 @@ class _Selection:
                 if variant.id not in p.failed:
                     agreement_systems.setdefault(agreement_key(variant.patch), set()).add(system_of(variant.id))
         agreement = Counter({k: len(v) for k, v in agreement_systems.items()})
-        self.intended = intended_changes(self.regressions, systems)
+        fixers = {k for k, n in self.probe.fixes.items() if n > self.probe.breaks.get(k, 0)} if self.kinds.probes else set()
+        self.intended = intended_changes(self.regressions, systems, fixers)
 
         def broken(p: DistinctPatch) -> int | None:
             return len(set(self.regressions[p.key]) - self.intended) if p.key in self.regressions else None

@@ -23,33 +23,39 @@ def select(pool, repo, issue: str, candidates: list[Candidate]):
     return asyncio.run(select_patch(candidates, pool=pool, repo_dir=repo, issue=issue, config=NO_SELECTOR))
 
 
-def test_a_test_every_system_breaks_is_the_issues_change_not_a_regression(pool, stats_repo):
-    """pylint-6506: the existing tests pin the behaviour the issue changes, so every real fix "breaks" them
-    and only a candidate that changes nothing breaks none. When some candidate of every system breaks a
-    test, its break does not count; the probe (2.5 → 2) then decides."""
+def test_a_test_every_probe_fixing_candidate_breaks_is_the_issues_change(pool, stats_repo):
+    """pylint-6506 / sympy-18532: the existing tests pin the behaviour the issue changes, so every real fix
+    "breaks" them and only a candidate that changes nothing breaks none. When every candidate that an
+    issue probe shows fixing the issue (2.5 -> 2 here), from at least two systems, breaks a test, that
+    break does not count."""
     repo, _ = stats_repo
     issue = (RULES / "lower_middle.md").read_text()
     fixes = [rule_candidate("lower_middle", "acme_run1"), rule_candidate("lower_middle_min", "beta_agent"),
              rule_candidate("lower_middle_index", "gamma-v2")]
-    noop = rule_candidate("docstring_only", "acme_run2")
+    noop = rule_candidate("docstring_only", "delta_run1")
     result = select(pool, repo, issue, [noop, *fixes])
     assert result.chosen_id in {"acme_run1", "beta_agent", "gamma-v2"}
     assert result.candidate("acme_run1").regressions == ["tests.teststats.MedianTest.test_median_even"]
-    assert any("broken by every system checked" in note and "test_median_even" in note for note in result.notes)
+    assert result.candidate("acme_run1").probe_fixes == 1
+    assert any("fixes an issue probe" in note and "test_median_even" in note for note in result.notes)
     assert result.confidence_level != "high"  # a choice that discounts tests is never high
 
-    # One system (acme) whose every candidate leaves the test passing: the break is evidence again
-    # (sympy-14817: 7 of 8 systems broke a test the right patches keep passing).
-    result = select(pool, repo, issue, [noop, *fixes[1:]])
-    assert result.chosen_id == "acme_run2"
-    assert not any("broken by every system" in note for note in result.notes)
+    # The fixers are two runs of one system: not independent, so the break is evidence again.
+    one_system = [noop, rule_candidate("lower_middle", "acme_run1"), rule_candidate("lower_middle_min", "acme_run2")]
+    result = select(pool, repo, issue, one_system)
+    assert result.chosen_id == "delta_run1"
+    assert not any("fixes an issue probe" in note for note in result.notes)
 
 
-def test_intended_changes_needs_every_system_and_three_of_them():
+def test_intended_changes_are_what_every_fixer_breaks():
     systems = {"p1": {"a"}, "p2": {"b"}, "p3": {"c"}, "p4": {"a"}}
     broken = {"p1": ["t1", "t2"], "p2": ["t1"], "p3": ["t1", "t2"], "p4": []}
-    assert intended_changes(broken, systems) == {"t1"}
-    assert intended_changes({"p1": ["t1"], "p2": ["t1"]}, systems) == set()  # two systems are too few
+    assert intended_changes(broken, systems, {"p1", "p3"}) == {"t1", "t2"}
+    assert intended_changes(broken, systems, {"p1", "p2", "p3"}) == {"t1"}
+    assert intended_changes(broken, systems, {"p1", "p4"}) == set()  # one system: not independent
+    # Many systems breaking a test is not enough without probe evidence (sympy-14817: all 7 systems had a
+    # candidate breaking a test that only the right patches kept passing).
+    assert intended_changes(broken, systems, set()) == set()
 
 
 def test_a_message_the_issue_asks_for_is_not_debug_output():
