@@ -16,6 +16,7 @@ from pathlib import Path
 import docker
 from docker.errors import APIError, ImageNotFound
 
+from sandbox.engine import remove_container
 from sandbox.errors import ImageBuildError, ImageError
 from sandbox.execution import one_file_tar
 from sandbox.labels import KIND_BASE_BUILD, LABEL_KIND
@@ -161,7 +162,7 @@ def finish_base_image(client: docker.DockerClient, rootfs: str, tag: str, log) -
             f"LABEL {LABEL_KIND}=base",
         ])
     finally:
-        container.remove(force=True)
+        remove_container(client.api, container.id)
 
 
 def ensure_base_image(

@@ -19,6 +19,7 @@ from docker.errors import APIError
 from pydantic import BaseModel, Field
 
 from sandbox.base_image import VENV, ensure_base_image, image_exists, suite_for_python
+from sandbox.engine import remove_container
 from sandbox.errors import ImageBuildError, ImageError
 from sandbox.labels import KIND_ENV_BUILD, LABEL_KIND
 from sandbox.locks import file_lock
@@ -206,7 +207,9 @@ def _build(client, git_dir: Path | None, sha: str, base: str, tag: str, env: Env
         watchdog.cancel()
         if layer is not None:
             layer.stop()
-        container.remove(force=True)
+        # Another remover (a Ctrl-C's sweep of the run) may have got there first: a 404 or a 409 from
+        # here would replace the build's own error.
+        remove_container(client.api, container.id)
 
 
 def _expire(container, expired: threading.Event) -> None:

@@ -31,6 +31,7 @@ from docker.errors import APIError, DockerException, NotFound
 from docker.types import Mount
 from requests.exceptions import RequestException
 
+from sandbox.engine import remove_container
 from sandbox.labels import KIND_QUOTA_HOLDER, LABEL_KIND, LABEL_VOLUME_OF
 
 SCRATCH_AREAS = ("/tmp", "/var/tmp")
@@ -103,8 +104,9 @@ class QuotaVolumes:
         with self._lock:
             holder, self._holder = self._holder, None
         if holder is not None:
+            # Waits out a concurrent removal (409) too: the volumes cannot go while the holder exists.
             with contextlib.suppress(DockerException, RequestException, OSError):
-                holder.remove(force=True)
+                remove_container(self.client.api, holder.id)
 
     def remove(self) -> None:
         self.release_holder()

@@ -8,8 +8,10 @@ import pytest
 
 from sandbox import base_image as base_image_module
 from sandbox.base_image import base_image_tag, ensure_base_image, suite_for_python
+from sandbox.engine import remove_container
 from sandbox.environments import EnvSpec, build_env_image
 from sandbox.errors import ImageBuildError, ImageError
+from sandbox.labels import KIND_ENV_BUILD, LABEL_KIND, LABEL_RUN
 from sandbox.repos import RepoSource
 
 
@@ -71,6 +73,36 @@ def test_setup_timeout_is_enforced(docker_client, calc_repo, tmp_path):
         build_env_image(docker_client, RepoSource(location=str(path), commit=shas[0]), spec, log_dir=tmp_path)
     assert "environment setup timed out after 2s" in str(err.value) and err.value.log_path in str(err.value)
     assert "started" in err.value.tail
+
+
+def test_a_build_whose_container_another_remover_took_fails_with_its_own_error(docker_client, calc_repo, tmp_path):
+    """A Ctrl-C sweeps the run's containers while a build runs: the build's own cleanup then met a 404 or a
+    409 ("removal already in progress") from the engine, and that docker error replaced the build's own."""
+    path, shas = calc_repo
+    run_id = f"swept-build-{uuid.uuid4().hex[:8]}"
+    spec = EnvSpec(setup=[f"echo started; sleep 60  # {uuid.uuid4().hex}"])
+    wanted = {"label": [f"{LABEL_RUN}={run_id}", f"{LABEL_KIND}={KIND_ENV_BUILD}"]}
+    swept: list[str] = []
+
+    def sweep() -> None:  # what the run's close does on Ctrl-C, once the setup command is running
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and not swept:
+            for container in docker_client.containers.list(filters=wanted):
+                if container.exec_run(["pgrep", "-f", "sleep 60"]).exit_code == 0:
+                    remove_container(docker_client.api, container.id)
+                    swept.append(container.id)
+            time.sleep(0.2)
+
+    sweeper = threading.Thread(target=sweep)
+    sweeper.start()
+    try:
+        with pytest.raises(ImageBuildError):
+            build_env_image(docker_client, RepoSource(location=str(path), commit=shas[0]), spec,
+                            run_id=run_id, log_dir=tmp_path)
+    finally:
+        sweeper.join(timeout=150)
+    assert swept
+    assert not docker_client.containers.list(all=True, filters={"label": f"{LABEL_RUN}={run_id}"})
 
 
 def test_concurrent_base_image_calls_return_the_existing_image(docker_client, base_image, tmp_path):
