@@ -116,7 +116,7 @@ def plan_for(instance: SweInstance | SweTask, table: SpecTable, git_dir: Path, *
     return plan_build(spec, requirements=requirements, conda_requirements=conda,
                       system_packages=table.system_packages, install_repo=repo_spec.install_repo, system=system,
                       build_requires=build_requires(git_dir, instance.base_commit),
-                      extensions=compiles_extensions(tracked))
+                      extensions=compiles_extensions(tracked), repo=instance.repo, version=instance.version)
 
 
 def build_instance_image(

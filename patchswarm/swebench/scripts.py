@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 import shlex
 from collections.abc import Sequence
+from types import MappingProxyType
 
 from pydantic import BaseModel, Field
 from swebench.harness.constants import END_TEST_OUTPUT, NON_TEST_EXTS, START_TEST_OUTPUT
@@ -105,10 +106,35 @@ class BuildPlan(BaseModel):
     instance_setup: list[str] = Field(description="Instance layer, as the sandbox user: pre_install and install.")
 
 
-def spec_constraints(spec: VersionSpec) -> list[str]:
-    """Constraints one environment adds to the shared ones: what the spec left unpinned but its era implies."""
+def spec_constraints(spec: VersionSpec, repo: str | None = None, version: str | None = None) -> list[str]:
+    """Constraints one environment adds to the shared ones: what the spec left unpinned but its era implies.
+    `repo`, `version`: the instance's (repository caps in ERA_CAPS apply to its older versions only)."""
     named = [*spec.pip_packages, *conda_packages(spec.packages)]
-    return [UNPINNED_PYTEST_CAP] if any(re.fullmatch(r"\s*pytest\s*", name) for name in named) else []
+    caps = [UNPINNED_PYTEST_CAP] if any(re.fullmatch(r"\s*pytest\s*", name) for name in named) else []
+    era = ERA_CAPS.get(repo or "")
+    if era and version and _major(version) < era.below_major and not any(
+            re.match(rf"\s*{re.escape(era.package)}\b", name, re.IGNORECASE) for name in named):
+        caps.append(era.cap)
+    return caps
+
+
+class EraCap(BaseModel):
+    """A package held to the release the official images (built 2024) had, for a repository's older versions."""
+
+    package: str
+    cap: str
+    below_major: int = Field(description="Applies to the repository's versions below this major version.")
+
+
+# Pygments 2.19 (January 2025) changed the HTML of highlighted code (whitespace and line-number spans):
+# Sphinx 3-7's own tests compare that HTML (sphinx-10323's PASS_TO_PASS test_linenothreshold passes with
+# Pygments 2.18, the official images' release, and fails with 2.19-2.21).
+ERA_CAPS = MappingProxyType({"sphinx-doc/sphinx": EraCap(package="Pygments", cap="Pygments<2.19", below_major=8)})
+
+
+def _major(version: str) -> int:
+    head = version.split(".")[0]
+    return int(head) if head.isdigit() else 0
 
 
 def layout_commands() -> list[str]:
@@ -138,7 +164,8 @@ def wheelhouse_command(build_requires: list[str]) -> str:
 
 def plan_build(spec: VersionSpec, *, requirements: str | None = None, conda_requirements: Sequence[str] = (),
                system_packages: Sequence[str] = (), install_repo: str | None = None, system: bool = True,
-               build_requires: list[str] | None = None, extensions: bool = False) -> BuildPlan:
+               build_requires: list[str] | None = None, extensions: bool = False,
+               repo: str | None = None, version: str | None = None) -> BuildPlan:
     """The build steps for one spec. `requirements`: the requirements text read from the repository;
     `conda_requirements`: the spec's conda packages (or its environment.yml) converted for pip;
     `system=False` leaves out the apt packages and the root-only `pre_install` lines; `extensions`: the
@@ -155,7 +182,7 @@ def plan_build(spec: VersionSpec, *, requirements: str | None = None, conda_requ
         root.append("set -e\nexport DEBIAN_FRONTEND=noninteractive\n" + "\n".join(system_lines))
     if "--current-env" in (spec.test_cmd or ""):
         root.append(current_env_command())
-    if extra := spec_constraints(spec):  # before any pip install of this layer reads PIP_CONSTRAINT
+    if extra := spec_constraints(spec, repo, version):  # before any pip install of this layer reads PIP_CONSTRAINT
         root.append(f"printf '%s\\n' {' '.join(shlex.quote(c) for c in extra)} >> {CONSTRAINTS_PATH}")
     env = [PIP_FLOOR]
     if conda_requirements:
