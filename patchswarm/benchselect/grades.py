@@ -85,9 +85,9 @@ def grade_all(instances: list[SweInstance], candidates: dict[str, list[Candidate
               on_event: Callable[[str], None] = print) -> None:
     """Grade every distinct, not yet graded candidate patch of `instances`, one instance at a time."""
     from patchswarm.swebench.environments import resolve_instance_image
-    from patchswarm.swebench.grading import grade_instance
+    from patchswarm.swebench.grading import grade_instance, grading_limits
     from patchswarm.swebench.specs import load_spec_table
-    from sandbox import Limits, SandboxManager
+    from sandbox import SandboxManager
     from sandbox.engine import docker_client
 
     client = docker_client()
@@ -113,7 +113,7 @@ def grade_all(instances: list[SweInstance], candidates: dict[str, list[Candidate
                     report = grade_instance(client, instance, patch, image, manager=manager, spec_table=table,
                                             model_name="bench-select", timeout=timeout,
                                             log_dir=log_dir / instance.instance_id / sha[:12],
-                                            limits=Limits(memory_mb=4096))
+                                            limits=grading_limits(client))
                 except Exception as exc:  # noqa: BLE001 - a lost sandbox is this patch's error, never a grade
                     _error(errors_path, instance.instance_id, f"grading {sha[:12]}", exc)
                     on_event(f"{instance.instance_id} {sha[:12]}: {type(exc).__name__}: {exc}; not recorded")

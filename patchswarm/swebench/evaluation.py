@@ -26,7 +26,13 @@ from pydantic import BaseModel, Field
 from patchswarm.paths import safe_name
 from patchswarm.swebench.dataset import Prediction, SweInstance
 from patchswarm.swebench.environments import DEFAULT_REPO_URL, resolve_instance_image
-from patchswarm.swebench.grading import InstanceReport, blank_report, grade_instance, mark_validation
+from patchswarm.swebench.grading import (
+    InstanceReport,
+    blank_report,
+    grade_instance,
+    grading_limits,
+    mark_validation,
+)
 from patchswarm.swebench.specs import SpecTable
 from sandbox import Limits, SandboxManager
 from sandbox.repos import DEFAULT_CACHE
@@ -172,8 +178,7 @@ def evaluate(
             on_result(report)
         return report
 
-    # Test suites of real repositories (compiled extensions, big fixtures) need more than the default sandbox.
-    limits = limits or Limits(memory_mb=4096)
+    limits = limits or grading_limits(client)
     with SandboxManager(client, run_id=run_id, handle_signals=handle_signals) as manager:
         with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
             reports = list(pool.map(one, work))

@@ -131,6 +131,18 @@ def _failing_tests(report: dict[str, Any]) -> list[str]:
     return [*status.get(FAIL_TO_PASS, {}).get("failure", []), *status.get(PASS_TO_PASS, {}).get("failure", [])]
 
 
+def grading_limits(client: Any) -> Limits:
+    """What a grading sandbox may use. The official harness's containers have no CPU limit, and listed tests
+    count the cores they see: pylint's multiprocessing tests skip below 2 (a skip is not a pass), so with a
+    1-CPU sandbox PASS_TO_PASS failed on pylint-6528 and -7277. Grading sees every core of the engine.
+    Memory: real suites (compiled extensions, big fixtures) need more than a solving sandbox."""
+    try:
+        cores = int(client.info().get("NCPU") or 1)
+    except Exception:  # noqa: BLE001 - an engine that cannot say: the sandbox default
+        cores = 1
+    return Limits(memory_mb=4096, cpus=float(cores))
+
+
 def grade_instance(
     client, instance: SweInstance, model_patch: str | None, image: InstanceImage, *,
     manager: SandboxManager | None = None, spec_table: SpecTable | None = None, model_name: str = "patchswarm",
@@ -165,7 +177,7 @@ def grade_instance(
         (log_dir / "eval.sh").write_text(script)
         user = image.grade_user or image.user
         caps = ROOT_GRADING_CAPS if user != image.user else ()
-        sandbox = manager.create(image.tag, user=user, workdir=image.workdir, limits=limits or Limits(),
+        sandbox = manager.create(image.tag, user=user, workdir=image.workdir, limits=limits or grading_limits(client),
                                  cap_add=caps)
         try:
             if not skip_patch:

@@ -19,7 +19,7 @@ from typer.testing import CliRunner
 from patchswarm.swebench.cli import eval_app
 from patchswarm.swebench.dataset import SweInstance
 from patchswarm.swebench.environments import build_instance_image, official_image, resolve_instance_image
-from patchswarm.swebench.grading import grade_instance, harness_test_spec
+from patchswarm.swebench.grading import grade_instance, grading_limits, harness_test_spec
 from patchswarm.swebench.specs import load_spec_table
 from sandbox import EnvSpec, RepoSource, build_env_image
 from sandbox.environments import env_image_tag
@@ -247,3 +247,18 @@ def test_root_setup_runs_as_root_before_the_repo(docker_client, base_image, mana
     plain = EnvSpec(setup=["true"])
     assert env_image_tag("base", sha, plain) != env_image_tag("base", sha, EnvSpec(setup=["true"], root_setup=["x"]))
     assert env_image_tag("base", sha, plain) == env_image_tag("base", sha, EnvSpec(setup=["true"], root_setup=[]))
+
+
+def test_a_grading_sandbox_sees_every_core_of_the_engine(calc_image, docker_client, manager):
+    # pylint-6528/-7277: multiprocessing tests skip below 2 cores; the official harness sets no CPU limit.
+    cores = docker_client.info()["NCPU"]
+    limits = grading_limits(docker_client)
+    assert limits.cpus == cores and limits.memory_mb == 4096
+    sandbox = manager.create(calc_image.tag, user=calc_image.user, workdir=calc_image.workdir, limits=limits)
+    try:
+        quota = sandbox.exec("cat /sys/fs/cgroup/cpu.max 2>/dev/null || "
+                             "echo $(cat /sys/fs/cgroup/cpu/cpu.cfs_quota_us) $(cat /sys/fs/cgroup/cpu/cpu.cfs_period_us)",
+                             timeout=30).output.split()
+    finally:
+        sandbox.close()
+    assert int(quota[0]) // int(quota[1]) == cores
