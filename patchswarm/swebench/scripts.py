@@ -111,10 +111,10 @@ def spec_constraints(spec: VersionSpec, repo: str | None = None, version: str | 
     `repo`, `version`: the instance's (repository caps in ERA_CAPS apply to its older versions only)."""
     named = [*spec.pip_packages, *conda_packages(spec.packages)]
     caps = [UNPINNED_PYTEST_CAP] if any(re.fullmatch(r"\s*pytest\s*", name) for name in named) else []
-    era = ERA_CAPS.get(repo or "")
-    if era and version and _major(version) < era.below_major and not any(
-            re.match(rf"\s*{re.escape(era.package)}\b", name, re.IGNORECASE) for name in named):
-        caps.append(era.cap)
+    for era in ERA_CAPS.get(repo or "", ()):
+        if version and _major(version) < era.below_major and not any(
+                re.match(rf"\s*{re.escape(era.package)}\b", name, re.IGNORECASE) for name in named):
+            caps.append(era.cap)
     return caps
 
 
@@ -126,10 +126,16 @@ class EraCap(BaseModel):
     below_major: int = Field(description="Applies to the repository's versions below this major version.")
 
 
-# Pygments 2.19 (January 2025) changed the HTML of highlighted code (whitespace and line-number spans):
-# Sphinx 3-7's own tests compare that HTML (sphinx-10323's PASS_TO_PASS test_linenothreshold passes with
-# Pygments 2.18, the official images' release, and fails with 2.19-2.21).
-ERA_CAPS = MappingProxyType({"sphinx-doc/sphinx": EraCap(package="Pygments", cap="Pygments<2.19", below_major=8)})
+# Sphinx 3-7, against the index of the official images' build (2024):
+# - Pygments 2.19 (January 2025) changed the HTML of highlighted code (whitespace and line-number spans),
+#   which Sphinx's own tests compare (sphinx-10323's PASS_TO_PASS test_linenothreshold passes with Pygments
+#   2.13-2.18 and fails with 2.19-2.21);
+# - sphinxcontrib-jsmath 2.0 requires Sphinx 5, so on Sphinx 3-4 every test loading it fails at setup
+#   ("VersionRequirementError: 5.0", sphinx-8474's test_html_math_renderer_*); the official images have 1.0.1.
+ERA_CAPS = MappingProxyType({"sphinx-doc/sphinx": (
+    EraCap(package="Pygments", cap="Pygments<2.19", below_major=8),
+    EraCap(package="sphinxcontrib-jsmath", cap="sphinxcontrib-jsmath<2", below_major=8),
+)})
 
 
 def _major(version: str) -> int:

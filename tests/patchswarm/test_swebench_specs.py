@@ -193,11 +193,12 @@ def test_django_directives_are_modules(rows):
 def test_sphinx_before_8_gets_the_pygments_of_the_official_images(table):
     # sphinx-10323: Pygments 2.19+ writes other HTML for highlighted code; its PASS_TO_PASS test_linenothreshold
     # passes with 2.18 (the official images') and fails with today's release.
-    cap = f"printf '%s\\n' 'Pygments<2.19' >> {CONSTRAINTS_PATH}"
+    cap = f"printf '%s\\n' 'Pygments<2.19' 'sphinxcontrib-jsmath<2' >> {CONSTRAINTS_PATH}"
     assert cap in plan_build(table.spec("sphinx-doc/sphinx", "5.0"), repo="sphinx-doc/sphinx", version="5.0").root_setup
-    assert spec_constraints(table.spec("sphinx-doc/sphinx", "3.1"), "sphinx-doc/sphinx", "3.1") == ["Pygments<2.19"]
+    assert spec_constraints(table.spec("sphinx-doc/sphinx", "3.1"), "sphinx-doc/sphinx", "3.1") == [
+        "Pygments<2.19", "sphinxcontrib-jsmath<2"]  # sphinx-8474: jsmath 2.0 wants Sphinx 5
     # Sphinx 8 was released against newer Pygments; other repositories and a spec's own pin are left alone.
     assert spec_constraints(table.spec("sphinx-doc/sphinx", "8.1"), "sphinx-doc/sphinx", "8.1") == []
     assert "Pygments<2.19" not in spec_constraints(table.spec("pytest-dev/pytest", "7.0"), "pytest-dev/pytest", "7.0")
     pinned = table.spec("sphinx-doc/sphinx", "5.0").model_copy(update={"pip_packages": ["tox", "pygments==2.12.0"]})
-    assert spec_constraints(pinned, "sphinx-doc/sphinx", "5.0") == []
+    assert spec_constraints(pinned, "sphinx-doc/sphinx", "5.0") == ["sphinxcontrib-jsmath<2"]
