@@ -53,6 +53,31 @@ NETWORK_ERROR = re.compile(r"Temporary failure in name resolution|Name or servic
 OFFLINE_INSTALL = re.compile(r"^ERROR: No matching distribution found for (\S+)", re.MULTILINE)
 
 
+# Tests whose outcome depends on the interpreter's patch release. The official images' conda Python 3.9 is
+# a late 3.9.x; the only 3.9 this offline machine can install is Debian bullseye's 3.9.2.
+PATCH_RELEASE_FIXES = (
+    (re.compile(r"::test_end_lineno_string$"), (3, 9, 7),
+     "CPython 3.9.7's fix of f-string node positions (bpo-44885), which astroid's test_end_lineno_string checks"),
+)
+PYTEST_PYTHON = re.compile(r"^platform \S+ -- Python (\d+)\.(\d+)\.(\d+)", re.MULTILINE)
+
+
+def patch_release_cause(output: str, failing: list[str]) -> str | None:
+    """The fix every failing test needs that the log's Python (pytest's header) is older than, else None."""
+    found = PYTEST_PYTHON.search(output)
+    if not found or not failing:
+        return None
+    python = tuple(int(part) for part in found.groups())
+    needed = set()
+    for test in failing:
+        fix = next((f for f in PATCH_RELEASE_FIXES
+                    if f[0].search(test) and f[1][:2] == python[:2] and python < f[1]), None)
+        if fix is None:
+            return None
+        needed.add(fix[2])
+    return f"environment: Python {'.'.join(map(str, python))} predates " + "; ".join(sorted(needed))
+
+
 def all_failing_tests(record: dict) -> list[str]:
     return failing_tests(record, limit=None)
 
@@ -140,6 +165,8 @@ def failure_class(gold: dict, empty: dict | None) -> str | None:
         output = _test_output(gold)
         if OFFLINE_INSTALL.search(output):  # the eval script's `pip install -e .` met a requirement the patch added
             return "environment: the gold patch adds a dependency, which the offline reinstall cannot fetch"
+        if release := patch_release_cause(output, all_failing_tests(gold)):
+            return release
         offline = offline_failures(output, all_failing_tests(gold))
         if offline is not None:  # pytest's report: each failing test's own traceback says whether it was the network
             if offline and offline == all_failing_tests(gold):

@@ -56,6 +56,24 @@ def test_a_gold_failure_from_an_offline_sandbox_is_the_environments(tmp_path):
     assert fidelity.failure_class(offline, None) == "gold: tests fail with the gold patch"
 
 
+def test_a_test_that_needs_a_later_python_patch_release_is_the_environments(tmp_path):
+    """astroid-1262/-1351/-2219: Debian's Python 3.9.2 places f-string parts before 3.9.7's fix (bpo-44885)."""
+    failing = "tests/unittest_nodes_lineno.py::TestLinenoColOffset::test_end_lineno_string"
+    status = {"FAIL_TO_PASS": {"success": ["t::a"], "failure": []},
+              "PASS_TO_PASS": {"success": [], "failure": [failing]}}
+    gold = record("pylint-dev__astroid-1262", resolved=False, log_dir=str(tmp_path),
+                  report={"pylint-dev__astroid-1262": {"tests_status": status}})
+    header = "platform linux -- Python {} , pytest-7.4.4, pluggy-1.6.0\nE   assert (1, 1) == (1, 16)\n"
+    (tmp_path / "test_output.txt").write_text(header.format("3.9.2").replace(" ,", ","))
+    assert fidelity.failure_class(gold, None).startswith("environment: Python 3.9.2 predates CPython 3.9.7's fix")
+    (tmp_path / "test_output.txt").write_text(header.format("3.9.18").replace(" ,", ","))
+    assert fidelity.failure_class(gold, None) == "gold: tests fail with the gold patch"  # fixed there: the tool's
+    other = {**status, "PASS_TO_PASS": {"success": [], "failure": [failing, "tests/t.py::test_other"]}}
+    (tmp_path / "test_output.txt").write_text(header.format("3.9.2").replace(" ,", ","))
+    mixed = {**gold, "report": {"pylint-dev__astroid-1262": {"tests_status": other}}}
+    assert fidelity.failure_class(mixed, None) == "gold: tests fail with the gold patch"  # one unexplained
+
+
 def test_shared_layers_count_once_and_fall_to_their_own_kind():
     base = {"Id": "<missing>", "Created": 1, "CreatedBy": "debian", "Size": 100}
     system = {"Id": "sys", "Size": 10}
