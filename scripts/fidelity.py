@@ -43,6 +43,31 @@ def has_commit(git_dir: Path, commit: str) -> bool:
                           capture_output=True).returncode == 0
 
 
+def commits_present(git_dir: Path, commits: list[str]) -> set[str]:
+    """Which of `commits` the repository has (one `git cat-file --batch-check` for all)."""
+    if not git_dir.is_dir() or not commits:
+        return set()
+    done = subprocess.run(["git", "cat-file", "--batch-check"], cwd=git_dir, capture_output=True, text=True,
+                          input="".join(f"{c}^{{commit}}\n" for c in commits))
+    return {c for c, line in zip(commits, done.stdout.splitlines(), strict=False) if not line.endswith("missing")}
+
+
+def population(datasets: list[Path], mirrors: Path) -> dict[str, tuple[int, int]]:
+    """Per repository: (instances in the datasets, each id once; those whose base and environment commits
+    are in the mirror), what the table counts its tried instances against."""
+    rows: dict[str, dict[str, SweInstance]] = defaultdict(dict)
+    for dataset in datasets:
+        for instance in load_instances(dataset):
+            rows[instance.repo].setdefault(instance.instance_id, instance)
+    counts = {}
+    for repo, by_id in sorted(rows.items()):
+        wanted = sorted({c for i in by_id.values() for c in (i.base_commit, i.environment_setup_commit)})
+        present = commits_present(mirror_path(mirrors, repo), wanted)
+        counts[repo] = (len(by_id), sum(i.base_commit in present and i.environment_setup_commit in present
+                                        for i in by_id.values()))
+    return counts
+
+
 def pick(datasets: list[Path], mirrors: Path, repos: set[str] | None, limit: int | None,
          ids: set[str] | None) -> tuple[list[SweInstance], dict[str, Counter]]:
     """Instances of the wanted repositories whose base and environment commits are in the mirror (each id once)."""
@@ -127,7 +152,8 @@ def run(args: argparse.Namespace) -> None:
             list(pool.map(one, instances))
         finally:
             pool.shutdown(cancel_futures=True)
-    write_table([runs], Path(args.out), notes=Path(args.notes))
+    write_table([runs], Path(args.out), notes=Path(args.notes),
+                population=population([Path(d) for d in args.dataset], Path(args.mirrors)))
 
 
 def parse_start_before(text: str | None) -> datetime | None:
@@ -169,6 +195,8 @@ def main() -> None:
     go.add_argument("--runs", default="logs/fidelity", help="where this run's folders go")
     table = sub.add_parser("table", help="rebuild the table from the runs")
     table.add_argument("--runs", action="append", help="a folder of runs (repeat: they add up); default logs/fidelity")
+    table.add_argument("--dataset", action="append", default=[], help="dataset file whose instances the table counts tried ones against (repeat)")
+    table.add_argument("--mirrors", help="folder of {owner}__{name}.git mirrors (with --dataset: how many are in them)")
     for p in (go, table):
         p.add_argument("--out", default="docs/fidelity.md")
         p.add_argument("--notes", default="docs/fidelity-notes.md", help="markdown appended to the table")
@@ -176,7 +204,9 @@ def main() -> None:
     if args.command == "run":
         run(args)
     else:
-        print(write_table([Path(r) for r in args.runs or ["logs/fidelity"]], Path(args.out), notes=Path(args.notes)))
+        counts = population([Path(d) for d in args.dataset], Path(args.mirrors or ".")) if args.dataset else None
+        print(write_table([Path(r) for r in args.runs or ["logs/fidelity"]], Path(args.out), notes=Path(args.notes),
+                          population=counts))
 
 
 if __name__ == "__main__":

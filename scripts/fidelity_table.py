@@ -240,7 +240,9 @@ def python_note(record: dict, fact: dict) -> str:
     return f"{used}, venv+pip"
 
 
-def write_table(runs: Path | list[Path], out: Path, disk: str | None = None, notes: Path | None = None) -> str:
+def write_table(runs: Path | list[Path], out: Path, disk: str | None = None, notes: Path | None = None,
+                population: dict[str, tuple[int, int]] | None = None) -> str:
+    """`population`: per repository, (instances in the datasets, those whose commits are in the mirror)."""
     runs = [runs] if isinstance(runs, Path) else runs
     gold, empty = records_in(runs, "gold"), records_in(runs, "empty")
     facts = _facts(runs)
@@ -275,17 +277,22 @@ def write_table(runs: Path | list[Path], out: Path, disk: str | None = None, not
         "",
         f"Measured {datetime.now(UTC):%Y-%m-%d %H:%M} UTC on {machine()}.",
         "",
-        "| repository | tried | env built | gold resolved | empty resolved | Python used |",
-        "|---|---:|---:|---:|---:|---|",
+        "| repository | tried | env built | gold resolved | empty resolved | Python used | in the datasets "
+        "| base commit in mirror |",
+        "|---|---:|---:|---:|---:|---|---:|---:|",
     ]
     totals: Counter[str] = Counter()
-    for repo, tally in sorted(per_repo.items()):
+    for repo in sorted(set(per_repo) | set(population or {})):
+        tally, (exist, mirrored) = per_repo[repo], (population or {}).get(repo, (None, None))
         totals.update(tally)
+        totals.update({"exist": exist or 0, "mirrored": mirrored or 0})
         used = ", ".join(f"{k}: {v}" for k, v in sorted(pythons[repo].items()))
         lines.append(f"| {repo} | {tally['tried']} | {tally['built']} | {tally['gold']} | "
-                     f"{tally['empty']} of {tally['empty run']} | {used} |")
+                     f"{tally['empty']} of {tally['empty run']} | {used} | {_count(exist)} | {_count(mirrored)} |")
+    known = population is not None
     lines.append(f"| **total** | {totals['tried']} | {totals['built']} | {totals['gold']} | "
-                 f"{totals['empty']} of {totals['empty run']} | |")
+                 f"{totals['empty']} of {totals['empty run']} | | {_count(totals['exist'] if known else None)} | "
+                 f"{_count(totals['mirrored'] if known else None)} |")
     lines += ["", "## Failure classes", ""]
     if not any(classes.values()):
         lines.append("None.")
@@ -323,6 +330,10 @@ def write_table(runs: Path | list[Path], out: Path, disk: str | None = None, not
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(text)
     return text
+
+
+def _count(value: int | None) -> str:
+    return "?" if value is None else str(value)
 
 
 def nearest_python_paragraph(gold: dict[str, dict], empty: dict[str, dict], facts: dict[str, dict]) -> str:

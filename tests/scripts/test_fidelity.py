@@ -74,6 +74,32 @@ def test_a_test_that_needs_a_later_python_patch_release_is_the_environments(tmp_
     assert fidelity.failure_class(mixed, None) == "gold: tests fail with the gold patch"  # one unexplained
 
 
+def test_the_table_counts_tried_instances_against_the_datasets_and_the_mirror(tmp_path):
+    """Each repository's row says how many of its instances exist and how many the mirror can serve."""
+    import subprocess
+
+    repo = tmp_path / "mirrors" / "org__thing.git"
+    subprocess.run(["git", "init", "-q", "-b", "main", str(repo)], check=True)
+    subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "--allow-empty", "-m", "c"],
+                   cwd=repo, check=True)
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True).stdout.strip()
+    row = json.loads((ROOT / "tests/fixtures/swebench_rows/swe-bench-lite.dev.jsonl").read_text().splitlines()[0])
+    rows = [{**row, "repo": "org/thing", "instance_id": f"org__thing-{n}", "base_commit": commit,
+             "environment_setup_commit": head} for n, commit in ((1, head), (2, "0" * 40))]
+    rows.append({**row, "repo": "other/lib", "instance_id": "other__lib-1"})  # no mirror at all
+    dataset = tmp_path / "d.jsonl"
+    dataset.write_text("".join(json.dumps(r) + "\n" for r in [*rows, rows[0]]))  # ids count once
+    counts = fidelity.population([dataset], tmp_path / "mirrors")
+    assert counts == {"org/thing": (2, 1), "other/lib": (1, 0)}
+    runs = tmp_path / "runs"
+    write_run(runs, "r", "gold", [{**record("org__thing-1", resolved=True), "repo": "org/thing"}])
+    write_run(runs, "r", "empty", [{**record("org__thing-1", resolved=False), "repo": "org/thing"}])
+    text = fidelity.write_table(runs, tmp_path / "f.md", disk="-", population=counts)
+    assert "| org/thing | 1 | 1 | 1 | 0 of 1 |  | 2 | 1 |" in text
+    assert "| other/lib | 0 | 0 | 0 | 0 of 0 |  | 1 | 0 |" in text  # never tried, still listed
+    assert "| **total** | 1 | 1 | 1 | 0 of 1 | | 3 | 1 |" in text
+
+
 def test_shared_layers_count_once_and_fall_to_their_own_kind():
     base = {"Id": "<missing>", "Created": 1, "CreatedBy": "debian", "Size": 100}
     system = {"Id": "sys", "Size": 10}
