@@ -92,6 +92,7 @@ def grade_all(instances: list[SweInstance], candidates: dict[str, list[Candidate
 
     client = docker_client()
     table = load_spec_table(spec_table)
+    limits = grading_limits(client)  # asks the engine its cores: once, not per patch
     with SandboxManager(client, run_id=f"bench-grade-{int(time.time())}") as manager:
         for instance in instances:
             todo = book.missing(instance.instance_id, [c.model_patch for c in candidates.get(instance.instance_id, [])])
@@ -113,7 +114,7 @@ def grade_all(instances: list[SweInstance], candidates: dict[str, list[Candidate
                     report = grade_instance(client, instance, patch, image, manager=manager, spec_table=table,
                                             model_name="bench-select", timeout=timeout,
                                             log_dir=log_dir / instance.instance_id / sha[:12],
-                                            limits=grading_limits(client))
+                                            limits=limits)
                 except Exception as exc:  # noqa: BLE001 - a lost sandbox is this patch's error, never a grade
                     _error(errors_path, instance.instance_id, f"grading {sha[:12]}", exc)
                     on_event(f"{instance.instance_id} {sha[:12]}: {type(exc).__name__}: {exc}; not recorded")
