@@ -1,7 +1,8 @@
 """Issue probes: code from the issue text, run on the original and on every candidate (LLM-free evidence).
 
-Probes come from fenced code blocks, doctest (`>>>`) and IPython (`In [1]:`) lines, and the calls in a
-traceback's `<stdin>`/`<ipython-input>` frames. All probes run in order in one namespace (the issue author's
+Probes come from fenced code blocks, doctest (`>>>`) and IPython (`In [1]:`) lines, the calls in a
+traceback's `<stdin>`/`<ipython-input>` frames, and shell commands (selection.shell_probes: `pylint -Q`, run in
+the repository; a Python traceback in their output counts as raising). All probes run in order in one namespace (the issue author's
 session; an expression followed by a `# result` comment is a step with a shown result); every step's
 printed output, value (doctest style) or exception is recorded. Evidence, per step whose result on the
 original is the same in two runs: the original raises and the candidate does not, or the original shows
@@ -16,20 +17,23 @@ import json
 import re
 import textwrap
 from collections.abc import Sequence
+from pathlib import Path
 
 from pydantic import BaseModel, Field
 
 from selection.candidates import DistinctPatch, sha256
 from selection.matrix import CachedJobRunner, Job
 from selection.models import Outcome
+from selection.shell_probes import SHELL_RUNNER, is_shell_block, shell_commands
 
 PROBE_PATH = "/tmp/patchswarm/issue_probes.py"
 RESULT_MARKER = "@@patchswarm-probes@@"
 MAX_PROBES, MAX_STEPS, STEP_TIMEOUT_S = 8, 40, 10
 EXCEPTION = "!raises "  # joins a step's output and the exception it ended with
 
-_FENCE = re.compile(r"^[ \t]*(```|~~~)[^\n]*\n(.*?)^[ \t]*\1[ \t]*$", re.S | re.M)
-_PROMPT = re.compile(r"^\s*(>>>|\.\.\.)( |$)")
+_FENCE = re.compile(r"^[ \t]*(```|~~~)([^\n]*)\n(.*?)^[ \t]*\1[ \t]*$", re.S | re.M)
+# `>>>x` without a space is a prompt too (people type it so); `...` needs one, or it is an ellipsis.
+_PROMPT = re.compile(r"^\s*(>>>(?=[^\s>])|(>>>|\.\.\.)( |$))")
 _IPY_IN = re.compile(r"^\s*In \[\d+\]:\s?(.*)$")
 _IPY_CONT = re.compile(r"^\s*\.\.\.+:\s?(.*)$")
 _IPY_OUT = re.compile(r"^\s*Out\[\d+\]:\s?(.*)$")
@@ -47,7 +51,7 @@ class ProbeStep(BaseModel):
 
 class Probe(BaseModel):
     id: str
-    kind: str = Field(description="'doctest', 'script' or 'traceback'.")
+    kind: str = Field(description="'doctest', 'script', 'traceback' or 'shell' (each step a command line).")
     steps: list[ProbeStep]
 
 
@@ -140,9 +144,11 @@ def extract_probes(issue: str, limit: int = MAX_PROBES) -> list[Probe]:
 
     outside = _FENCE.sub("\n", issue)
     for match in _FENCE.finditer(issue):
-        block = match.group(2)
+        tag, block = match.group(2), match.group(3)
         lines = block.splitlines()
-        if any(_PROMPT.match(line) or _IPY_IN.match(line) for line in lines):
+        if is_shell_block(tag, lines):
+            add("shell", [ProbeStep(code=command, shown=shown) for command, shown in shell_commands(lines)])
+        elif any(_PROMPT.match(line) or _IPY_IN.match(line) for line in lines):
             add("doctest", _doctest_steps(lines))
         elif "Traceback (most recent call last)" in block:
             add("traceback", _traceback_steps(block))
@@ -195,6 +201,23 @@ def _loose_code(text: str) -> list[str]:
     return [s for s in scripts if _parses(s)]
 
 
+def prelude_imports(repo_dir: Path, touched: Sequence[str]) -> list[str]:
+    """Issue snippets often assume the package is imported (`>>> x = Symbol('x')`, `convert_to(joule, J)`):
+    star-import every package and module on the way to the files the candidates touch, deepest first so
+    the top-level package's names win where they clash (the runner ignores failures)."""
+    modules: set[str] = set()
+    for path in touched:
+        parts = path.removesuffix(".py").removesuffix("/__init__").split("/") if path.endswith(".py") else []
+        for depth in range(1, len(parts) + 1):
+            where = repo_dir.joinpath(*parts[:depth])
+            module = depth > 1 and where.with_suffix(".py").is_file()  # a top-level setup.py is not imported
+            if not (parts[depth - 1].isidentifier() and not parts[depth - 1].startswith("test")
+                    and ((where / "__init__.py").is_file() or module)):
+                break
+            modules.add(".".join(parts[:depth]))
+    return [f"from {m} import *" for m in sorted(modules, key=lambda m: (-m.count("."), m))]
+
+
 def _traceback_steps(text: str) -> list[ProbeStep]:
     return [ProbeStep(code=m.group(2).strip()) for m in _FRAME.finditer(text) if _parses(m.group(2).strip())]
 
@@ -213,6 +236,7 @@ def _alarm(signum, frame):
     raise _Timeout()
 
 signal.signal(signal.SIGALRM, _alarm)
+__SHELL_RUNNER__
 
 def _run(code, namespace):
     out = io.StringIO()
@@ -242,14 +266,16 @@ for line in PRELUDE:
     except BaseException:
         pass
 for probe in PROBES:
-    results[probe["id"]] = [_run(step["code"], namespace) for step in probe["steps"]]
+    results[probe["id"]] = [_shell(step["code"]) if probe["kind"] == "shell" else _run(step["code"], namespace)
+                            for step in probe["steps"]]
 sys.stdout.write("\n__MARKER__" + json.dumps(results) + "\n")
 '''
 
 
-def runner_script(probes: Sequence[Probe], prelude: Sequence[str] = ()) -> str:
+def runner_script(probes: Sequence[Probe], prelude: Sequence[str] = (), step_timeout: int = STEP_TIMEOUT_S) -> str:
     return (RUNNER.replace("__PROBES__", repr(json.dumps([p.model_dump() for p in probes])))
-            .replace("__PRELUDE__", repr(list(prelude))).replace("__STEP_TIMEOUT__", str(STEP_TIMEOUT_S))
+            .replace("__SHELL_RUNNER__", SHELL_RUNNER).replace("__PRELUDE__", repr(list(prelude)))
+            .replace("__STEP_TIMEOUT__", str(step_timeout))
             .replace("__MARKER__", RESULT_MARKER))
 
 

@@ -34,7 +34,7 @@ from selection.models import (
     SelectionConfig,
     SelectionResult,
 )
-from selection.probes import ProbeEvidence, extract_probes, run_probes
+from selection.probes import ProbeEvidence, extract_probes, prelude_imports, run_probes
 from selection.regression import RegressionPlan, intended_changes, plan_regression, run_regression
 from selection.report import candidate_reports, matrix_view, repro_test_reports
 from selection.scoring import Confidence, EvidenceKinds, PatchEvidence, confidence, rank_key
@@ -173,11 +173,7 @@ class _Selection:
                                           timeout=max(60.0, self.config.test_timeout_s), issue=self.issue)
 
     def _prelude(self, eligible: list[DistinctPatch]) -> list[str]:
-        """Issue snippets often assume the package is imported (`>>> x = Symbol('x')`): star-import the
-        top-level packages the candidates touch before each probe (failures are ignored)."""
-        tops = {path.split("/")[0] for p in eligible for path in touched_files(p.candidate.patch) if "/" in path}
-        return [f"from {top} import *" for top in sorted(tops)
-                if top.isidentifier() and (self.repo_dir / top / "__init__.py").is_file()]
+        return prelude_imports(self.repo_dir, [path for p in eligible for path in touched_files(p.candidate.patch)])
 
     async def _generate(self, generate: GenerateTests, distinct: int) -> list[GeneratedTest]:
         if distinct < 2:

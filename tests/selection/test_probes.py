@@ -2,8 +2,22 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 from selection.hygiene import static_hygiene
-from selection.probes import expected_by_issue, extract_probes
+from selection.models import Outcome
+from selection.probes import (
+    Probe,
+    ProbeStep,
+    expected_by_issue,
+    extract_probes,
+    parse_probe_output,
+    prelude_imports,
+    raises,
+    runner_script,
+)
 from selection.scoring import EvidenceKinds, PatchEvidence, confidence
 
 ISSUE = """Wrong kind\r\n\r\n```\r\nfrom pkg import A\r\na = A(2)\r\na.kind\r\n# Right\r\n```\r\n
@@ -69,3 +83,85 @@ def test_confidence_abstains_only_against_a_candidate_that_behaves_differently()
     assert confidence([noisy, worse], kinds).level == "medium"
     broken = fix.model_copy(update={"regressions": 2})
     assert confidence([broken, worse], kinds).level == "none"
+
+
+CLI_ISSUE = """Traceback printed for unrecognized option
+
+### Command used
+
+```shell
+pylint -Q
+```
+
+### Pylint output
+
+```shell
+************* Module Command line
+Command line:1:0: E0015: Unrecognized option found: Q (unrecognized-option)
+Traceback (most recent call last):
+  File "/venv/bin/pylint", line 33, in <module>
+pylint.config.exceptions._UnrecognizedOptionError
+```
+
+```
+(venv) $ pip install -e .
+$ tool --check a.py
+a.py: crashed
+```
+
+```shell
+pylint 2.14.0-dev0
+astroid 2.11.3
+```
+
+```
+>>>convert_to(joule*second,joule)
+    joule**(7/9)
+```
+"""
+
+
+def test_shell_blocks_become_command_probes_and_prompts_need_no_space():
+    probes = extract_probes(CLI_ISSUE)
+    steps = [(p.kind, s.code, s.shown) for p in probes for s in p.steps]
+    # The command runs; the block of output, `pip install` and a version listing do not.
+    assert steps == [("shell", "pylint -Q", None), ("shell", "tool --check a.py", "a.py: crashed"),
+                     ("doctest", "convert_to(joule*second,joule)", "joule**(7/9)")]
+
+
+def test_the_prelude_imports_every_package_on_the_way_to_a_touched_module(tmp_path):
+    for folder in ("pkg", "pkg/units", "pkg/units/tests"):
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / "__init__.py").write_text("")
+    (tmp_path / "pkg/units/util.py").write_text("")
+    (tmp_path / "setup.py").write_text("raise SystemExit('setup() must not run')")
+    touched = ["pkg/units/util.py", "pkg/units/tests/test_util.py", "setup.py", "docs/conf.py"]
+    assert prelude_imports(tmp_path, touched) == [
+        "from pkg.units.util import *", "from pkg.units import *", "from pkg import *"]
+
+
+def _run_runner(tmp_path, probes, crash: bool) -> dict[str, list[str]]:
+    """The probe runner as the sandbox runs it, in a real interpreter, with a `tool` command on PATH."""
+    bin_dir = tmp_path / ("bin-crash" if crash else "bin-fixed")
+    bin_dir.mkdir()
+    body = "raise SystemExit(2)" if not crash else "raise KeyError('Q')"
+    (bin_dir / "tool").write_text(f"#!{sys.executable}\nprint('checking')\n{body}\n")
+    (bin_dir / "tool").chmod(0o755)
+    script = tmp_path / "runner.py"
+    script.write_text(runner_script(probes, step_timeout=2))
+    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}"}
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, env=env, timeout=120,
+                          cwd=tmp_path)
+    parsed = parse_probe_output(Outcome(exit_code=done.returncode, output=done.stdout))
+    assert parsed is not None, done.stderr
+    return parsed
+
+
+def test_a_command_that_prints_a_traceback_raises_and_a_hanging_one_is_killed_with_its_children(tmp_path):
+    probes = [Probe(id="p1", kind="shell", steps=[ProbeStep(code="tool -Q"), ProbeStep(code="absent-tool x"),
+                                                  ProbeStep(code="sh -c 'sleep 60 & sleep 60'")])]
+    before, after = _run_runner(tmp_path, probes, crash=True)["p1"], _run_runner(tmp_path, probes, crash=False)["p1"]
+    assert raises(before[0]) and "KeyError: 'Q'" in before[0] and "(exit 1)" in before[0]
+    assert not raises(after[0]) and "checking (exit 2)" in after[0]
+    assert before[1] == after[1] == "not found: absent-tool"
+    assert before[2].endswith("!raises timeout")  # and the runner returned: the backgrounded sleep was killed too
