@@ -24,12 +24,18 @@ from pydantic import BaseModel, Field
 from selection.candidates import DistinctPatch, sha256
 from selection.matrix import CachedJobRunner, Job
 from selection.models import Outcome
-from selection.shell_probes import SHELL_RUNNER, is_shell_block, shell_commands
+from selection.shell_probes import (
+    EXCEPTION,
+    SHELL_RUNNER,
+    IssueFiles,
+    is_shell_block,
+    reaches_shown_output,
+    shell_commands,
+)
 
 PROBE_PATH = "/tmp/patchswarm/issue_probes.py"
 RESULT_MARKER = "@@patchswarm-probes@@"
 MAX_PROBES, MAX_STEPS, STEP_TIMEOUT_S = 8, 40, 10
-EXCEPTION = "!raises "  # joins a step's output and the exception it ended with
 
 _FENCE = re.compile(r"^[ \t]*(```|~~~)([^\n]*)\n(.*?)^[ \t]*\1[ \t]*$", re.S | re.M)
 # `>>>x` without a space is a prompt too (people type it so); `...` needs one, or it is an ellipsis.
@@ -41,12 +47,15 @@ _FRAME = re.compile(r'^\s*File "(<stdin>|<string>|<input>|<ipython-input-[^"]*>|
 _TRACEBACK = re.compile(r"Traceback \(most recent call last\)|^\s*File \"[^\"]+\", line \d+", re.M)
 _CODE_HINT = re.compile(r"\(|=|^\s*(import|from)\s", re.M)
 _ADDRESS = re.compile(r"0x[0-9a-fA-F]{4,}")
+_DURATION = re.compile(r"\b\d+(\.\d+)?\s?(s|sec|seconds)\b")  # `1 failed in 0.07s`: differs run to run
 _SHELL = re.compile(r"^\s*(\$ |pip |python -m |git |conda |cd )", re.M)
 
 
 class ProbeStep(BaseModel):
     code: str
     shown: str | None = Field(None, description="Output the issue shows after this step (the reported behaviour).")
+    files: dict[str, str] = Field(default_factory=dict,
+                                  description="Shell steps: files the issue shows that the command names (`pytest test_foo.py`).")
 
 
 class Probe(BaseModel):
@@ -56,8 +65,10 @@ class Probe(BaseModel):
 
 
 def normalize_output(text: str) -> str:
-    """Output as compared: memory addresses masked, whitespace collapsed, length capped."""
-    return " ".join(_ADDRESS.sub("0x?", text).split())[:2000]
+    """Output as compared: memory addresses and durations masked, whitespace collapsed, length capped (the
+    head and the tail kept: a command's summary line comes last)."""
+    text = " ".join(_DURATION.sub("?s", _ADDRESS.sub("0x?", text)).split())
+    return text if len(text) <= 2000 else text[:1000] + " ... " + text[-1000:]
 
 
 def _doctest_steps(lines: Sequence[str]) -> list[ProbeStep]:
@@ -143,12 +154,16 @@ def extract_probes(issue: str, limit: int = MAX_PROBES) -> list[Probe]:
             probes.append(Probe(id=f"probe{len(probes) + 1}", kind=kind, steps=steps))
 
     outside = _FENCE.sub("\n", issue)
+    shown_files = IssueFiles()
     for match in _FENCE.finditer(issue):
         tag, block = match.group(2), match.group(3)
         lines = block.splitlines()
         if is_shell_block(tag, lines):
-            add("shell", [ProbeStep(code=command, shown=shown) for command, shown in shell_commands(lines)])
-        elif any(_PROMPT.match(line) or _IPY_IN.match(line) for line in lines):
+            add("shell", [ProbeStep(code=command, shown=shown, files=shown_files.named_by(command))
+                          for command, shown in shell_commands(lines)])
+            continue
+        shown_files.add(issue[:match.start()], block, is_python=_parses(textwrap.dedent(block)))
+        if any(_PROMPT.match(line) or _IPY_IN.match(line) for line in lines):
             add("doctest", _doctest_steps(lines))
         elif "Traceback (most recent call last)" in block:
             add("traceback", _traceback_steps(block))
@@ -266,8 +281,8 @@ for line in PRELUDE:
     except BaseException:
         pass
 for probe in PROBES:
-    results[probe["id"]] = [_shell(step["code"]) if probe["kind"] == "shell" else _run(step["code"], namespace)
-                            for step in probe["steps"]]
+    results[probe["id"]] = [_shell(step["code"], step.get("files") or {}) if probe["kind"] == "shell"
+                            else _run(step["code"], namespace) for step in probe["steps"]]
 sys.stdout.write("\n__MARKER__" + json.dumps(results) + "\n")
 '''
 
@@ -349,6 +364,7 @@ async def run_probes(executor: CachedJobRunner, probes: Sequence[Probe], patches
     evidence.original_vector = {f"{probe.id}.{i}": first[probe.id][i] for probe, i, _ in steps}
     evidence.steps_reproducing = sum(1 for probe, i, step in steps
                                      if raises(first[probe.id][i]) or _shown_matches(step.shown, first[probe.id][i]))
+    normalized_issue = " ".join(_DURATION.sub("?s", _ADDRESS.sub("0x?", issue)).split())
     for patch in patches:
         ran = parse_probe_output(results[(patch.key, key, 0)])
         fixes = breaks = 0
@@ -364,7 +380,8 @@ async def run_probes(executor: CachedJobRunner, probes: Sequence[Probe], patches
                 continue
             raised_before, raises_now = raises(before), raises(now)
             if (raised_before and not raises_now) or (_shown_matches(step.shown, before) and not raises_now) \
-                    or (issue and expected_by_issue(now, issue)):
+                    or (issue and expected_by_issue(now, issue)) \
+                    or (probe.kind == "shell" and reaches_shown_output(before, now, normalized_issue)):
                 fixes += 1
             elif raises_now and not raised_before:
                 breaks += 1

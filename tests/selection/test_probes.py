@@ -13,12 +13,14 @@ from selection.probes import (
     ProbeStep,
     expected_by_issue,
     extract_probes,
+    normalize_output,
     parse_probe_output,
     prelude_imports,
     raises,
     runner_script,
 )
 from selection.scoring import EvidenceKinds, PatchEvidence, confidence
+from selection.shell_probes import reaches_shown_output
 
 ISSUE = """Wrong kind\r\n\r\n```\r\nfrom pkg import A\r\na = A(2)\r\na.kind\r\n# Right\r\n```\r\n
 This one is wrong:
@@ -114,6 +116,17 @@ pylint 2.14.0-dev0
 astroid 2.11.3
 ```
 
+```python
+# content of test_foo.py
+def test_it():
+    assert 0
+```
+
+```
+$ python --version
+$ pytest -rsx test_foo.py
+```
+
 ```
 >>>convert_to(joule*second,joule)
     joule**(7/9)
@@ -126,7 +139,11 @@ def test_shell_blocks_become_command_probes_and_prompts_need_no_space():
     steps = [(p.kind, s.code, s.shown) for p in probes for s in p.steps]
     # The command runs; the block of output, `pip install` and a version listing do not.
     assert steps == [("shell", "pylint -Q", None), ("shell", "tool --check a.py", "a.py: crashed"),
+                     ("script", "# content of test_foo.py\ndef test_it():\n    assert 0", None),
+                     ("shell", "pytest -rsx test_foo.py", None),
                      ("doctest", "convert_to(joule*second,joule)", "joule**(7/9)")]
+    # The command that names the test file runs with the block that the file's comment names.
+    assert probes[3].steps[0].files == {"test_foo.py": "# content of test_foo.py\ndef test_it():\n    assert 0\n"}
 
 
 def test_the_prelude_imports_every_package_on_the_way_to_a_touched_module(tmp_path):
@@ -141,11 +158,13 @@ def test_the_prelude_imports_every_package_on_the_way_to_a_touched_module(tmp_pa
 
 
 def _run_runner(tmp_path, probes, crash: bool) -> dict[str, list[str]]:
-    """The probe runner as the sandbox runs it, in a real interpreter, with a `tool` command on PATH."""
+    """The probe runner as the sandbox runs it, in a real interpreter, with a `tool` command on PATH that
+    prints the file it is given, then crashes (the bug) or exits 2 (the fix)."""
     bin_dir = tmp_path / ("bin-crash" if crash else "bin-fixed")
     bin_dir.mkdir()
     body = "raise SystemExit(2)" if not crash else "raise KeyError('Q')"
-    (bin_dir / "tool").write_text(f"#!{sys.executable}\nprint('checking')\n{body}\n")
+    (bin_dir / "tool").write_text(f"#!{sys.executable}\nimport os, sys\nprint(open(sys.argv[1]).read() if "
+                                  f"os.path.isfile(sys.argv[-1]) else 'checking')\n{body}\n")
     (bin_dir / "tool").chmod(0o755)
     script = tmp_path / "runner.py"
     script.write_text(runner_script(probes, step_timeout=2))
@@ -158,10 +177,22 @@ def _run_runner(tmp_path, probes, crash: bool) -> dict[str, list[str]]:
 
 
 def test_a_command_that_prints_a_traceback_raises_and_a_hanging_one_is_killed_with_its_children(tmp_path):
-    probes = [Probe(id="p1", kind="shell", steps=[ProbeStep(code="tool -Q"), ProbeStep(code="absent-tool x"),
-                                                  ProbeStep(code="sh -c 'sleep 60 & sleep 60'")])]
+    probes = [Probe(id="p1", kind="shell", steps=[
+        ProbeStep(code="tool -Q"), ProbeStep(code="absent-tool x"), ProbeStep(code="sh -c 'sleep 60 & sleep 60'"),
+        ProbeStep(code="tool test_foo.py", files={"test_foo.py": "the issue's test"})])]
     before, after = _run_runner(tmp_path, probes, crash=True)["p1"], _run_runner(tmp_path, probes, crash=False)["p1"]
     assert raises(before[0]) and "KeyError: 'Q'" in before[0] and "(exit 1)" in before[0]
-    assert not raises(after[0]) and "checking (exit 2)" in after[0]
+    assert not raises(after[0]) and "(last line: checking)(exit 2)" in after[0]
     assert before[1] == after[1] == "not found: absent-tool"
     assert before[2].endswith("!raises timeout")  # and the runner returned: the backgrounded sleep was killed too
+    # The command ran beside the file the issue shows, in a folder that is the same on every run.
+    assert after[3].startswith("the issue's test")
+    (tmp_path / "again").mkdir()
+    assert _run_runner(tmp_path / "again", probes, crash=False)["p1"] == after
+
+
+def test_a_command_reaching_the_output_the_issue_shows_is_a_fix():
+    issue = normalize_output("with 5.x:\n==== 1 xfailed in 0.07s ====\nwith 6.0 it fails")
+    failing, fixed = "x (last line: ==== 1 failed in ?s ====)(exit 1)", "x (last line: ==== 1 xfailed in ?s ====)(exit 0)"
+    assert reaches_shown_output(failing, fixed, issue) and not reaches_shown_output(fixed, failing, issue)
+    assert not reaches_shown_output(failing, "x (last line: 1 passed in ?s)(exit 0)", issue)
