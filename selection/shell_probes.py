@@ -80,8 +80,8 @@ def last_line(result: str) -> str | None:
 
 def reaches_shown_output(before: str, now: str, issue: str) -> bool:
     """The candidate ends with a line the issue shows (the expected run, `1 skipped`) and the original does not."""
-    line = last_line(now)
-    return line is not None and line != last_line(before) and line in issue and last_line(before) not in issue
+    line, was = last_line(now), last_line(before)
+    return line is not None and line != was and line in issue and (was is None or was not in issue)
 
 
 _FILE_NAME = re.compile(r"(?<![\w/.-])((?:[\w-]+/)*[\w-]+\.(?:py|toml|cfg|ini|rst|txt))\b")

@@ -196,3 +196,4 @@ def test_a_command_reaching_the_output_the_issue_shows_is_a_fix():
     failing, fixed = "x (last line: ==== 1 failed in ?s ====)(exit 1)", "x (last line: ==== 1 xfailed in ?s ====)(exit 0)"
     assert reaches_shown_output(failing, fixed, issue) and not reaches_shown_output(fixed, failing, issue)
     assert not reaches_shown_output(failing, "x (last line: 1 passed in ?s)(exit 0)", issue)
+    assert reaches_shown_output("!raises timeout", fixed, issue)  # the original printed no last line
