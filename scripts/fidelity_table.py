@@ -48,6 +48,10 @@ def records_in(runs: list[Path], mode: str) -> dict[str, dict]:
 NETWORK_ERROR = re.compile(r"Temporary failure in name resolution|Name or service not known|Network is unreachable"
                            r"|nodename nor servname provided|getaddrinfo failed")
 
+# A library that fetches its test data on first use (pydicom's data_manager, from the pydicom-data repository)
+# warns and returns None offline; the tests then fail on the missing file, not on a DNS error of their own.
+DATA_DOWNLOAD = re.compile(r"A download failure occurred while attempting to retrieve (\S+)")
+
 
 # pip in the eval script's reinstall, offline (PIP_NO_INDEX, the image's wheelhouse only).
 OFFLINE_INSTALL = re.compile(r"^ERROR: No matching distribution found for (\S+)", re.MULTILINE)
@@ -167,6 +171,8 @@ def failure_class(gold: dict, empty: dict | None) -> str | None:
             return "environment: the gold patch adds a dependency, which the offline reinstall cannot fetch"
         if release := patch_release_cause(output, all_failing_tests(gold)):
             return release
+        if DATA_DOWNLOAD.search(output):
+            return "environment: tests need network (test data the library downloads)"
         offline = offline_failures(output, all_failing_tests(gold))
         if offline is not None:  # pytest's report: each failing test's own traceback says whether it was the network
             if offline and offline == all_failing_tests(gold):

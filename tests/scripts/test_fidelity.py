@@ -221,3 +221,15 @@ def test_start_before_is_todays_utc_time_and_bad_input_is_named():
     assert fidelity.parse_start_before(None) is None
     with pytest.raises(SystemExit, match="--start-before: expected HH:MM"):
         fidelity.parse_start_before("ten")
+
+
+def test_test_data_the_library_downloads_offline_is_the_environments(tmp_path):
+    # pydicom-1241: pydicom's data_manager cannot fetch emri_small_jpeg_2k_lossless.dcm, dcmread(None) fails.
+    (tmp_path / "test_output.txt").write_text(
+        "E   TypeError: dcmread: Expected a file path or a file-like, but got NoneType\n"
+        "  /repo/pydicom/data/data_manager.py:324: UserWarning: A download failure occurred while attempting "
+        "to retrieve emri_small_jpeg_2k_lossless.dcm\n")
+    gold = record("pydicom__pydicom-1", resolved=False, _logs=str(tmp_path))
+    assert fidelity.failure_class(gold, None) == "environment: tests need network (test data the library downloads)"
+    (tmp_path / "test_output.txt").write_text("E   TypeError: dcmread: Expected a file path, but got NoneType\n")
+    assert fidelity.failure_class(gold, None) == "gold: tests fail with the gold patch"
