@@ -46,8 +46,8 @@ sys.exit(0)
 
 
 def reproduction_script(issue: str) -> str | None:
-    """The issue's first probe as a script with the repro exit codes; None when the issue has no code."""
-    probes = extract_probes(issue)
+    """The issue's first Python probe as a script with the repro exit codes; None when the issue has no code."""
+    probes = [p for p in extract_probes(issue) if p.kind != "shell"]  # its steps run as Python
     if not probes:
         return None
     steps = [(step.code, step.shown) for step in probes[0].steps]
