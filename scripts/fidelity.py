@@ -38,11 +38,6 @@ def mirror_path(mirrors: Path, repo: str) -> Path:
     return Path(MIRROR.format(mirrors=mirrors, owner=owner, name=name))
 
 
-def has_commit(git_dir: Path, commit: str) -> bool:
-    return subprocess.run(["git", "cat-file", "-e", f"{commit}^{{commit}}"], cwd=git_dir,
-                          capture_output=True).returncode == 0
-
-
 def commits_present(git_dir: Path, commits: list[str]) -> set[str]:
     """Which of `commits` the repository has (one `git cat-file --batch-check` for all)."""
     if not git_dir.is_dir() or not commits:
@@ -84,7 +79,8 @@ def pick(datasets: list[Path], mirrors: Path, repos: set[str] | None, limit: int
             if not git_dir.is_dir():
                 skipped[instance.repo]["no mirror"] += 1
                 continue
-            if not (has_commit(git_dir, instance.base_commit) and has_commit(git_dir, instance.environment_setup_commit)):
+            wanted = [instance.base_commit, instance.environment_setup_commit]
+            if len(commits_present(git_dir, wanted)) < len(set(wanted)):
                 skipped[instance.repo]["commit not in mirror"] += 1
                 continue
             if limit is not None and per_repo[instance.repo] >= limit:
