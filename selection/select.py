@@ -225,14 +225,13 @@ class _Selection:
         fixers = {k for k, n in self.probe.fixes.items() if n > self.probe.breaks.get(k, 0)} if self.kinds.probes else set()
         self.intended = intended_changes(self.regressions, systems, fixers)
 
-        def broken(p: DistinctPatch) -> int | None:
-            return len(set(self.regressions[p.key]) - self.intended) if p.key in self.regressions else None
-
         for p in eligible:
             hygiene = self.hygiene.get(p.key, Hygiene())
+            broken = set(self.regressions.get(p.key, []))  # None below: its tests were not checked
             self.evidence[p.key] = PatchEvidence(
                 key=p.key, id=p.id, votes=self.votes[p.key],
-                regressions=broken(p), intended_breaks=len(set(self.regressions.get(p.key, [])) & self.intended),
+                regressions=len(broken - self.intended) if p.key in self.regressions else None,
+                intended_breaks=len(broken & self.intended),
                 probe_fixes=self.probe.fixes.get(p.key, 0), probe_breaks=self.probe.breaks.get(p.key, 0),
                 changed_behaviour=changed[p.key],
                 behaviour_support=behaviour_count[observed(p)] if changed[p.key] else 0,
