@@ -90,6 +90,18 @@ def pick(datasets: list[Path], mirrors: Path, repos: set[str] | None, limit: int
     return list(chosen.values()), skipped
 
 
+def write_selection(path: Path, datasets: list[str], instances: list[SweInstance], table: object,
+                    skipped: dict[str, Counter]) -> None:
+    """What a run chose, with each instance's environment facts; a run resumed or re-used under the same name
+    adds to the file (its earlier instances keep their facts: the table reads them from here)."""
+    old = json.loads(path.read_text()) if path.is_file() else {}
+    envs = {**old.get("envs", {}), **{i.instance_id: environment_facts(i, table) for i in instances}}
+    path.write_text(json.dumps({
+        "datasets": list(dict.fromkeys([*old.get("datasets", []), *datasets])),
+        "instances": list(dict.fromkeys([*old.get("instances", []), *(i.instance_id for i in instances)])),
+        "envs": envs, "skipped": {repo: dict(c) for repo, c in skipped.items()}}, indent=2))
+
+
 def run(args: argparse.Namespace) -> None:
     """Per instance, gold then (where gold got an image) empty, two instances at a time by default.
 
@@ -113,10 +125,7 @@ def run(args: argparse.Namespace) -> None:
     runs.mkdir(parents=True, exist_ok=True)
     done = {mode: set(records_in([runs], mode)) if args.resume else set() for mode in ("gold", "empty")}
     client, table = docker_client(), load_spec_table()
-    (runs / f"{args.name}-selection.json").write_text(json.dumps(
-        {"datasets": args.dataset, "instances": [i.instance_id for i in instances],
-         "envs": {i.instance_id: environment_facts(i, table) for i in instances},
-         "skipped": {repo: dict(c) for repo, c in skipped.items()}}, indent=2))
+    write_selection(runs / f"{args.name}-selection.json", args.dataset, instances, table, skipped)
     url = f"file://{Path(args.mirrors).resolve()}/{{owner}}__{{name}}.git"
     start_before = parse_start_before(args.start_before)
     install_termination_handler()  # SIGTERM ends the pool's wait like Ctrl-C; the gradings under way finish

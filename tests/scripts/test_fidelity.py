@@ -233,3 +233,18 @@ def test_test_data_the_library_downloads_offline_is_the_environments(tmp_path):
     assert fidelity.failure_class(gold, None) == "environment: tests need network (test data the library downloads)"
     (tmp_path / "test_output.txt").write_text("E   TypeError: dcmread: Expected a file path, but got NoneType\n")
     assert fidelity.failure_class(gold, None) == "gold: tests fail with the gold patch"
+
+
+def test_a_run_reusing_a_name_adds_to_its_selection_file_and_keeps_earlier_facts(tmp_path):
+    from collections import Counter
+
+    from patchswarm.swebench.dataset import load_instances
+    from patchswarm.swebench.specs import load_spec_table
+
+    rows = load_instances(ROOT / "tests" / "fixtures" / "swebench_rows" / "swe-bench-lite.test.jsonl")[:2]
+    path, table = tmp_path / "s4-selection.json", load_spec_table()
+    fidelity.write_selection(path, ["a.jsonl"], rows[:1], table, {})
+    fidelity.write_selection(path, ["b.jsonl"], rows[1:], table, {"x/y": Counter({"no mirror": 2})})
+    written = json.loads(path.read_text())
+    assert written["instances"] == [r.instance_id for r in rows] and set(written["envs"]) == set(written["instances"])
+    assert written["datasets"] == ["a.jsonl", "b.jsonl"] and written["skipped"] == {"x/y": {"no mirror": 2}}
