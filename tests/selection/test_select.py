@@ -222,3 +222,43 @@ def test_consensus_counts_systems_not_submissions(pool, stats_repo, issue):
     assert result.chosen_id == "beta_agent"
     assert "2 propose the same change" in result.reason
     assert "ahead of acme_run1 on patch agreement" in result.reason
+
+
+SHELL_ISSUE = '''
+
+Reproduce with this script:
+
+```python
+# content of check_empty.py
+from mathlib import stats
+print("mean of nothing:", stats.mean([]))
+```
+
+```console
+$ python check_empty.py
+```
+
+It should print:
+
+```
+mean of nothing: None
+```
+
+and this should not crash:
+
+```console
+$ python -c "from mathlib import stats; print(stats.median([]))"
+```
+'''
+
+
+def test_shell_commands_of_the_issue_run_in_the_sandbox_beside_the_file_it_shows(docker_pool, stats_repo, issue):
+    repo, _ = stats_repo
+    cands = [candidate("right"), candidate("breaker")]
+    result = select(docker_pool, repo, issue + SHELL_ISSUE, cands, **NO_SELECTOR)
+    # The script (also a probe of its own), and both commands beside it, ran twice on the original with the
+    # same result, and all three crash there.
+    assert (result.probes.probes, result.probes.steps_stable, result.probes.steps_reproducing) == (3, 3, 3)
+    # The right patch makes the script, run beside the file the issue shows, print the issue's line, and the
+    # median call stop crashing.
+    assert result.candidate("right").probe_fixes == 3 and result.chosen_id == "right"
