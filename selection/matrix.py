@@ -66,6 +66,7 @@ class CachedJobRunner:
         self.pool, self.cache, self.image_id = pool, cache, image_id
         self.performed = 0
         self.cached = 0
+        self.sandbox_failures: list[str] = []  # executions no sandbox could run (after retries): no evidence
         self.durations: list[float] = []  # of performed executions, for efficiency reports
         self._apply: dict[str, Outcome | None] = {}  # text key → failure, or None when it applies
 
@@ -158,7 +159,9 @@ class CachedJobRunner:
                         queue.appendleft(item)  # a fresh sandbox gets one more try
                         continue
                     outcomes = done.setdefault(index, [])
-                    outcomes += [Outcome(error=f"sandbox failure: {exc}")] * (len(runs) - len(outcomes))
+                    lost = len(runs) - len(outcomes)
+                    outcomes += [Outcome(error=f"sandbox failure: {exc}")] * lost
+                    self.sandbox_failures += [str(exc)] * lost
 
     async def _run_once(self, sandbox: SandboxPort, job: Job, run: int) -> Outcome:
         # Another job may have found meanwhile that this text does not apply: no point running it.

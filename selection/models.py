@@ -173,6 +173,7 @@ class SelectionResult(Spend):
     selector_transcript: list[TranscriptMessage] = Field(default_factory=list)
     executions_performed: int = 0
     executions_cached: int = 0
+    sandbox_failures: list[str] = Field(default_factory=list, description="Executions the sandbox or engine could not run, even on a fresh sandbox: the choice lacks their evidence, so a caller must not take it as final.")
     execution_seconds: float = Field(0.0, description="Sum of the durations of the executions performed (not of cached ones).")
     notes: list[str] = Field(default_factory=list)
 

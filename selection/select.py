@@ -372,6 +372,7 @@ class _Selection:
             **({"regression": regression} if regression else {}),
             selector_transcript=self.selector.transcript if self.selector else [],
             executions_performed=self.executor.performed, executions_cached=self.executor.cached,
+            sandbox_failures=list(self.executor.sandbox_failures),
             execution_seconds=sum(self.executor.durations),
             cost_usd=spent.cost_usd, unknown_cost_calls=spent.unknown_cost_calls, notes=self.notes,
             probes=ProbeReport(probes=len(self.probe.probes), steps=sum(len(p.steps) for p in self.probe.probes),

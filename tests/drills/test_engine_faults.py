@@ -119,8 +119,8 @@ def test_engine_restart_mid_batch_is_never_a_result_and_a_rerun_finishes(proxy, 
             assert not (infra and result["status"] in ("solved", "no_patch")), (result["status"], infra)
             # The script always writes the right fix among others: "no patch" could only come from a dead
             # sandbox read as a failing test, and a solved instance must have chosen the right one.
-            assert result["status"] != "no_patch"
-            assert result["status"] != "solved" or "return 0.0" in result["patch"]
+            assert result["status"] != "no_patch", err[-3000:]
+            assert result["status"] != "solved" or "return 0.0" in result["patch"], (result["patch"], err[-3000:])
     answered_first = len(read_call_log(call_log))
     print(f"first batch: exit {batch.returncode}; {_statuses(run_dir, rows)}; answered {answered_first}")
     # The same command again, the engine back: every instance solved, no paid call repeated, nothing left.
