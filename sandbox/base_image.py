@@ -7,6 +7,7 @@ step adds the user, the venv and the CA bundle, so both paths give the same sand
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import subprocess
@@ -25,14 +26,15 @@ from sandbox.manager import owner_labels
 
 SUITE_PYTHON = {"bullseye": "3.9", "bookworm": "3.11", "trixie": "3.13"}
 DEFAULT_SUITE = "bookworm"
-DEBOOTSTRAP_PACKAGES = "python3,python3-pip,python3-venv,git,patch,ca-certificates,procps"
+# iproute2: a grading sandbox may route an address into lo (an offline stand-in for an unroutable host).
+DEBOOTSTRAP_PACKAGES = "python3,python3-pip,python3-venv,git,patch,ca-certificates,procps,iproute2"
 CA_PATH_IN_IMAGE = "/usr/local/share/patchswarm/host-ca.pem"
 VENV = "/opt/venv"
 
 FINISH_SCRIPT = f"""
 set -e
-if ! command -v git >/dev/null || ! command -v patch >/dev/null; then
-  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq git patch procps >/dev/null
+if ! command -v git >/dev/null || ! command -v patch >/dev/null || ! command -v ip >/dev/null; then
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq git patch procps iproute2 >/dev/null
 fi
 getent passwd 1000 >/dev/null || {{
   echo 'sandbox:x:1000:1000:sandbox:/home/sandbox:/bin/bash' >> /etc/passwd
@@ -48,6 +50,12 @@ git config --system safe.directory '*'
 git config --system advice.detachedHead false
 chown -R 1000:1000 /home/sandbox /repo {VENV}
 """
+
+
+# A base image built by another recipe (an older patchswarm) is rebuilt, not silently used without what
+# this one adds.
+BASE_RECIPE = hashlib.sha256(f"{DEBOOTSTRAP_PACKAGES}\n{FINISH_SCRIPT}".encode()).hexdigest()[:16]
+LABEL_BASE_RECIPE = "patchswarm.base-recipe"
 
 
 def base_image_tag(suite: str = DEFAULT_SUITE) -> str:
@@ -159,7 +167,7 @@ def finish_base_image(client: docker.DockerClient, rootfs: str, tag: str, log) -
         container.stop(timeout=1)
         container.commit(repository=repo, tag=version, changes=[
             *(f"ENV {e}" for e in env), "WORKDIR /repo", 'CMD ["sleep", "infinity"]',
-            f"LABEL {LABEL_KIND}=base",
+            f"LABEL {LABEL_KIND}=base", f"LABEL {LABEL_BASE_RECIPE}={BASE_RECIPE}",
         ])
     finally:
         remove_container(client.api, container.id)
@@ -178,16 +186,25 @@ def ensure_base_image(
     if source not in ("auto", "pull", "debootstrap"):
         raise ImageError(f"unknown base image source {source!r}; choose auto, pull or debootstrap")
     tag = base_image_tag(suite)
-    if image_exists(client, tag) and not rebuild:
+    if _current(client, tag) and not rebuild:
         return tag
     log_dir = log_dir or Path(tempfile.gettempdir()) / "patchswarm-logs"
     log_dir.mkdir(parents=True, exist_ok=True)
     # Concurrent workers (whatever their log_dir): one builds, the others wait here, then find the image.
     with file_lock(Path(tempfile.gettempdir()) / f"patchswarm-base-{suite}.lock"):
-        if image_exists(client, tag) and not rebuild:
+        if _current(client, tag) and not rebuild:
             return tag
         _build_base_image(client, suite, source, tag, log_dir / f"base-image-{suite}.log")
     return tag
+
+
+def _current(client: docker.DockerClient, tag: str) -> bool:
+    """The image exists and was built by this recipe."""
+    try:
+        labels = client.images.get(tag).labels or {}
+    except ImageNotFound:
+        return False
+    return labels.get(LABEL_BASE_RECIPE) == BASE_RECIPE
 
 
 def _build_base_image(client: docker.DockerClient, suite: str, source: str, tag: str, log_path: Path) -> None:

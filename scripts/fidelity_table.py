@@ -90,7 +90,11 @@ def all_failing_tests(record: dict) -> list[str]:
 PYTEST_SECTION = re.compile(r"^_{3,} (?:ERROR (?:at setup|at teardown|collecting) of )?(\S+) _{3,}$", re.MULTILINE)
 
 
-def offline_failures(output: str, failing: list[str]) -> list[str] | None:
+# A TLS handshake with a loopback stand-in that serves plain HTTP (an https:// URL to httpbin.org's stand-in).
+STAND_IN_TLS = re.compile(r"WRONG_VERSION_NUMBER|wrong version number")
+
+
+def offline_failures(output: str, failing: list[str], pattern: re.Pattern[str] = NETWORK_ERROR) -> list[str] | None:
     """The failing tests whose own pytest failure section shows a network error (a DNS lookup that failed).
 
     None when the log has no pytest failure sections, or some failing test has none: then only the whole
@@ -106,7 +110,7 @@ def offline_failures(output: str, failing: list[str]) -> list[str] | None:
         own = [text for name, text in sections.items() if test.endswith(name) or test.endswith("::" + name)]
         if not own:
             return None
-        if any(NETWORK_ERROR.search(text) for text in own):
+        if any(pattern.search(text) for text in own):
             offline.append(test)
     return offline
 
@@ -154,6 +158,19 @@ def _counts_cell(record: dict | None) -> str:
                       (counts.get("FAIL_TO_PASS", (0, 0)), counts.get("PASS_TO_PASS", (0, 0))))
 
 
+def empty_note(empty: dict | None) -> str | None:
+    """Said of an empty patch that passes every FAIL_TO_PASS test although the row says they failed at
+    validation: those labels came from that run's failures, not from the issue (for psf/requests, an
+    httpbin.org that did not answer; SWE-bench issue #24), and only a PASS_TO_PASS test keeps it unresolved."""
+    counts = test_counts(empty)
+    if empty is None or empty["resolved"] or not counts:
+        return None
+    passed, listed = counts.get("FAIL_TO_PASS", (0, 0))
+    if listed and passed == listed:
+        return "empty: passes every FAIL_TO_PASS test (their labels are not the issue's)"
+    return None
+
+
 def failure_class(gold: dict, empty: dict | None) -> str | None:
     """What went wrong with an instance, in words general enough to count; None when all is as it should be."""
     error = gold.get("error") or ""
@@ -173,6 +190,9 @@ def failure_class(gold: dict, empty: dict | None) -> str | None:
             return release
         if DATA_DOWNLOAD.search(output):
             return "environment: tests need network (test data the library downloads)"
+        if gold.get("stand_ins") and offline_failures(output, all_failing_tests(gold), STAND_IN_TLS) == \
+                all_failing_tests(gold):
+            return "environment: tests need HTTPS to httpbin.org (its loopback stand-in serves HTTP only)"
         offline = offline_failures(output, all_failing_tests(gold))
         if offline is not None:  # pytest's report: each failing test's own traceback says whether it was the network
             if offline and offline == all_failing_tests(gold):
@@ -241,9 +261,10 @@ def python_note(record: dict, fact: dict) -> str:
         return "official image"
     if not used:
         return f"{wanted or '?'} wanted, none built"
+    stood_in = "; network stand-ins" if record.get("stand_ins") else ""
     if record.get("python_nearest") or (wanted and used != wanted):
-        return f"{used} (spec {wanted or '?'}: nearest), venv+pip"
-    return f"{used}, venv+pip"
+        return f"{used} (spec {wanted or '?'}: nearest), venv+pip{stood_in}"
+    return f"{used}, venv+pip{stood_in}"
 
 
 def write_table(runs: Path | list[Path], out: Path, disk: str | None = None, notes: Path | None = None,
@@ -326,7 +347,7 @@ def write_table(runs: Path | list[Path], out: Path, disk: str | None = None, not
     for iid, g in sorted(gold.items()):
         fact, e = facts.get(iid, {}), empty.get(iid)
         env = f"{fact.get('version', '?')} @ {(fact.get('environment_setup_commit') or '?')[:8]}"
-        klass = failure_class(g, e) or ""
+        klass = "; ".join(filter(None, [failure_class(g, e), empty_note(e)]))
         lines.append(f"| {iid} | {env} | {python_note(g, fact)} | {_verdict(g)} | {_verdict(e)} | "
                      f"{_counts_cell(g)} | {_counts_cell(e)} | {g.get('duration_s', 0):.0f} | {klass} |")
     lines += ["", nearest_python_paragraph(gold, empty, facts), "", DIFFERENCES]
@@ -380,6 +401,12 @@ DIFFERENCES = """## Where local images differ from the official ones
 - No git history: setuptools-scm gets `SETUPTOOLS_SCM_PRETEND_VERSION` = the row's version as X.Y.0.
 - Grading runs as root (as in the official images) but without network: the eval script's reinstall uses
   the build backend's wheels saved in the image; a patch adding a new dependency cannot be installed.
+- Network stand-ins ("network stand-ins" in the Python column; `patchswarm/swebench/stand_ins.py`): where a
+  repository's tests reach the internet the official run had, the grading sandbox (still without network)
+  serves them from loopback: psf/requests gets httpbin (the package httpbin.org runs) on 127.0.0.1 through
+  its tests' `HTTPBIN_URL`, and 10.255.255.0/24 routed into `lo`, so its connect-timeout tests time out as
+  with network instead of failing at once. HTTPS to httpbin.org cannot be stood in (no certificate the
+  tests trust), so tests that need it still fail, as their cause says.
 - The verdict is the harness's own: the same eval script (base commit named HEAD), the same parser and
   `get_eval_report` (see the section above for why the test statuses make it the official one)."""
 

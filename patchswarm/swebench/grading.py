@@ -39,6 +39,7 @@ from patchswarm.swebench.dataset import SweInstance
 from patchswarm.swebench.environments import InstanceImage
 from patchswarm.swebench.scripts import WHEELHOUSE, adapt_for_local_image, make_eval_script
 from patchswarm.swebench.specs import SpecError, SpecTable
+from patchswarm.swebench.stand_ins import READY_TIMEOUT_S, eval_env, stand_ins_for, start_script
 from sandbox import Limits, SandboxError, SandboxManager
 
 Status = Literal["resolved", "unresolved", "patch_failed", "empty_patch", "timeout", "error"]
@@ -77,6 +78,7 @@ class InstanceReport(BaseModel):
     build_log: str | None = None
     env_broken: bool = False
     env_broken_reason: str | None = None
+    stand_ins: list[str] = Field(default_factory=list, description="What stood in for the network the official harness has (see stand_ins.py).")
 
 
 def harness_test_spec(instance: SweInstance, spec_table: SpecTable | None = None) -> TestSpec:
@@ -177,6 +179,9 @@ def grade_instance(
         (log_dir / "eval.sh").write_text(script)
         user = image.grade_user or image.user
         caps = ROOT_GRADING_CAPS if user != image.user else ()
+        stand_ins = stand_ins_for(instance.repo) if image.kind == "local" else None
+        if stand_ins and stand_ins.needs_net_admin():
+            caps = (*caps, "NET_ADMIN")  # routes of its own network namespace, which has only lo
         sandbox = manager.create(image.tag, user=user, workdir=image.workdir, limits=limits or grading_limits(client),
                                  cap_add=caps)
         try:
@@ -188,9 +193,16 @@ def grade_instance(
                     result.status = "patch_failed"
                     result.error = "the patch does not apply"
                     return result
+            env = dict(LOCAL_EVAL_ENV) if image.kind == "local" else None
+            if stand_ins:
+                phase("start stand-ins")
+                started_ins = sandbox.exec(start_script(stand_ins), timeout=READY_TIMEOUT_S + 30, user="0")
+                if started_ins.exit_code != 0:
+                    raise SandboxError(f"the network stand-ins did not start: {_last_lines(started_ins.output)}")
+                result.stand_ins = stand_ins.describe()
+                env = {**(env or {}), **eval_env(stand_ins)}
             phase("run tests")
             sandbox.write_file(EVAL_SCRIPT_PATH, script)
-            env = dict(LOCAL_EVAL_ENV) if image.kind == "local" else None
             run = sandbox.exec(f"/bin/bash {EVAL_SCRIPT_PATH}", timeout=timeout, env=env,
                                workdir=image.workdir, output_cap=OUTPUT_CAP)
         finally:

@@ -20,6 +20,7 @@ from unidiff import PatchSet
 
 from patchswarm.swebench.dataset import SweInstance
 from patchswarm.swebench.specs import SpecError, VersionSpec, conda_packages
+from patchswarm.swebench.stand_ins import install_commands, stand_ins_for
 from sandbox.sandbox import REPO_DIR
 
 TESTBED = "/testbed"
@@ -188,6 +189,8 @@ def plan_build(spec: VersionSpec, *, requirements: str | None = None, conda_requ
         root.append("set -e\nexport DEBIAN_FRONTEND=noninteractive\n" + "\n".join(system_lines))
     if "--current-env" in (spec.test_cmd or ""):
         root.append(current_env_command())
+    if system and (stand_ins := stand_ins_for(repo or "")):
+        root += install_commands(stand_ins)
     if extra := spec_constraints(spec, repo, version):  # before any pip install of this layer reads PIP_CONSTRAINT
         root.append(f"printf '%s\\n' {' '.join(shlex.quote(c) for c in extra)} >> {CONSTRAINTS_PATH}")
     env = [PIP_FLOOR]

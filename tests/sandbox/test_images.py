@@ -7,7 +7,13 @@ import uuid
 import pytest
 
 from sandbox import base_image as base_image_module
-from sandbox.base_image import base_image_tag, ensure_base_image, suite_for_python
+from sandbox.base_image import (
+    BASE_RECIPE,
+    LABEL_BASE_RECIPE,
+    base_image_tag,
+    ensure_base_image,
+    suite_for_python,
+)
 from sandbox.engine import remove_container
 from sandbox.environments import EnvSpec, build_env_image
 from sandbox.errors import ImageBuildError, ImageError
@@ -121,7 +127,7 @@ def test_concurrent_base_image_builds_run_once(monkeypatch, tmp_path):
     """The build steps are stubbed (a real base image build takes minutes); the lock is what is tested."""
     built: set[str] = set()
     builds = []
-    monkeypatch.setattr(base_image_module, "image_exists", lambda client, tag: tag in built)
+    monkeypatch.setattr(base_image_module, "_current", lambda client, tag: tag in built)
     monkeypatch.setattr(base_image_module, "_pull_rootfs_image", lambda client, suite, log: "rootfs")
 
     def finish(client, rootfs, tag, log):
@@ -138,6 +144,26 @@ def test_concurrent_base_image_builds_run_once(monkeypatch, tmp_path):
     for thread in threads:
         thread.join(timeout=60)
     assert builds == [base_image_tag(suite)]
+
+
+def test_a_base_image_of_another_recipe_is_rebuilt_and_ours_carries_its_recipe(monkeypatch, tmp_path, docker_client,
+                                                                                 base_image):
+    assert docker_client.images.get(base_image).labels[LABEL_BASE_RECIPE] == BASE_RECIPE
+    labels = {LABEL_BASE_RECIPE: "an-older-recipe"}
+
+    class Images:
+        def get(self, tag):
+            return type("Image", (), {"labels": labels})()
+
+    client = type("Client", (), {"images": Images()})()
+    builds = []
+    monkeypatch.setattr(base_image_module, "_build_base_image",
+                        lambda client, suite, source, tag, log: builds.append(tag))
+    ensure_base_image(client, "trixie", log_dir=tmp_path)
+    assert builds == [base_image_tag("trixie")]
+    labels[LABEL_BASE_RECIPE] = BASE_RECIPE
+    ensure_base_image(client, "trixie", log_dir=tmp_path)
+    assert builds == [base_image_tag("trixie")]  # current: used as it is
 
 
 def test_environment_is_read_only_and_reset_clears_scratch(manager, docker_client, calc_repo, tmp_path):

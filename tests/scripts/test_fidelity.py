@@ -248,3 +248,23 @@ def test_a_run_reusing_a_name_adds_to_its_selection_file_and_keeps_earlier_facts
     written = json.loads(path.read_text())
     assert written["instances"] == [r.instance_id for r in rows] and set(written["envs"]) == set(written["instances"])
     assert written["datasets"] == ["a.jsonl", "b.jsonl"] and written["skipped"] == {"x/y": {"no mirror": 2}}
+
+
+def test_https_to_a_plain_http_stand_in_is_named_and_an_empty_patch_passing_every_f2p_is_said(tmp_path):
+    # psf/requests-1724 with httpbin on loopback: only test_mixed_case_scheme_acceptable (https://) fails.
+    iid = "psf__requests-1724"
+    (tmp_path / "test_output.txt").write_text(
+        "_____ RequestsTestCase.test_mixed_case_scheme_acceptable _____\n\n"
+        "E   requests.exceptions.SSLError: [SSL: WRONG_VERSION_NUMBER] wrong version number (_ssl.c:1123)\n"
+        "=== short test summary info ===\n")
+    mixed = "test_requests.py::RequestsTestCase::test_mixed_case_scheme_acceptable"
+    f2p = ["test_requests.py::RequestsTestCase::test_DIGEST_HTTP_200_OK_GET"]
+    gold = record(iid, resolved=False, _logs=str(tmp_path), stand_ins=["httpbin.org: httpbin==0.10.2 on ..."],
+                  report=statuses(iid, (f2p, []), ([], [mixed])))
+    assert fidelity.failure_class(gold, None) == \
+        "environment: tests need HTTPS to httpbin.org (its loopback stand-in serves HTTP only)"
+    without = {k: v for k, v in gold.items() if k != "stand_ins"}  # no stand-in: the TLS error is not explained
+    assert fidelity.failure_class(without, None) == "gold: tests fail with the gold patch"
+    empty = record(iid, resolved=False, report=statuses(iid, (f2p, []), ([], [mixed])))
+    assert fidelity_table.empty_note(empty) == "empty: passes every FAIL_TO_PASS test (their labels are not the issue's)"
+    assert fidelity_table.empty_note(record(iid, resolved=False, report=statuses(iid, ([], f2p), ([mixed], [])))) is None
