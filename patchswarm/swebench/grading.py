@@ -149,10 +149,11 @@ def grade_instance(
     client, instance: SweInstance, model_patch: str | None, image: InstanceImage, *,
     manager: SandboxManager | None = None, spec_table: SpecTable | None = None, model_name: str = "patchswarm",
     timeout: float = 1800, log_dir: Path | None = None, skip_patch: bool = False, limits: Limits | None = None,
-    on_phase: Callable[[str], None] | None = None,
+    on_phase: Callable[[str], None] | None = None, use_stand_ins: bool = True,
 ) -> InstanceReport:
     """Apply `model_patch` (unless `skip_patch`) in a fresh no-network sandbox of `image`, run the eval script,
-    and grade the log. Nothing raises for a bad patch or failing tests; both are outcomes."""
+    and grade the log. Nothing raises for a bad patch or failing tests; both are outcomes. `use_stand_ins`:
+    start the repository's network stand-ins (stand_ins.py) where our image has them."""
     started = time.monotonic()
 
     def phase(name: str) -> None:
@@ -179,7 +180,7 @@ def grade_instance(
         (log_dir / "eval.sh").write_text(script)
         user = image.grade_user or image.user
         caps = ROOT_GRADING_CAPS if user != image.user else ()
-        stand_ins = stand_ins_for(instance.repo) if image.kind == "local" else None
+        stand_ins = stand_ins_for(instance.repo) if image.kind == "local" and use_stand_ins else None
         if stand_ins and stand_ins.needs_net_admin():
             caps = (*caps, "NET_ADMIN")  # routes of its own network namespace, which has only lo
         sandbox = manager.create(image.tag, user=user, workdir=image.workdir, limits=limits or grading_limits(client),

@@ -55,3 +55,11 @@ def test_a_failed_build_is_named_with_its_last_output_on_the_line():
     report = InstanceReport(instance_id="o__r-1", repo="o/r", model_name_or_path="gold", status="error",
                             resolved=False, report={}, duration_s=12.4, error=f"no image: {text}")
     assert result_line(report).startswith("o__r-1: error (12s): no image: environment setup command")
+
+
+def test_a_verdict_graded_with_network_stand_ins_says_so_on_its_line():
+    report = InstanceReport(instance_id="psf__requests-3362", repo="psf/requests", model_name_or_path="gold",
+                            status="resolved", resolved=True, report={}, duration_s=23.0,
+                            stand_ins=["httpbin.org: httpbin==0.10.2 on 127.0.0.1:8765 (HTTPBIN_URL)",
+                                       "10.255.255.0/24: unanswered, a connect times out (routed into lo)"])
+    assert result_line(report) == "psf__requests-3362: resolved (23s) [stand-ins: httpbin.org, 10.255.255.0/24]"
