@@ -57,9 +57,9 @@ class StoppingRule(BaseModel):
     uninformative_when: UninformativeWhen = Field(
         "same_behaviour", description="'same_behaviour': all samples fail the same way (the stop described at "
         "uninformative_after); 'unreproduced': the issue probes reproduce nothing on the original (no step raises "
-        "or shows the reported output, or the issue has no probe) and no sample passes a voting test or fixes a "
-        "probe step, so no execution can recognise a fix however many samples come (their regressions may still "
-        "differ).")
+        "or shows the reported output, or the issue has no probe), no sample passes a voting test or changes how "
+        "a probe or test ends, so no execution can recognise a fix however many samples come (the existing "
+        "tests they break may differ).")
 
 
 class Option(BaseModel):
@@ -180,19 +180,16 @@ def hardness(summary: EvidenceSummary, rule: StoppingRule) -> tuple[Hardness, st
 
 
 def uninformative(summary: EvidenceSummary, when: UninformativeWhen = "same_behaviour") -> bool:
-    """Nothing executed would recognise a fix, so more samples of the same kind rarely improve the choice.
-    Never while there is a voting test (a test reproducing the issue would show a fix, so sampling on is worth
-    it) or a sample passes one. 'same_behaviour': all samples so far fail the same way: no sample behaves
-    differently from the original on a probe or test, and all break the same existing tests (usually none);
-    then only agreement and size rank them. 'unreproduced': the issue probes show nothing on the original and
-    no sample fixes a probe step, so execution cannot tell a fix from a non-fix (regressions, agreement and
-    size still rank the samples)."""
-    if summary.voting_tests or any(o.votes > 0 for o in summary.options):
+    """Nothing executed would recognise a fix, so more samples of the same kind rarely improve the choice:
+    there is no voting test (a test reproducing the issue would show a fix, so sampling on is worth it) and no
+    sample behaves differently from the original on a probe or test. Then, 'same_behaviour': all break the same
+    existing tests (usually none), so only agreement and size rank them; 'unreproduced': the issue probes show
+    nothing on the original and no sample fixes a probe step, so no later sample could be told a fix by
+    execution either (the regressions they break may differ and still rank them)."""
+    if summary.voting_tests or any(o.votes > 0 or o.behaviour_support > 0 for o in summary.options):
         return False
     if when == "unreproduced":
         return summary.probe_steps_reproducing == 0 and not any(o.probe_fixes > 0 for o in summary.options)
-    if any(o.behaviour_support > 0 for o in summary.options):
-        return False
     return len({o.group for o in summary.options}) <= 1
 
 
@@ -206,8 +203,8 @@ def decide(summary: EvidenceSummary, rule: StoppingRule, *, affordable: bool = T
             and uninformative(summary, rule.uninformative_when):
         why = (f"{summary.samples} samples all fail the same way (one behaviour, like the original's)"
                if rule.uninformative_when == "same_behaviour" else
-               f"the issue probes reproduce nothing on the original and none of {summary.samples} samples fixes "
-               f"a probe step or passes a voting test")
+               f"the issue probes reproduce nothing on the original and none of {summary.samples} samples "
+               f"changes how a probe or test ends")
         return StopDecision(stop=True, reason="uninformative", hardness=level, detail=f"{why}; {detail}")
     if summary.samples >= rule.max_samples:
         return StopDecision(stop=True, reason="max_samples", hardness=level,
