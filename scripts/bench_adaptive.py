@@ -166,9 +166,9 @@ PRESETS = {
     "evidence + confidence, never uninformative, max 20": StoppingRule(uninformative_after=None, max_samples=20),
     # 2026-12-07: 'uninformative' read as "the probes reproduce nothing on the original and no sample fixes a
     # probe step" (uninformative_when='unreproduced'), the reading every held-out fold chose.
-    "default with uninformative = probes reproduce nothing and no fix (after 3, max 8)":
+    "default, uninformative when unreproduced (after 3, max 8)":
         StoppingRule(uninformative_when="unreproduced"),
-    "confidence>=0.75, uninformative = probes reproduce nothing and no fix after 3, max 20":
+    "confidence>=0.75, unreproduced after 3, max 20":
         StoppingRule(rule="confidence", max_samples=20, uninformative_when="unreproduced"),
 }
 # The held-out tuning objectives (adaptive_replay.TUNERS), both reported: 'half' was the only one until
