@@ -70,8 +70,9 @@ def load_evidence(path: Path) -> list[Pool]:
     return pools
 
 
-def choose(subset: Sequence[Sample], kinds: EvidenceKinds) -> Look:
-    """Selection over `subset` (in arrival order), as `select` computes it from the same cells."""
+def choose(subset: Sequence[Sample], kinds: EvidenceKinds, reproducing: int | None = None) -> Look:
+    """Selection over `subset` (in arrival order), as `select` computes it from the same cells; `reproducing`:
+    the pool's issue-probe steps that show the issue on the original (what the probes report, None: unknown)."""
     members: dict[str, list[Sample]] = {}
     for sample in subset:
         if sample.key and sample.applies:
@@ -111,6 +112,7 @@ def choose(subset: Sequence[Sample], kinds: EvidenceKinds) -> Look:
     summary = summary_of_reports(reports, {e.id: first[e.key].agreement for e in ranked}, chosen_id=chosen.id,
                                  voting_tests=0, samples=len(subset),
                                  confidence=sure.value if sure.level != "none" else 0.0)
+    summary.probe_steps_reproducing = None if single else reproducing  # no probe runs for a lone candidate
     return Look(chosen, summary)
 
 
@@ -131,7 +133,7 @@ class Replay:
                     # Arrival order only picks which copy of a distinct patch represents it: memoise on the set.
                     prefix = frozenset(s.id for s in order[:k])
                     if prefix not in memo:
-                        memo[prefix] = choose(order[:k], kinds)
+                        memo[prefix] = choose(order[:k], kinds, pool.probe_steps_reproducing)
                     looks.append(memo[prefix])
                 self.looks[(pool.instance_id, seed)] = looks
 
@@ -145,8 +147,9 @@ class Replay:
     def replay_agrees(self) -> tuple[int, int]:
         """On the whole pool the replay must choose what the real selection chose (when recorded)."""
         checked = [p for p in self.pools if p.chosen is not None]
-        agree = sum(1 for p in checked if (choose(p.samples, self.kinds).chosen or Sample("", "", "", False, False)).id
-                    == p.chosen)
+        nothing = Sample("", "", "", False, False)
+        agree = sum(1 for p in checked
+                    if (choose(p.samples, self.kinds, p.probe_steps_reproducing).chosen or nothing).id == p.chosen)
         return agree, len(checked)
 
 
@@ -242,15 +245,19 @@ def best_fixed(fixed: list[dict]) -> dict:
 
 def rule_grid() -> list[StoppingRule]:
     """The rules the tuning may choose among: each rule kind with its default thresholds, a cap from 3 to 20
-    and the uninformative stop after 2 to 6 samples or never. Small on purpose (about 100 rules): with 15-odd
-    pools, a finer grid (there were 945 rules until 12-03) mostly fits the pools it was tuned on."""
+    and the uninformative stop after 2 to 6 samples or never, reading 'uninformative' either way
+    (`uninformative_when`: one behaviour like the original's, or probes that reproduce nothing and no fix).
+    Small on purpose (180 rules): with 15-odd pools, a finer grid (there were 945 rules until 12-03) mostly fits
+    the pools it was tuned on."""
     grid = []
     for max_samples in (3, 4, 6, 8, 10, 12, 15, 20):
         for after in (None, 2, 3, 4, 6):
             if after is not None and after >= max_samples:
                 continue
             for kind in ("evidence", "confidence", "margin"):
-                grid.append(StoppingRule(rule=kind, max_samples=max_samples, uninformative_after=after))
+                for when in (("same_behaviour",) if after is None else ("same_behaviour", "unreproduced")):
+                    grid.append(StoppingRule(rule=kind, max_samples=max_samples, uninformative_after=after,
+                                             uninformative_when=when))
     return grid
 
 

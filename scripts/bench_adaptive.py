@@ -164,6 +164,12 @@ PRESETS = {
     "evidence + confidence, never uninformative, max 8": StoppingRule(uninformative_after=None),
     "evidence + confidence, uninformative after 3, max 12": StoppingRule(max_samples=12),
     "evidence + confidence, never uninformative, max 20": StoppingRule(uninformative_after=None, max_samples=20),
+    # 2026-12-07: 'uninformative' read as "the probes reproduce nothing on the original and no sample fixes a
+    # probe step" (uninformative_when='unreproduced'), the reading every held-out fold chose.
+    "default, uninformative when unreproduced (after 3, max 8)":
+        StoppingRule(uninformative_when="unreproduced"),
+    "confidence>=0.75, unreproduced after 3, max 20":
+        StoppingRule(rule="confidence", max_samples=20, uninformative_when="unreproduced"),
 }
 # The held-out tuning objectives (adaptive_replay.TUNERS), both reported: 'half' was the only one until
 # 2026-12-03 and stays the headline; 'match' reads the goal literally.

@@ -17,6 +17,7 @@ from selection.models import Candidate, CandidateReport, SelectionResult
 
 StopReason = Literal["decisive", "uninformative", "max_samples", "budget"]
 Hardness = Literal["decided", "no_candidate", "no_passing", "split", "leaning"]
+UninformativeWhen = Literal["same_behaviour", "unreproduced"]
 
 
 class StoppingRule(BaseModel):
@@ -47,7 +48,18 @@ class StoppingRule(BaseModel):
     uninformative_after: int | None = Field(3, ge=1, description="Stop after this many samples when all "
                                             "fail the same way: none passes a voting test or changes how a probe "
                                             "or test ends, and all break the same existing tests (nothing "
-                                            "executed tells them apart); None: never.")
+                                            "executed tells them apart); None: never. What counts as "
+                                            "uninformative: `uninformative_when`.")
+    # 'unreproduced' (2026-12-07, benchmarks/adaptive/README.md): on the replayed real pools the one-behaviour
+    # test stops early exactly where the issue probes DO reproduce the issue and later samples re-rank by
+    # regressions and size (sympy-17022, -18621, -14817), while the pools it should give up on early are the
+    # ones whose probes show nothing on the original (sphinx-7975, sympy-18532).
+    uninformative_when: UninformativeWhen = Field(
+        "same_behaviour", description="'same_behaviour': all samples fail the same way (the stop described at "
+        "uninformative_after); 'unreproduced': the issue probes reproduce nothing on the original (no step raises "
+        "or shows the reported output, or the issue has no probe), no sample passes a voting test or changes how "
+        "a probe or test ends, so no execution can recognise a fix however many samples come (the existing "
+        "tests they break may differ).")
 
 
 class Option(BaseModel):
@@ -69,6 +81,9 @@ class EvidenceSummary(BaseModel):
     voting_tests: int = 0
     options: list[Option] = Field(default_factory=list, description="Best first, as selection ranked them.")
     confidence: float | None = None
+    probe_steps_reproducing: int | None = Field(None, description="Issue-probe steps that show the issue on the "
+                                                "original (0 also when the issue has no probe); None: unknown "
+                                                "(selection ran no probe, as for a lone candidate).")
 
 
 class StopDecision(BaseModel):
@@ -88,8 +103,12 @@ def summarize(result: SelectionResult, candidates: Sequence[Candidate], *, sampl
     patches = {c.id: c.patch for c in candidates}
     change_of = {r.id: agreement_key(patches.get(r.id, "")) for r in result.candidates if r.status == "ok"}
     voting = sum(1 for t in result.tests if t.status == "voting")
-    return summary_of_reports(result.candidates, change_of, chosen_id=result.chosen_id, voting_tests=voting,
-                              samples=len(candidates) if samples is None else samples, confidence=confidence)
+    summary = summary_of_reports(result.candidates, change_of, chosen_id=result.chosen_id, voting_tests=voting,
+                                 samples=len(candidates) if samples is None else samples, confidence=confidence)
+    # Selection runs no probe for a lone distinct change: then what the probes show is unknown.
+    if len(set(change_of.values())) >= 2:
+        summary.probe_steps_reproducing = result.probes.steps_reproducing
+    return summary
 
 
 def summary_of_reports(reports: Sequence[CandidateReport], change_of: Mapping[str, str], *, chosen_id: str | None,
@@ -160,13 +179,17 @@ def hardness(summary: EvidenceSummary, rule: StoppingRule) -> tuple[Hardness, st
     return "decided", f"no voting test; {leader.support} samples agree on {leader.id}, next change {rival}"
 
 
-def uninformative(summary: EvidenceSummary) -> bool:
-    """All samples so far fail the same way, and nothing would recognise a fix: there is no voting test
-    (a test reproducing the issue would show a fix, so sampling on is worth it), no sample behaves
-    differently from the original on a probe or test, and all break the same existing tests (usually
-    none). Then only agreement and size rank them, which more samples of the same kind rarely improve."""
+def uninformative(summary: EvidenceSummary, when: UninformativeWhen = "same_behaviour") -> bool:
+    """Nothing executed would recognise a fix, so more samples of the same kind rarely improve the choice:
+    there is no voting test (a test reproducing the issue would show a fix, so sampling on is worth it) and no
+    sample behaves differently from the original on a probe or test. Then, 'same_behaviour': all break the same
+    existing tests (usually none), so only agreement and size rank them; 'unreproduced': the issue probes show
+    nothing on the original and no sample fixes a probe step, so no later sample could be told a fix by
+    execution either (the regressions they break may differ and still rank them)."""
     if summary.voting_tests or any(o.votes > 0 or o.behaviour_support > 0 for o in summary.options):
         return False
+    if when == "unreproduced":
+        return summary.probe_steps_reproducing == 0 and not any(o.probe_fixes > 0 for o in summary.options)
     return len({o.group for o in summary.options}) <= 1
 
 
@@ -176,10 +199,13 @@ def decide(summary: EvidenceSummary, rule: StoppingRule, *, affordable: bool = T
     level, detail = hardness(summary, rule)
     if level == "decided" and summary.samples >= rule.min_samples:
         return StopDecision(stop=True, reason="decisive", hardness=level, detail=detail)
-    if rule.uninformative_after is not None and summary.samples >= rule.uninformative_after and uninformative(summary):
-        return StopDecision(stop=True, reason="uninformative", hardness=level,
-                            detail=f"{summary.samples} samples all fail the same way (one behaviour, like the "
-                                   f"original's); {detail}")
+    if rule.uninformative_after is not None and summary.samples >= rule.uninformative_after \
+            and uninformative(summary, rule.uninformative_when):
+        why = (f"{summary.samples} samples all fail the same way (one behaviour, like the original's)"
+               if rule.uninformative_when == "same_behaviour" else
+               f"the issue probes reproduce nothing on the original and none of {summary.samples} samples "
+               f"changes how a probe or test ends")
+        return StopDecision(stop=True, reason="uninformative", hardness=level, detail=f"{why}; {detail}")
     if summary.samples >= rule.max_samples:
         return StopDecision(stop=True, reason="max_samples", hardness=level,
                             detail=f"{summary.samples} samples drawn (the maximum); {detail}")

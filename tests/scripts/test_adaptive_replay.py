@@ -109,3 +109,24 @@ def test_the_replay_counts_agreement_by_system_as_selection_does():
     look = choose(pool, EvidenceKinds())
     assert look.chosen is not None and look.chosen.resolved
     assert look.summary.options[0].support == 2 and look.summary.options[1].support == 1
+
+
+def test_the_unreproduced_reading_follows_the_pools_probes():
+    # Two blind pools that differ only in what their probes show on the original. Regressions tell the samples
+    # apart (not 'same_behaviour'), but only where the probes reproduce nothing is there no fix to recognise.
+    def pool(name: str, reproducing: int | None) -> Pool:
+        samples = [sample(i, resolved=i == 0, change=f"r{i}", regressions=i % 2, behaviour=f"b{i % 2}", lines=3 + i)
+                   for i in range(6)]
+        return Pool(name, samples, probe_steps_reproducing=reproducing)
+
+    replay = Replay([pool("silent", 0), pool("shown", 2), pool("unknown", None)], seeds=10, kinds=EvidenceKinds())
+    rule = StoppingRule(rule="evidence", min_samples=2, max_samples=6, uninformative_after=3,
+                        uninformative_when="unreproduced")
+    stats = RuleRunner(replay).run(rule)
+    assert stats["per_instance"]["silent"]["consumed"] == 3.0 and stats["reasons"]["uninformative"] == 10
+    assert stats["per_instance"]["shown"]["consumed"] == stats["per_instance"]["unknown"]["consumed"] == 6.0
+    # A lone candidate runs no probe: the replay does not know what they show.
+    assert choose(pool("silent", 0).samples[:1], EvidenceKinds()).summary.probe_steps_reproducing is None
+    assert choose(pool("silent", 0).samples[:2], EvidenceKinds(), 0).summary.probe_steps_reproducing == 0
+    # The tuning may choose either reading of 'uninformative'.
+    assert {r.uninformative_when for r in rule_grid()} == {"same_behaviour", "unreproduced"}

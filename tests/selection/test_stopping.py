@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from selection.models import Candidate, CandidateReport, ReproTestReport, SelectionResult
+from selection.models import Candidate, CandidateReport, ProbeReport, ReproTestReport, SelectionResult
 from selection.stopping import EvidenceSummary, Option, StoppingRule, decide, hardness, summarize
 
 RULE = StoppingRule(rule="margin", min_samples=2, max_samples=6, vote_margin=1, min_agreement=2, agreement_margin=1,
@@ -119,6 +119,41 @@ def test_all_failing_the_same_way_stops_after_the_configured_samples():
     assert not decide(summary(5, *blind, voting=0), RULE).stop  # off by default
     # A test that reproduces the issue would recognise a fix: no passing candidate yet is a reason to go on.
     assert not decide(summary(3, *blind, voting=1), rule).stop
+
+
+def test_unreproduced_stops_when_the_probes_show_nothing_on_the_original_and_no_sample_fixes_a_step():
+    rule = RULE.model_copy(update={"uninformative_after": 3, "uninformative_when": "unreproduced"})
+    # Two behaviours (one breaks a test): not 'same_behaviour', but nothing executed can recognise a fix.
+    apart = (Option(id="a", support=1, regressions=0, group="g1"), Option(id="b", support=1, regressions=1, group="g2"))
+    blind = summary(3, *apart, voting=0).model_copy(update={"probe_steps_reproducing": 0})
+    decision = decide(blind, rule)
+    assert decision.stop and decision.reason == "uninformative" and "reproduce nothing on the original" in decision.detail
+    assert not decide(blind, RULE.model_copy(update={"uninformative_after": 3})).stop  # 'same_behaviour' goes on
+    assert not decide(blind.model_copy(update={"samples": 2}), rule).stop  # not before uninformative_after
+    # A probe that reproduces the issue could show a fix; unknown (no probe ran) is not 'nothing'.
+    for steps in (1, None):
+        assert not decide(blind.model_copy(update={"probe_steps_reproducing": steps}), rule).stop, steps
+    # A sample that fixes a probe step or ends a probe or test differently from the original, one that passes
+    # a voting test, or any voting test at all, is information.
+    for seen in ({"probe_fixes": 1, "behaviour_support": 1}, {"behaviour_support": 1}, {"probe_fixes": 1},
+                 {"votes": 1}):
+        other = apart[1].model_copy(update=seen)
+        assert not decide(blind.model_copy(update={"options": [apart[0], other]}), rule).stop, seen
+    assert not decide(blind.model_copy(update={"voting_tests": 1}), rule).stop
+
+
+def test_the_summary_reads_what_the_probes_reproduce_once_two_changes_were_probed():
+    patch = "--- a/x.py\n+++ b/x.py\n@@ -1,1 +1,1 @@\n-a = 1\n+a = 2\n"
+    other = patch.replace("a = 2", "a = 3")
+    result = SelectionResult(chosen_id="t0", method="fallback", reason="-", probes=ProbeReport(probes=1, steps=2,
+                             steps_stable=2, steps_reproducing=0),
+                             candidates=[CandidateReport(id="t0", status="ok", rank=1),
+                                         CandidateReport(id="t1", status="ok", rank=2)])
+    got = summarize(result, [Candidate(id="t0", patch=patch), Candidate(id="t1", patch=other)])
+    assert got.probe_steps_reproducing == 0
+    # A lone distinct change: selection runs no probe, so what they would show is unknown.
+    alone = result.model_copy(update={"candidates": result.candidates[:1]})
+    assert summarize(alone, [Candidate(id="t0", patch=patch)]).probe_steps_reproducing is None
 
 
 def test_the_selectors_choice_leads_the_summary():
