@@ -158,6 +158,18 @@ def _counts_cell(record: dict | None) -> str:
                       (counts.get("FAIL_TO_PASS", (0, 0)), counts.get("PASS_TO_PASS", (0, 0))))
 
 
+def stand_in_cause(output: str, failing: list[str]) -> str | None:
+    """With network stand-ins: every failing test needs HTTPS to httpbin.org (a TLS handshake with the plain
+    stand-in) or a host nothing stands in for (a DNS failure); else None."""
+    tls = set(offline_failures(output, failing, STAND_IN_TLS) or [])
+    dns = set(offline_failures(output, failing) or [])
+    if not failing or (tls | dns) != set(failing):
+        return None
+    if not dns:
+        return "environment: tests need HTTPS to httpbin.org (its loopback stand-in serves HTTP only)"
+    return "environment: tests need network beyond the stand-ins (HTTPS to httpbin.org, other hosts)"
+
+
 def empty_note(empty: dict | None) -> str | None:
     """Said of an empty patch that passes every FAIL_TO_PASS test although the row says they failed at
     validation: those labels came from that run's failures, not from the issue (for psf/requests, an
@@ -190,9 +202,8 @@ def failure_class(gold: dict, empty: dict | None) -> str | None:
             return release
         if DATA_DOWNLOAD.search(output):
             return "environment: tests need network (test data the library downloads)"
-        if gold.get("stand_ins") and offline_failures(output, all_failing_tests(gold), STAND_IN_TLS) == \
-                all_failing_tests(gold):
-            return "environment: tests need HTTPS to httpbin.org (its loopback stand-in serves HTTP only)"
+        if gold.get("stand_ins") and (cause := stand_in_cause(output, all_failing_tests(gold))):
+            return cause
         offline = offline_failures(output, all_failing_tests(gold))
         if offline is not None:  # pytest's report: each failing test's own traceback says whether it was the network
             if offline and offline == all_failing_tests(gold):
@@ -403,7 +414,8 @@ DIFFERENCES = """## Where local images differ from the official ones
   the build backend's wheels saved in the image; a patch adding a new dependency cannot be installed.
 - Network stand-ins ("network stand-ins" in the Python column; `patchswarm/swebench/stand_ins.py`): where a
   repository's tests reach the internet the official run had, the grading sandbox (still without network)
-  serves them from loopback: psf/requests gets httpbin (the package httpbin.org runs) on 127.0.0.1 through
+  serves them from loopback: psf/requests gets httpbin under gunicorn's gevent workers (what httpbin.org
+  runs) on 127.0.0.1 through
   its tests' `HTTPBIN_URL`, and 10.255.255.0/24 routed into `lo`, so its connect-timeout tests time out as
   with network instead of failing at once. HTTPS to httpbin.org cannot be stood in (no certificate the
   tests trust), so tests that need it still fail, as their cause says.

@@ -27,14 +27,14 @@ class LoopbackService(BaseModel):
     """An HTTP service run on 127.0.0.1 in the grading sandbox in place of a host on the internet."""
 
     stands_for: str = Field(description="The host it replaces, for the report, e.g. httpbin.org.")
-    requirement: str | None = Field(None, description="pip requirement installed in the stand-in venv; None: the system Python has it.")
+    requirements: list[str] = Field(default_factory=list, description="pip requirements installed in the stand-in venv; none: the system Python serves it.")
     command: list[str] = Field(description="Argument vector after `python`; {port} is filled in.")
     port: int
     url_variable: str = Field(description="The variable the tests read the service's URL from.")
     ready_path: str = "/"
 
     def python(self) -> str:
-        return f"{STAND_IN_VENV}/bin/python" if self.requirement else SYSTEM_PYTHON
+        return f"{STAND_IN_VENV}/bin/python" if self.requirements else SYSTEM_PYTHON
 
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}/"
@@ -48,7 +48,7 @@ class StandIns(BaseModel):
 
     def describe(self) -> list[str]:
         """One line per stand-in, for the grading report."""
-        out = [f"{s.stands_for}: {s.requirement or ' '.join(s.command[:2])} on 127.0.0.1:{s.port} ({s.url_variable})"
+        out = [f"{s.stands_for}: {' '.join(s.requirements) or ' '.join(s.command[:2])} on 127.0.0.1:{s.port} ({s.url_variable})"
                for s in self.services]
         return out + [f"{net}: unanswered, a connect times out (routed into lo)" for net in self.tarpits]
 
@@ -56,10 +56,13 @@ class StandIns(BaseModel):
         return bool(self.tarpits)
 
 
-# httpbin.org has served the httpbin package (Flask) since 2018; 0.10 is its maintained release.
-HTTPBIN = LoopbackService(stands_for="httpbin.org", requirement="httpbin==0.10.2",
-                          command=["-m", "httpbin.core", "--host", "127.0.0.1", "--port", "{port}"], port=8765,
-                          url_variable="HTTPBIN_URL", ready_path="/get")
+# httpbin.org serves the httpbin package (Flask; 0.10 is its maintained release) with gunicorn's gevent
+# workers. Flask's own development server is not a stand-in for it: it closes every connection and answers
+# a chunked upload with 501, which requests' keep-alive and streaming-upload tests check (requests-863).
+HTTPBIN = LoopbackService(
+    stands_for="httpbin.org", requirements=["httpbin==0.10.2", "gunicorn==23.0.0", "gevent==24.2.1"],
+    command=["-m", "gunicorn", "--bind", "127.0.0.1:{port}", "--worker-class", "gevent", "httpbin:app"],
+    port=8765, url_variable="HTTPBIN_URL", ready_path="/get")
 STAND_INS = MappingProxyType({
     "psf/requests": StandIns(services=[HTTPBIN], tarpits=["10.255.255.0/24"]),
 })
@@ -71,7 +74,7 @@ def stand_ins_for(repo: str) -> StandIns | None:
 
 def install_commands(stand_ins: StandIns) -> list[str]:
     """Root commands of the environment layer (with network) that install the services' packages."""
-    requirements = [s.requirement for s in stand_ins.services if s.requirement]
+    requirements = [r for s in stand_ins.services for r in s.requirements]
     if not requirements:
         return []
     # The spec's constraints are for the repository's venv, not this one.

@@ -268,3 +268,24 @@ def test_https_to_a_plain_http_stand_in_is_named_and_an_empty_patch_passing_ever
     empty = record(iid, resolved=False, report=statuses(iid, (f2p, []), ([], [mixed])))
     assert fidelity_table.empty_note(empty) == "empty: passes every FAIL_TO_PASS test (their labels are not the issue's)"
     assert fidelity_table.empty_note(record(iid, resolved=False, report=statuses(iid, ([], f2p), ([mixed], [])))) is None
+
+
+def test_with_stand_ins_https_and_unresolvable_hosts_together_are_the_networks(tmp_path):
+    iid = "psf__requests-2148"
+    (tmp_path / "test_output.txt").write_text(
+        "_____ RequestsTestCase.test_mixed_case_scheme_acceptable _____\n\n"
+        "E   ssl.SSLError: [SSL: WRONG_VERSION_NUMBER] wrong version number (_ssl.c:1123)\n"
+        "_____ RequestsTestCase.test_pyopenssl_redirect _____\n\n"
+        "E   requests.exceptions.ConnectionError: ('Connection aborted.', gaierror(-3, 'Temporary failure in name "
+        "resolution'))\n"
+        "_____ RequestsTestCase.test_file_post_data _____\n\nE   AssertionError: 501 != 200\n"
+        "=== short test summary info ===\n")
+    tests = [f"test_requests.py::RequestsTestCase::{n}" for n in
+             ("test_mixed_case_scheme_acceptable", "test_pyopenssl_redirect", "test_file_post_data")]
+    network = record(iid, resolved=False, _logs=str(tmp_path), stand_ins=["httpbin.org: ..."],
+                     report=statuses(iid, ([], []), ([], tests[:2])))
+    assert fidelity.failure_class(network, None) == \
+        "environment: tests need network beyond the stand-ins (HTTPS to httpbin.org, other hosts)"
+    unexplained = record(iid, resolved=False, _logs=str(tmp_path), stand_ins=["httpbin.org: ..."],
+                         report=statuses(iid, ([], []), ([], tests)))
+    assert not fidelity.failure_class(unexplained, None).startswith("environment")
