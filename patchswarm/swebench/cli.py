@@ -28,6 +28,8 @@ def _split_ids(values: list[str] | None) -> list[str] | None:
 def result_line(report) -> str:
     """One instance's outcome: status, time (build included), and the cause when it failed."""
     line = f"{report.instance_id}: {report.status} ({report.duration_s:.0f}s)"
+    if report.network:
+        line += " [graded with network]"
     if report.stand_ins:  # graded with loopback stand-ins for the network: say so where the verdict is read
         line += f" [stand-ins: {', '.join(s.split(':')[0] for s in report.stand_ins)}]"
     if report.error:
@@ -73,6 +75,7 @@ def eval_command(
     system: bool = typer.Option(True, "--system/--no-system", help="Install the official base image's apt packages in local builds."),
     official_images: bool = typer.Option(True, "--official-images/--no-official-images", help="Use the row's official image when present or pullable."),
     run_id: str | None = typer.Option(None, "--run-id", help="Name of this run (default: unique)."),
+    network: bool = typer.Option(False, "--network/--no-network", help="Grade with network, as the official harness's containers have it: the patches' code reaches the internet (use for patches you trust), and a reinstall may fetch a dependency a patch adds. Off: no network, with stand-ins."),
     stand_ins: bool = typer.Option(True, "--stand-ins/--no-stand-ins", help="Serve the internet some repositories' tests reach (httpbin for psf/requests) from loopback in the no-network grading sandbox; each report names what stood in."),
 ) -> None:
     """Grade predictions for SWE-bench instances exactly as the official harness grades them."""
@@ -126,7 +129,7 @@ def eval_command(
                     client, instances, preds, mode=mode, spec_table=table, repo_url_template=repo_url,
                     report_dir=report_dir, run_id=base_id if len(modes) == 1 else f"{base_id}-{mode}",
                     workers=workers, timeout=timeout, system=system, prefer_official=official_images,
-                    on_phase=board.phase, on_result=on_result, stand_ins=stand_ins,
+                    on_phase=board.phase, on_result=on_result, stand_ins=stand_ins, network=network,
                 )
             print_summary(console, run)
             broken = broken or bool(run.summary.env_broken_ids)

@@ -119,7 +119,7 @@ def evaluate(
     mode: Mode = "predictions", spec_table: SpecTable, repo_url_template: str = DEFAULT_REPO_URL,
     report_dir: Path = Path("logs/patchswarm-eval"), run_id: str | None = None, workers: int = 1,
     timeout: float = 1800, system: bool = True, prefer_official: bool = True, cache_dir: Path = DEFAULT_CACHE,
-    limits: Limits | None = None, handle_signals: bool = True, stand_ins: bool = True,
+    limits: Limits | None = None, handle_signals: bool = True, stand_ins: bool = True, network: bool = False,
     on_result: Callable[[InstanceReport], None] | None = None,
     on_phase: Callable[[str, str], None] | None = None,
 ) -> EvalRun:
@@ -162,7 +162,7 @@ def evaluate(
             report = grade_instance(client, instance, patch, image, manager=manager, spec_table=spec_table,
                                     model_name=name, timeout=timeout, log_dir=log_dir,
                                     skip_patch=mode == "empty", limits=limits, on_phase=phase,
-                                    use_stand_ins=stand_ins)
+                                    use_stand_ins=stand_ins, network=network)
         except Exception as exc:  # noqa: BLE001 - one broken instance must not end a run of hundreds
             report = InstanceReport(instance_id=instance.instance_id, repo=instance.repo, model_name_or_path=name,
                                     status="error", resolved=False, report=blank_report(instance.instance_id, patch),

@@ -5,7 +5,7 @@ own chain of apply commands (`GIT_APPLY_CMDS`, tree reset between attempts, then
 `make_test_spec(row).eval_script` (the dataset's eval_script plus the harness's exit-code record) with
 stdout and stderr merged in order, and grade the log with `swebench.harness.grading.get_eval_report`
 (the row's `log_parser`, the harness's test-status rules). Differences, all deliberate: sandboxes have no
-network; a patch that does not apply is reported as `patch_failed` (the harness counts it as an error);
+network (unless asked for: `--network`); a patch that does not apply is reported as `patch_failed` (the harness counts it as an error);
 in our local images the script's base commit is named HEAD (see `scripts.adapt_for_local_image`).
 """
 
@@ -78,6 +78,7 @@ class InstanceReport(BaseModel):
     build_log: str | None = None
     env_broken: bool = False
     env_broken_reason: str | None = None
+    network: bool = Field(False, description="Graded with network (opt-in), as the official harness grades.")
     stand_ins: list[str] = Field(default_factory=list, description="What stood in for the network the official harness has (see stand_ins.py).")
 
 
@@ -149,11 +150,13 @@ def grade_instance(
     client, instance: SweInstance, model_patch: str | None, image: InstanceImage, *,
     manager: SandboxManager | None = None, spec_table: SpecTable | None = None, model_name: str = "patchswarm",
     timeout: float = 1800, log_dir: Path | None = None, skip_patch: bool = False, limits: Limits | None = None,
-    on_phase: Callable[[str], None] | None = None, use_stand_ins: bool = True,
+    on_phase: Callable[[str], None] | None = None, use_stand_ins: bool = True, network: bool = False,
 ) -> InstanceReport:
     """Apply `model_patch` (unless `skip_patch`) in a fresh no-network sandbox of `image`, run the eval script,
     and grade the log. Nothing raises for a bad patch or failing tests; both are outcomes. `use_stand_ins`:
-    start the repository's network stand-ins (stand_ins.py) where our image has them."""
+    start the repository's network stand-ins (stand_ins.py) where our image has them, when grading offline.
+    `network`: grade with network, as the official harness's containers have it (the patch's code and
+    the tests reach the internet; for patches you trust); pip then may fetch what a patch adds."""
     started = time.monotonic()
 
     def phase(name: str) -> None:
@@ -180,11 +183,12 @@ def grade_instance(
         (log_dir / "eval.sh").write_text(script)
         user = image.grade_user or image.user
         caps = ROOT_GRADING_CAPS if user != image.user else ()
-        stand_ins = stand_ins_for(instance.repo) if image.kind == "local" and use_stand_ins else None
+        stand_ins = stand_ins_for(instance.repo) if image.kind == "local" and use_stand_ins and not network else None
         if stand_ins and stand_ins.needs_net_admin():
             caps = (*caps, "NET_ADMIN")  # routes of its own network namespace, which has only lo
         sandbox = manager.create(image.tag, user=user, workdir=image.workdir, limits=limits or grading_limits(client),
-                                 cap_add=caps)
+                                 cap_add=caps, network=network)
+        result.network = network
         try:
             if not skip_patch:
                 phase("apply patch")
@@ -194,7 +198,7 @@ def grade_instance(
                     result.status = "patch_failed"
                     result.error = "the patch does not apply"
                     return result
-            env = dict(LOCAL_EVAL_ENV) if image.kind == "local" else None
+            env = dict(LOCAL_EVAL_ENV) if image.kind == "local" and not network else None
             if stand_ins:
                 phase("start stand-ins")
                 started_ins = sandbox.exec(start_script(stand_ins), timeout=READY_TIMEOUT_S + 30, user="0")

@@ -16,7 +16,7 @@ from types import MappingProxyType
 import pytest
 from typer.testing import CliRunner
 
-from patchswarm.swebench.cli import eval_app
+from patchswarm.swebench.cli import eval_app, result_line
 from patchswarm.swebench.dataset import SweInstance
 from patchswarm.swebench.environments import build_instance_image, official_image, resolve_instance_image
 from patchswarm.swebench.grading import grade_instance, grading_limits, harness_test_spec
@@ -262,3 +262,21 @@ def test_a_grading_sandbox_sees_every_core_of_the_engine(calc_image, docker_clie
     finally:
         sandbox.close()
     assert int(quota[0]) // int(quota[1]) == cores
+
+
+def test_grading_with_network_is_opt_in_and_recorded(calc, calc_image, docker_client, manager, tmp_path, monkeypatch):
+    instance, table, _, _ = calc
+    networks, create = [], manager.create
+
+    def recording_create(*args, **kwargs):
+        networks.append(kwargs.get("network", False))
+        return create(*args, **kwargs)
+
+    monkeypatch.setattr(manager, "create", recording_create)
+    online = grade_instance(docker_client, instance, instance.patch, calc_image, manager=manager, spec_table=table,
+                            timeout=120, log_dir=tmp_path / "online", network=True)
+    assert online.resolved and online.network and networks == [True]
+    assert "[graded with network]" in result_line(online)
+    offline = grade_instance(docker_client, instance, instance.patch, calc_image, manager=manager, spec_table=table,
+                             timeout=120, log_dir=tmp_path / "offline")
+    assert offline.resolved and not offline.network and networks == [True, False]
