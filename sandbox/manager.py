@@ -160,10 +160,11 @@ class SandboxManager:
 
     def create(self, image: str, *, network: bool = False, limits: Limits | None = None,
                user: str = SANDBOX_USER, workdir: str = REPO_DIR, exec_server: bool = True,
-               cap_add: tuple[str, ...] = ()) -> Sandbox:
+               cap_add: tuple[str, ...] = (), hosts: dict[str, str] | None = None) -> Sandbox:
         """Start an isolated container: no network unless asked, non-root, no capabilities, limited.
 
-        `cap_add`: capabilities kept anyway, e.g. for root grading in an image whose files it does not own."""
+        `cap_add`: capabilities kept anyway, e.g. for root grading in an image whose files it does not own.
+        `hosts`: name → address lines for the container's /etc/hosts (e.g. a host served on loopback)."""
         if self.closed:
             raise SandboxBroken(f"sandbox manager of run {self.run_id} is closed")
         limits = limits or Limits()
@@ -176,6 +177,7 @@ class SandboxManager:
                 image, INIT_COMMAND, detach=True, labels={**self.labels, LABEL_KIND: KIND_SANDBOX}, user=user,
                 working_dir=workdir,
                 network_mode="bridge" if network else "none", cap_drop=["ALL"], cap_add=list(cap_add) or None,
+                extra_hosts=dict(hosts) if hosts else None,
                 security_opt=["no-new-privileges"], pids_limit=limits.pids,
                 mem_limit=f"{limits.memory_mb}m", memswap_limit=f"{limits.memory_mb}m",
                 nano_cpus=int(limits.cpus * 1e9), environment={}, stop_signal="SIGKILL",

@@ -184,10 +184,10 @@ def grade_instance(
         user = image.grade_user or image.user
         caps = ROOT_GRADING_CAPS if user != image.user else ()
         stand_ins = stand_ins_for(instance.repo) if image.kind == "local" and use_stand_ins and not network else None
-        if stand_ins and stand_ins.needs_net_admin():
-            caps = (*caps, "NET_ADMIN")  # routes of its own network namespace, which has only lo
+        if stand_ins:
+            caps = (*caps, *stand_ins.capabilities())
         sandbox = manager.create(image.tag, user=user, workdir=image.workdir, limits=limits or grading_limits(client),
-                                 cap_add=caps, network=network)
+                                 cap_add=caps, network=network, hosts=stand_ins.hosts() if stand_ins else None)
         result.network = network
         try:
             if not skip_patch:

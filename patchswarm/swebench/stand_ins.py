@@ -1,14 +1,15 @@
 """Loopback stand-ins for the internet that some repositories' tests reach, so offline grading keeps the official verdict.
 
-The official harness grades with network. psf/requests' tests talk to httpbin.org (their `HTTPBIN_URL`
-knob; later versions run pytest-httpbin's local server) and expect a connect to the unroutable 10.255.255.1
-to time out. Our grading sandboxes have no network: there the first fail on every patch, the gold one
-included, and the second fail at once ("network is unreachable") instead of timing out. For such
-repositories the environment layer installs the services that stand in (in a venv of their own, so the
-tests never see their dependencies), and the grading sandbox, still without network, starts them before
-the eval script: each service on 127.0.0.1 with a variable pointing at it, and the tarpit networks routed
-into `lo`, where a SYN is dropped and a connect waits for its timeout as it does with network. The
-grading report names what stood in.
+The official harness grades with network. psf/requests' tests talk to httpbin.org (through their
+`HTTPBIN_URL` knob, some by its name; later versions run pytest-httpbin's local server) and expect a
+connect to the unroutable 10.255.255.1 to time out. Our grading sandboxes have no network: there the first
+fail on every patch, the gold one included, and the second fail at once ("network is unreachable")
+instead of timing out. For such repositories the environment layer installs the services that stand in
+(in a venv of their own, so the tests never see their dependencies), and the grading sandbox, still
+without network, starts them before the eval script: each service on 127.0.0.1 with a variable pointing
+at it and its host's name in /etc/hosts (served on port 80; HTTPS to it cannot be stood in: no
+certificate the tests trust), and the tarpit networks routed into `lo`, where a SYN is dropped and a
+connect waits for its timeout as it does with network. The grading report names what stood in.
 """
 
 from __future__ import annotations
@@ -31,6 +32,8 @@ class LoopbackService(BaseModel):
     command: list[str] = Field(description="Argument vector after `python`; {port} is filled in.")
     port: int
     url_variable: str = Field(description="The variable the tests read the service's URL from.")
+    hostnames: list[str] = Field(default_factory=list, description="Names resolved to 127.0.0.1 in the sandbox, "
+                                 "for tests that name the host itself; the command must then also serve port 80.")
     ready_path: str = "/"
 
     def python(self) -> str:
@@ -52,8 +55,14 @@ class StandIns(BaseModel):
                for s in self.services]
         return out + [f"{net}: unanswered, a connect times out (routed into lo)" for net in self.tarpits]
 
-    def needs_net_admin(self) -> bool:
-        return bool(self.tarpits)
+    def capabilities(self) -> tuple[str, ...]:
+        """What the grading sandbox's root needs for them: routes of its own namespace (which has only lo),
+        and port 80 for the services that answer to a host's own name."""
+        return (("NET_ADMIN",) if self.tarpits else ()) + \
+            (("NET_BIND_SERVICE",) if any(s.hostnames for s in self.services) else ())
+
+    def hosts(self) -> dict[str, str]:
+        return {name: "127.0.0.1" for s in self.services for name in s.hostnames}
 
 
 # httpbin.org serves the httpbin package (Flask; 0.10 is its maintained release) with gunicorn's gevent
@@ -61,8 +70,9 @@ class StandIns(BaseModel):
 # a chunked upload with 501, which requests' keep-alive and streaming-upload tests check (requests-863).
 HTTPBIN = LoopbackService(
     stands_for="httpbin.org", requirements=["httpbin==0.10.2", "gunicorn==23.0.0", "gevent==24.2.1"],
-    command=["-m", "gunicorn", "--bind", "127.0.0.1:{port}", "--worker-class", "gevent", "httpbin:app"],
-    port=8765, url_variable="HTTPBIN_URL", ready_path="/get")
+    command=["-m", "gunicorn", "--bind", "127.0.0.1:{port}", "--bind", "127.0.0.1:80", "--worker-class", "gevent",
+             "httpbin:app"],
+    port=8765, url_variable="HTTPBIN_URL", ready_path="/get", hostnames=["httpbin.org"])
 STAND_INS = MappingProxyType({
     "psf/requests": StandIns(services=[HTTPBIN], tarpits=["10.255.255.0/24"]),
 })

@@ -23,6 +23,7 @@ PROBE = """
 import os, socket, sys, urllib.request
 if os.environ.get("SERVICE_URL"):
     print("service", urllib.request.urlopen(os.environ["SERVICE_URL"], timeout=5).status)
+    print("by name", urllib.request.urlopen("http://example.org/", timeout=5).status)
 s = socket.socket()
 s.settimeout(1.5)
 try:
@@ -43,7 +44,8 @@ def test_requests_environments_install_httpbin_and_other_repositories_nothing():
     assert not any("stand-ins" in line for line in pytest_plan.root_setup)
     assert stand_ins_for("pytest-dev/pytest") is None
     requests_ins = stand_ins_for("psf/requests")
-    assert requests_ins is not None and requests_ins.needs_net_admin()
+    assert requests_ins is not None and requests_ins.capabilities() == ("NET_ADMIN", "NET_BIND_SERVICE")
+    assert requests_ins.hosts() == {"httpbin.org": "127.0.0.1"}
     assert eval_env(requests_ins) == {"HTTPBIN_URL": f"http://127.0.0.1:{HTTPBIN.port}/"}
     assert any(line.startswith("httpbin.org: httpbin==") for line in requests_ins.describe())
     # A service the system Python serves installs nothing.
@@ -55,12 +57,16 @@ def test_requests_environments_install_httpbin_and_other_repositories_nothing():
 def test_stand_ins_answer_and_hang_in_a_no_network_sandbox(manager, base_image):
     service = LoopbackService(stands_for="example.org", command=["-m", "http.server", "--bind", "127.0.0.1",
                                                                   "{port}"], port=8799, url_variable="SERVICE_URL")
-    stand_ins = StandIns(services=[service], tarpits=["10.255.255.0/24"])
-    with_ins = manager.create(base_image, user="0", cap_add=("NET_ADMIN",))
+    # A host the tests name themselves: in /etc/hosts, served on port 80.
+    by_name = LoopbackService(stands_for="example.org", command=["-m", "http.server", "--bind", "127.0.0.1", "80"],
+                              port=80, url_variable="EXAMPLE_URL", hostnames=["example.org"])
+    stand_ins = StandIns(services=[service, by_name], tarpits=["10.255.255.0/24"])
+    with_ins = manager.create(base_image, user="0", cap_add=stand_ins.capabilities(), hosts=stand_ins.hosts())
     started = with_ins.exec(start_script(stand_ins), timeout=90)
     assert started.exit_code == 0, started.output
     probed = with_ins.exec(f"python3 - <<'EOF'\n{PROBE}\nEOF", timeout=30, env=eval_env(stand_ins))
-    assert "service 200" in probed.output and "tarpit: timed out" in probed.output, probed.output
+    assert "service 200" in probed.output and "by name 200" in probed.output, probed.output
+    assert "tarpit: timed out" in probed.output, probed.output
     # The same sandbox without them: nothing answers, the connect fails at once.
     without = manager.create(base_image)
     bare = without.exec(f"python3 - <<'EOF'\n{PROBE}\nEOF", timeout=30)
