@@ -8,6 +8,7 @@ import re
 from collections import Counter, defaultdict
 from datetime import UTC, datetime
 from pathlib import Path
+from types import MappingProxyType
 
 from fidelity_disk import image_disk, machine
 
@@ -158,6 +159,14 @@ def _counts_cell(record: dict | None) -> str:
                       (counts.get("FAIL_TO_PASS", (0, 0)), counts.get("PASS_TO_PASS", (0, 0))))
 
 
+# Rows whose FAIL_TO_PASS tests pass without the gold patch (reported upstream): an empty patch that
+# resolves them where their network is stood in faithfully is the row's defect, not the environment's.
+LABEL_DEFECTS = MappingProxyType({
+    iid: "its FAIL_TO_PASS tests pass without the gold patch (SWE-bench issue #24: they failed at validation "
+         "when httpbin.org did not answer)"
+    for iid in ("psf__requests-863", "psf__requests-1724", "psf__requests-2674")})
+
+
 def stand_in_cause(output: str, failing: list[str]) -> str | None:
     """With network stand-ins: every failing test needs HTTPS to httpbin.org (a TLS handshake with the plain
     stand-in) or a host nothing stands in for (a DNS failure); else None."""
@@ -217,6 +226,8 @@ def failure_class(gold: dict, empty: dict | None) -> str | None:
             return "gold: no test results in the log"
         return "gold: tests fail with the gold patch"
     if empty is not None and empty["resolved"]:
+        if gold["instance_id"] in LABEL_DEFECTS:
+            return f"dataset: {LABEL_DEFECTS[gold['instance_id']]}"
         return "empty patch resolves"
     if empty is None:
         return "empty: not run"

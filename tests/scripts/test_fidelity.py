@@ -289,3 +289,10 @@ def test_with_stand_ins_https_and_unresolvable_hosts_together_are_the_networks(t
     unexplained = record(iid, resolved=False, _logs=str(tmp_path), stand_ins=["httpbin.org: ..."],
                          report=statuses(iid, ([], []), ([], tests)))
     assert not fidelity.failure_class(unexplained, None).startswith("environment")
+
+
+def test_an_empty_patch_resolving_a_row_with_known_bad_labels_is_the_datasets():
+    gold, empty = record("psf__requests-863", resolved=True), record("psf__requests-863", resolved=True)
+    assert fidelity.failure_class(gold, empty).startswith("dataset: its FAIL_TO_PASS tests pass without the gold")
+    other = record("psf__requests-1142", resolved=True)
+    assert fidelity.failure_class(other, other) == "empty patch resolves"
