@@ -20,7 +20,7 @@ from pathlib import Path
 from selection.candidates import system_of
 from selection.models import CandidateReport
 from selection.scoring import EvidenceKinds, PatchEvidence, confidence, rank_key
-from selection.stopping import EvidenceSummary, StoppingRule, decide, summary_of_reports
+from selection.stopping import EvidenceSummary, StoppingRule, UninformativeWhen, decide, summary_of_reports
 
 
 @dataclass
@@ -255,7 +255,9 @@ def rule_grid() -> list[StoppingRule]:
             if after is not None and after >= max_samples:
                 continue
             for kind in ("evidence", "confidence", "margin"):
-                for when in (("same_behaviour",) if after is None else ("same_behaviour", "unreproduced")):
+                readings: tuple[UninformativeWhen, ...] = \
+                    ("same_behaviour",) if after is None else ("same_behaviour", "unreproduced")
+                for when in readings:
                     grid.append(StoppingRule(rule=kind, max_samples=max_samples, uninformative_after=after,
                                              uninformative_when=when))
     return grid
