@@ -35,7 +35,7 @@ CONDA_ONLY = frozenset({
 })
 # Same package, other name on PyPI ("iris" on PyPI is an unrelated project).
 CONDA_TO_PIP = MappingProxyType({"matplotlib-base": "matplotlib", "pytables": "tables", "pytorch": "torch",
-                                 "iris": "scitools-iris"})
+                                 "iris": "scitools-iris", "dask-core": "dask"})
 EXCLUDED_REQUIREMENT_PREFIXES = ("-e .", "#", ".[test")
 DEFAULT_REPO_URL = "https://github.com/{owner}/{name}.git"
 

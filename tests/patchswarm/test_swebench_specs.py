@@ -112,8 +112,8 @@ def test_conda_specs_become_pip_requirements():
     yml = "name: x\ndependencies:\n  - python=3.10\n  - numpy=1.23=py310h\n  - matplotlib-base\n  - pip\n  - pip:\n    - pytest-xdist\n"
     assert environment_yml_requirements(yml) == ["numpy==1.23", "matplotlib", "pytest-xdist"]
     # xarray's ci environment.yml: conda-forge-only packages and C libraries are left out, iris is renamed.
-    xarray = "dependencies:\n  - cdms2\n  - hdf5\n  - iris\n  - h5netcdf\n"
-    assert environment_yml_requirements(xarray) == ["scitools-iris", "h5netcdf"]
+    xarray = "dependencies:\n  - cdms2\n  - hdf5\n  - iris\n  - h5netcdf\n  - dask-core\n"
+    assert environment_yml_requirements(xarray) == ["scitools-iris", "h5netcdf", "dask"]  # dask-core: conda's name
 
 
 def test_build_plan_splits_layers_and_users(table):
