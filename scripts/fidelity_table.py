@@ -92,7 +92,7 @@ PYTEST_SECTION = re.compile(r"^_{3,} (?:ERROR (?:at setup|at teardown|collecting
 
 
 # A TLS handshake with a loopback stand-in that serves plain HTTP (an https:// URL to httpbin.org's stand-in).
-STAND_IN_TLS = re.compile(r"WRONG_VERSION_NUMBER|wrong version number")
+STAND_IN_TLS = re.compile(r"WRONG_VERSION_NUMBER|wrong version number|EOF occurred in violation of protocol")
 
 
 def offline_failures(output: str, failing: list[str], pattern: re.Pattern[str] = NETWORK_ERROR) -> list[str] | None:
@@ -428,8 +428,8 @@ DIFFERENCES = """## Where local images differ from the official ones
   serves them from loopback: psf/requests gets httpbin under gunicorn's gevent workers (what httpbin.org
   runs) on 127.0.0.1 through
   its tests' `HTTPBIN_URL`, and 10.255.255.0/24 routed into `lo`, so its connect-timeout tests time out as
-  with network instead of failing at once. HTTPS to httpbin.org cannot be stood in (no certificate the
-  tests trust), so tests that need it still fail, as their cause says.
+  with network instead of failing at once; httpbin.org itself resolves to it (ports 80 and 443), its HTTPS
+  certificate signed by a CA made at build time, which the tests' `REQUESTS_CA_BUNDLE` trusts.
 - The verdict is the harness's own: the same eval script (base commit named HEAD), the same parser and
   `get_eval_report` (see the section above for why the test statuses make it the official one)."""
 
