@@ -92,7 +92,10 @@ PYTEST_SECTION = re.compile(r"^_{3,} (?:ERROR (?:at setup|at teardown|collecting
 
 
 # A TLS handshake with a loopback stand-in that serves plain HTTP (an https:// URL to httpbin.org's stand-in).
-STAND_IN_TLS = re.compile(r"WRONG_VERSION_NUMBER|wrong version number|EOF occurred in violation of protocol")
+# Or a test that sends without the environment's settings (requests' Session.send), which trusts only the CA
+# bundle requests ships, not the stand-in's CA that REQUESTS_CA_BUNDLE adds.
+STAND_IN_TLS = re.compile(r"WRONG_VERSION_NUMBER|wrong version number|EOF occurred in violation of protocol"
+                          r"|CERTIFICATE_VERIFY_FAILED")
 
 
 def offline_failures(output: str, failing: list[str], pattern: re.Pattern[str] = NETWORK_ERROR) -> list[str] | None:
@@ -175,7 +178,8 @@ def stand_in_cause(output: str, failing: list[str]) -> str | None:
     if not failing or (tls | dns) != set(failing):
         return None
     if not dns:
-        return "environment: tests need HTTPS to httpbin.org (its loopback stand-in serves HTTP only)"
+        return ("environment: tests need HTTPS to httpbin.org trusted without REQUESTS_CA_BUNDLE (only the real "
+                "host's certificate; the stand-in's CA is trusted through it)")
     return "environment: tests need network beyond the stand-ins (HTTPS to httpbin.org, other hosts)"
 
 
