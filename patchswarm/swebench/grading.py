@@ -5,8 +5,9 @@ own chain of apply commands (`GIT_APPLY_CMDS`, tree reset between attempts, then
 `make_test_spec(row).eval_script` (the dataset's eval_script plus the harness's exit-code record) with
 stdout and stderr merged in order, and grade the log with `swebench.harness.grading.get_eval_report`
 (the row's `log_parser`, the harness's test-status rules). Differences, all deliberate: sandboxes have no
-network (unless asked for: `--network`); a patch that does not apply is reported as `patch_failed` (the harness counts it as an error);
-in our local images the script's base commit is named HEAD (see `scripts.adapt_for_local_image`).
+network unless asked (`--network`), with loopback stand-ins where a repository's tests need it
+(`stand_ins`); a patch that does not apply is reported as `patch_failed` (the harness counts it as an
+error); in our local images the script's base commit is named HEAD (see `scripts.adapt_for_local_image`).
 """
 
 from __future__ import annotations

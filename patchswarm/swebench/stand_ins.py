@@ -7,8 +7,9 @@ fail on every patch, the gold one included, and the second fail at once ("networ
 instead of timing out. For such repositories the environment layer installs the services that stand in
 (in a venv of their own, so the tests never see their dependencies), and the grading sandbox, still
 without network, starts them before the eval script: each service on 127.0.0.1 with a variable pointing
-at it and its host's name in /etc/hosts (served on port 80; HTTPS to it cannot be stood in: no
-certificate the tests trust), and the tarpit networks routed into `lo`, where a SYN is dropped and a
+at it and its host's name in /etc/hosts (ports 80 and 443, the HTTPS certificate signed by a CA made at
+build time, which the bundle the tests are pointed at trusts; a test that ignores that variable and trusts
+only its own bundle still fails), and the tarpit networks routed into `lo`, where a SYN is dropped and a
 connect waits for its timeout as it does with network. The grading report names what stood in.
 """
 
