@@ -124,7 +124,7 @@ def test_build_plan_splits_layers_and_users(table):
     assert CONDA_ACTIVATE in system and "ln -sfn /repo /testbed" in system and "build-essential" in system
     assert "imagemagick" not in system  # the spec's own system packages belong to its environment
     # Held to what the 2024 index gave, by marker where only one Python needs it (a constraints file may say so).
-    assert "'docutils<0.22' 'numbagg<0.9; python_version < '\"'\"'3.10'\"'\"''" in system
+    assert "'docutils<0.22' 'numbagg<0.9; python_version < '\"'\"'3.10'\"'\"'' 'xxhash<4'" in system
     assert "apt-get install -y imagemagick" in root and "build-essential" not in root
     assert 'QHULL_BUILD_DIR="/testbed/build"' in instance and "apt-get" not in instance
     assert plan.instance_setup[-2] == "python -m pip install -e ."
