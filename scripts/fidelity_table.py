@@ -13,6 +13,7 @@ from types import MappingProxyType
 from fidelity_disk import image_disk, machine
 
 from patchswarm.swebench.dataset import SweInstance, load_instances
+from patchswarm.swebench.specs import CONDA_ONLY
 
 
 def environment_facts(instance: SweInstance, table) -> dict:
@@ -170,6 +171,19 @@ LABEL_DEFECTS = MappingProxyType({
     for iid in ("psf__requests-863", "psf__requests-1724", "psf__requests-2674")})
 
 
+# pytest's skip reason of a test whose import is missing (xarray's `requires_cdms2`).
+SKIPPED_IMPORT = re.compile(r"could not import '([\w.]+)': No module named")
+
+
+def conda_only_cause(output: str, failing: list[str]) -> str | None:
+    """Every failing test names a conda-only package (no pip equivalent) the log says could not be imported:
+    they were skipped, as they are not in the official conda environment."""
+    missing = {name for name in SKIPPED_IMPORT.findall(output) if name.lower() in CONDA_ONLY}
+    if failing and missing and all(any(name in test for name in missing) for test in failing):
+        return f"environment: tests need conda-only {', '.join(sorted(missing))} (no pip package; skipped)"
+    return None
+
+
 def stand_in_cause(output: str, failing: list[str]) -> str | None:
     """With network stand-ins: every failing test needs HTTPS to httpbin.org (a TLS handshake with the plain
     stand-in) or a host nothing stands in for (a DNS failure); else None."""
@@ -215,6 +229,8 @@ def failure_class(gold: dict, empty: dict | None) -> str | None:
             return release
         if DATA_DOWNLOAD.search(output):
             return "environment: tests need network (test data the library downloads)"
+        if conda_only := conda_only_cause(output, all_failing_tests(gold)):
+            return conda_only
         if gold.get("stand_ins") and (cause := stand_in_cause(output, all_failing_tests(gold))):
             return cause
         offline = offline_failures(output, all_failing_tests(gold))

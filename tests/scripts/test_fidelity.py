@@ -295,3 +295,16 @@ def test_an_empty_patch_resolving_a_row_with_known_bad_labels_is_the_datasets():
     assert fidelity.failure_class(gold, empty).startswith("dataset: its FAIL_TO_PASS tests pass without the gold")
     other = record("psf__requests-1142", resolved=True)
     assert fidelity.failure_class(other, other) == "empty patch resolves"
+
+
+def test_tests_skipped_for_a_conda_only_package_are_the_environments(tmp_path):
+    # xarray-3305: cdms2 has no pip package; its conversion tests are skipped, and a skip is not a pass.
+    (tmp_path / "test_output.txt").write_text(
+        "SKIPPED [1] xarray/tests/test_dataarray.py:3585: could not import 'cdms2': No module named 'cdms2'\n")
+    iid = "pydata__xarray-3305"
+    cdms2 = ["xarray/tests/test_dataarray.py::TestDataArray::test_to_and_from_cdms2_classic"]
+    gold = record(iid, resolved=False, _logs=str(tmp_path), report=statuses(iid, ([], []), ([], cdms2)))
+    assert fidelity.failure_class(gold, None) == "environment: tests need conda-only cdms2 (no pip package; skipped)"
+    other = record(iid, resolved=False, _logs=str(tmp_path),
+                   report=statuses(iid, ([], []), ([], [*cdms2, "xarray/tests/test_x.py::test_iris"])))
+    assert fidelity.failure_class(other, None) == "gold: tests fail with the gold patch"
