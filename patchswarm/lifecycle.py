@@ -140,11 +140,10 @@ async def select_instance(run: RunContext, task: Task,
         text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         result = SelectionResult(chosen_id=None, method="error", reason=f"{type(exc).__name__}: {text}",
                                  confidence_reason="selection did not run")
-    if result.sandbox_failures:  # chosen without some evidence the infrastructure lost: not a result
+    if lost := result.lost_evidence():  # chosen without some evidence the infrastructure lost: not a result
         result = result.model_copy(update={
             "chosen_id": None, "patch": "", "method": "error", "confidence": 0.0, "confidence_level": "none",
-            "reason": f"infrastructure failure in {len(result.sandbox_failures)} execution(s) "
-                      f"({result.sandbox_failures[0][:160]}); rerun the same command to retry"})
+            "reason": lost})
     run.store.event("selection", task.instance_id, method=result.method, reason=result.reason,
                     chosen=result.chosen_id)
     run.store.write_file(f"selection/{safe_name(task.instance_id)}.json", result.model_dump_json(indent=2))

@@ -169,11 +169,9 @@ async def _solve_into(run: RunContext, model: ModelClient, task: Task, result: I
         result.status = "failed"
         result.errors.insert(0, f"infrastructure failure in trajectory {', '.join(map(str, broken))} "
                                 "(sandbox or Docker engine); rerun the same command to retry")
-    elif selection.sandbox_failures:  # the same for executions of the selection stage
+    elif lost := selection.lost_evidence():  # the same for executions of the selection stage
         result.status = "failed"
-        result.errors.insert(0, f"infrastructure failure in {len(selection.sandbox_failures)} execution(s) of "
-                                f"the selection stage ({selection.sandbox_failures[0][:160]}); rerun the same "
-                                "command to retry")
+        result.errors.insert(0, lost)
 
 
 async def _sample_adaptively(run: RunContext, model: ModelClient, task: Task, result: InstanceResult, workspace: Workspace,

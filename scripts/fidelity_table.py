@@ -185,8 +185,8 @@ def conda_only_cause(output: str, failing: list[str]) -> str | None:
 
 
 def stand_in_cause(output: str, failing: list[str]) -> str | None:
-    """With network stand-ins: every failing test needs HTTPS to httpbin.org (a TLS handshake with the plain
-    stand-in) or a host nothing stands in for (a DNS failure); else None."""
+    """With network stand-ins: every failing test needs HTTPS the stand-in cannot give (a TLS error, STAND_IN_TLS)
+    or a host nothing stands in for (a DNS failure); else None."""
     tls = set(offline_failures(output, failing, STAND_IN_TLS) or [])
     dns = set(offline_failures(output, failing) or [])
     if not failing or (tls | dns) != set(failing):
@@ -222,23 +222,23 @@ def failure_class(gold: dict, empty: dict | None) -> str | None:
     if gold["status"] == "timeout":
         return "gold: tests timed out"
     if not gold["resolved"]:
-        output = _test_output(gold)
+        output, failing = _test_output(gold), all_failing_tests(gold)
         if OFFLINE_INSTALL.search(output):  # the eval script's `pip install -e .` met a requirement the patch added
             return "environment: the gold patch adds a dependency, which the offline reinstall cannot fetch"
-        if release := patch_release_cause(output, all_failing_tests(gold)):
+        if release := patch_release_cause(output, failing):
             return release
         if DATA_DOWNLOAD.search(output):
             return "environment: tests need network (test data the library downloads)"
-        if conda_only := conda_only_cause(output, all_failing_tests(gold)):
+        if conda_only := conda_only_cause(output, failing):
             return conda_only
-        if gold.get("stand_ins") and (cause := stand_in_cause(output, all_failing_tests(gold))):
+        if gold.get("stand_ins") and (cause := stand_in_cause(output, failing)):
             return cause
-        offline = offline_failures(output, all_failing_tests(gold))
+        offline = offline_failures(output, failing)
         if offline is not None:  # pytest's report: each failing test's own traceback says whether it was the network
-            if offline and offline == all_failing_tests(gold):
+            if offline and offline == failing:
                 return "environment: tests need network (grading runs offline)"
             if offline:
-                return (f"gold: {len(all_failing_tests(gold)) - len(offline)} listed tests fail without a network "
+                return (f"gold: {len(failing) - len(offline)} listed tests fail without a network "
                         f"error ({len(offline)} more need network)")
         elif NETWORK_ERROR.search(output):
             return "environment: tests need network (grading runs offline)"
@@ -446,8 +446,7 @@ DIFFERENCES = """## Where local images differ from the official ones
 - Network stand-ins ("network stand-ins" in the Python column; `patchswarm/swebench/stand_ins.py`): where a
   repository's tests reach the internet the official run had, the grading sandbox (still without network)
   serves them from loopback: psf/requests gets httpbin under gunicorn's gevent workers (what httpbin.org
-  runs) on 127.0.0.1 through
-  its tests' `HTTPBIN_URL`, and 10.255.255.0/24 routed into `lo`, so its connect-timeout tests time out as
+  runs) on 127.0.0.1 through its tests' `HTTPBIN_URL`, and 10.255.255.0/24 routed into `lo`, so its connect-timeout tests time out as
   with network instead of failing at once; httpbin.org itself resolves to it (ports 80 and 443), its HTTPS
   certificate signed by a CA made at build time, which the tests' `REQUESTS_CA_BUNDLE` trusts.
 - The verdict is the harness's own: the same eval script (base commit named HEAD), the same parser and

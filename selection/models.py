@@ -177,6 +177,13 @@ class SelectionResult(Spend):
     execution_seconds: float = Field(0.0, description="Sum of the durations of the executions performed (not of cached ones).")
     notes: list[str] = Field(default_factory=list)
 
+    def lost_evidence(self) -> str | None:
+        """Why this choice must not be taken as final (executions the infrastructure lost), or None."""
+        if not self.sandbox_failures:
+            return None
+        return (f"infrastructure failure in {len(self.sandbox_failures)} execution(s) of the selection stage "
+                f"({self.sandbox_failures[0][:160]}); rerun the same command to retry")
+
     def candidate(self, candidate_id: str) -> CandidateReport:
         return next(c for c in self.candidates if c.id == candidate_id)
 
